@@ -1,0 +1,40 @@
+"""Device choice and seeding; called by stages, passed into library functions."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from pipeline.errors import SynthaugError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: cuda, then mps, then cpu. An explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SynthaugError(f"device {name!r}: CUDA is not available here; use device: auto or cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SynthaugError(f"device {name!r}: MPS is not available here; use device: auto or cpu")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch.Generator for the caller's own draws."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # CPU kernels are deterministic; this also makes CUDA pick deterministic ones where
+        # they exist (warn_only: a few CUDA ops have none, we'd rather train than crash)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

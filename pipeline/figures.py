@@ -1,0 +1,60 @@
+"""Figures people would rather look at than read. Matplotlib, headless (Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> None:
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+    b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="val")
+    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (a, b):
+        if best_epoch:
+            ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best (epoch {best_epoch})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix_png(cm: list[list[int]], class_names: list[str], path: Path,
+                         title: str = "") -> None:
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = len(class_names)
+    size = min(14, 2.5 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    rows = cm.sum(1, keepdims=True).clip(min=1)
+    im = ax.imshow(cm / rows, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if cm[i, j] / rows[i, 0] > 0.5 else "black")
+        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0)
+        ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

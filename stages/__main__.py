@@ -1,0 +1,4 @@
+"""`python -m stages` is an alias of the `synthaug` command."""
+from stages.cli import app
+
+app(prog_name="synthaug")

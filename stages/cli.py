@@ -1,0 +1,27 @@
+"""The `synthaug` command: one sub-command per DVC stage, plus export and models tools.
+
+Stage modules import their heavy libraries inside the command, so `--help` starts fast.
+"""
+from __future__ import annotations
+
+import typer
+
+from stages import evaluate, export, models, prepare, train
+
+app = typer.Typer(
+    name="synthaug",
+    help="Does synthetic data make my CNN better? Stages of the synthaug study "
+         "(run them all with `dvc repro`).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("prepare")(prepare.command)
+app.command("train")(train.command)
+app.command("evaluate")(evaluate.command)
+app.command("export")(export.command)
+app.add_typer(models.app, name="models")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

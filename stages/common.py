@@ -1,0 +1,45 @@
+"""Shared CLI plumbing: the --params / -S options and the one-line error handling."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Callable
+
+import typer
+
+from pipeline.config import Params, load_params
+from pipeline.errors import SynthaugError
+
+# albumentations (and friends) phone home on import; we are offline-first
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML)",
+                                         show_default=True)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-S", help="override a param: section.key=value (as `dvc exp run -S`); repeatable")]
+
+
+def params_from(params: Path, overrides: list[str] | None) -> Params:
+    return load_params(params, overrides or [])
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn SynthaugError into `error: <message>` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SynthaugError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def say(msg: str = "") -> None:
+    typer.echo(msg)
+    sys.stdout.flush()

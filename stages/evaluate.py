@@ -1,0 +1,57 @@
+"""`synthaug evaluate`: score the trained classifier on the held-out REAL test split only."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+
+@user_errors
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Evaluate `paths.model` on `paths.prepared`/test (never used for training or selection).
+
+    Writes to `paths.evaluate_metrics`: metrics.json (accuracy, macro-F1, per-class precision/
+    recall; read by `dvc metrics show`), predictions.csv (for the `dvc plots` confusion
+    template) and confusion.png.
+    """
+    p = params_from(params, set_)
+    from pipeline.classifier import load_classifier
+    from pipeline.device import pick_device
+    from pipeline.errors import SynthaugError
+    from pipeline.figures import confusion_matrix_png
+    from pipeline.metrics import classification_metrics
+    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.training import predict
+
+    device = pick_device(p.evaluate.device)
+    test = read_dataset(p.paths.prepared / "test", mmap=False)
+    model, config = load_classifier(p.paths.model, device)
+    if config["class_names"] != test.class_names or tuple(config["shape"]) != test.shape:
+        raise SynthaugError(f"{p.paths.model}: trained on classes {config['class_names']} of shape "
+                            f"{config['shape']}, but the test split has {test.class_names} of "
+                            f"shape {list(test.shape)}; re-run `synthaug train`")
+    pred = predict(model, test.images, device, p.evaluate.batch_size).argmax(1).numpy()
+    m = classification_metrics(test.labels, pred, test.class_names)
+    names = test.class_names
+    with atomic_output(p.paths.evaluate_metrics) as out:
+        summary = {k: m[k] for k in ("accuracy", "macro_f1", "num_test")}
+        summary["model"] = config["model"]
+        summary["per_class"] = m["per_class"]
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "confusion.json").write_text(json.dumps(
+            {"class_names": names, "matrix": m["confusion_matrix"]}) + "\n")
+        with open(out / "predictions.csv", "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["actual", "predicted"])
+            w.writerows((names[a], names[b]) for a, b in zip(test.labels.tolist(), pred.tolist()))
+        confusion_matrix_png(m["confusion_matrix"], names, out / "confusion.png",
+                             title=f"{config['model']}: test accuracy {m['accuracy']:.4f}")
+    say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
+        f"macro-F1 {m['macro_f1']:.4f}")
+    say(f"{'class':>12}  precision  recall     f1  support")
+    for name, row in m["per_class"].items():
+        say(f"{name:>12}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  "
+            f"{row['support']:7d}")
+    say(f"-> {p.paths.evaluate_metrics}")

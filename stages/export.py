@@ -1,0 +1,72 @@
+"""`synthaug export`: packed data set(s) -> PNG class folders people can look at."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import say, user_errors
+
+MARKER = ".synthaug-export"  # lets a re-export replace its own output, and nothing else
+
+
+def _safe(name: str, i: int) -> str:
+    name = name.replace("/", "_").replace("\\", "_").strip()
+    return name if name not in ("", ".", "..") else f"class_{i}"
+
+
+def _export_one(folder: Path, out: Path) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.errors import SynthaugError
+    from pipeline.storage import read_dataset
+
+    ds = read_dataset(folder)
+    names = [_safe(c, i) for i, c in enumerate(ds.class_names)]
+    for d in set(names):
+        (out / d).mkdir(parents=True)
+    for i, (im, label) in enumerate(zip(ds.images, ds.labels.tolist())):
+        im = np.asarray(im)
+        if im.shape[2] not in (1, 3):
+            raise SynthaugError(f"{folder}: {im.shape[2]} channels; PNG export takes 1 or 3")
+        Image.fromarray(im[:, :, 0] if im.shape[2] == 1 else im).save(
+            out / names[label] / f"{i:05d}.png")
+    return len(ds.labels)
+
+
+@user_errors
+def command(
+    dataset: Annotated[Path, typer.Argument(
+        help="a packed data set folder, or a folder of them (e.g. data/prepared)")],
+    to: Annotated[Path, typer.Option("--to", help="output folder for the PNG class folders")],
+) -> None:
+    """Write a packed data set as PNG files, one folder per class: TO/<class>/<index>.png.
+
+    Given a folder of packed splits (like data/prepared with train/ val/ test/), each split
+    goes to TO/<split>/<class>/. <index> is the row in the data set's manifest.csv. TO is
+    replaced atomically; an existing TO that is not an earlier export is left alone.
+    """
+    from pipeline.errors import SynthaugError
+    from pipeline.storage import atomic_output, is_dataset
+
+    if is_dataset(dataset):
+        parts = {None: dataset}
+    else:
+        subs = sorted(d for d in dataset.iterdir() if is_dataset(d)) if dataset.is_dir() else []
+        if not subs:
+            raise SynthaugError(f"{dataset}: not a packed data set (no images.npy and meta.json) "
+                                "nor a folder of them; run `synthaug prepare` first?")
+        parts = {d.name: d for d in subs}
+    if to.exists() and not (to / MARKER).exists() and (not to.is_dir() or any(to.iterdir())):
+        raise SynthaugError(f"--to {to}: exists and is not an earlier export; "
+                            "choose a new folder or remove it")
+    total = 0
+    with atomic_output(to) as tmp:
+        for name, folder in parts.items():
+            n = _export_one(folder, tmp / name if name else tmp)
+            total += n
+            say(f"{folder}: {n} PNG files -> {to / name if name else to}")
+        (tmp / MARKER).write_text("written by `synthaug export`; safe to delete\n")
+    say(f"wrote {total} PNG files under {to}")

@@ -1,0 +1,87 @@
+"""`synthaug models`: inspect classifier architectures (built-in and params.yaml `models:`).
+
+Not a DVC stage: a read-only helper. torch is imported inside the commands so that
+`synthaug --help` stays fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.architectures import BUILTIN
+from pipeline.config import Params, apply_overrides, validate_params
+from pipeline.errors import SynthaugError
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+app = typer.Typer(help="Inspect classifier architectures: Keras-style summaries and parameter "
+                       "counts of built-in and custom (params.yaml `models:`) models.",
+                  no_args_is_help=True)
+
+ShapeOpt = Annotated[str | None, typer.Option(
+    "--input-shape", "-i", show_default=False,
+    help="input shape C,H,W (channels first), e.g. 3,32,32; default: prepare.channels and "
+         "prepare.size from the params file, else 1,28,28")]
+ClassesOpt = Annotated[int, typer.Option("--classes", "-c", min=1,
+                                         help="number of classes (size of the logits)")]
+
+
+def parse_shape(text: str | None, params: Params) -> tuple[int, int, int]:
+    if text is None:  # what `train` would build for the prepared data
+        return params.prepare.channels, params.prepare.size, params.prepare.size
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise SynthaugError(f"--input-shape: expected C,H,W as three positive integers, "
+                            f"e.g. 1,28,28 (got {text!r})")
+    return shape
+
+
+def _params(path: Path, overrides: list[str] | None, name: str | None = None) -> Params:
+    """Params for the `models:` section; a missing file is fine (built-ins, -S models.x=...)."""
+    if path.exists():
+        return params_from(path, overrides)
+    params = validate_params(apply_overrides({}, overrides or []), "-S")
+    if name is not None and name not in BUILTIN and name not in params.models:
+        raise SynthaugError(f"unknown model {name!r}: {path} not found, so only the built-ins "
+                            f"are known ({', '.join(sorted(BUILTIN))})")
+    return params
+
+
+@app.command("summary")
+@user_errors
+def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom model name")],
+                input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
+                params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Print a Keras-style table: layers, output shapes (channels last) and parameter counts."""
+    p = _params(params, set_, name)
+    shape = parse_shape(input_shape, p)
+    from pipeline.models import resolve_layers, summary
+
+    say(summary(resolve_layers(name, p.models, shape), shape, classes, name=name))
+
+
+@app.command("list")
+@user_errors
+def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
+             params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """List built-in and custom models with their parameter counts for one input shape."""
+    p = _params(params, set_)
+    shape = parse_shape(input_shape, p)
+    from pipeline.models import build_model, count_params, resolve_layers
+
+    names = [(n, "built-in") for n in BUILTIN] + [(n, "custom") for n in p.models]
+    width = max(len(n) for n, _ in names)
+    say(f"input {'x'.join(map(str, shape))}, {classes} classes")
+    for n, kind in names:
+        try:
+            total, _ = count_params(build_model(resolve_layers(n, p.models, shape), shape,
+                                                classes, name=n))
+            count = f"{total:>12,} params"
+        except SynthaugError as e:  # one unusable model must not hide the others
+            count = f"{'n/a':>12}  ({e})"
+        say(f"{n:<{width}}  {kind:<8}  {count}")

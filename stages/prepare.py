@@ -1,0 +1,50 @@
+"""`synthaug prepare`: source -> packed train/val/test splits under paths.prepared."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+
+@user_errors
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Load the image source, split it and write packed train/val/test data sets.
+
+    Reads the `prepare` and `paths` sections: prepare.source is mnist5k, digits,
+    folder:<path> (one sub-folder per class) or torchvision:<Name> (files under paths.raw;
+    set prepare.download: true to fetch them). Images become prepare.channels x prepare.size
+    x prepare.size (prepare.resize: resize, pad or center_crop). Identical images are removed
+    before a seeded stratified split (prepare.val_fraction, prepare.test_fraction,
+    prepare.seed); prepare.train_per_class: k keeps k training images per class and leaves
+    val/test untouched. Bad image files stop the run unless prepare.on_bad_image: skip.
+
+    Writes paths.prepared/{train,val,test} (images.npy, labels.npy, manifest.csv,
+    meta.json) atomically: on any error nothing is written.
+    """
+    from pipeline.prepare import SPLITS, counts_table, prepare_splits, split_meta
+    from pipeline.sources import load_source
+    from pipeline.storage import atomic_output, write_dataset
+
+    p = params_from(params, set_)
+    cfg = p.prepare
+    src = load_source(cfg, p.paths.raw)
+    splits = prepare_splits(src, cfg)
+    with atomic_output(p.paths.prepared) as tmp:
+        for name in SPLITS:
+            s = splits[name]
+            (tmp / name).mkdir()
+            write_dataset(tmp / name, s.images, s.labels, src.class_names, s.provenance,
+                          split_meta(src, cfg, splits, name))
+    for note in src.notes:
+        say(f"note: {note}")
+    if src.bad:
+        say(f"skipped {len(src.bad)} bad image file(s) (listed in meta.json)")
+    if splits.duplicates_removed:
+        say(f"removed {splits.duplicates_removed} duplicate image(s) before splitting")
+    if splits.label_conflicts:
+        say(f"note: {len(splits.label_conflicts)} duplicate(s) carried a different label; "
+            "kept the first (listed in meta.json)")
+    c, h, w = src.images.shape[3], src.images.shape[1], src.images.shape[2]
+    say(f"{cfg.source}: {len(src.labels)} images, {len(src.class_names)} classes, "
+        f"{c}x{h}x{w} -> {p.paths.prepared}")
+    say(counts_table(splits, src.class_names))

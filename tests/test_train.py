@@ -1,0 +1,158 @@
+"""The training loop, checkpoints, and the train/evaluate commands on tiny synthetic data."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.classifier import channel_stats, load_classifier, make_classifier, save_classifier
+from pipeline.config import TrainConfig
+from pipeline.device import pick_device, seed_everything
+from pipeline.errors import SynthaugError
+from pipeline.models import resolve_layers
+from pipeline.storage import write_dataset
+from pipeline.training import fit, predict
+
+CPU = torch.device("cpu")
+
+
+def blobs(n_per_class=30, size=16, seed=0):
+    """Two easy classes: a bright square top-left (0) or bottom-right (1), plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 60, (2 * n_per_class, size, size, 1)).astype(np.uint8)
+    y = np.repeat([0, 1], n_per_class)
+    h = size // 2
+    for i, label in enumerate(y):
+        if label == 0:
+            x[i, :h, :h] += 150
+        else:
+            x[i, h:, h:] += 150
+    order = rng.permutation(len(y))
+    return x[order], y[order].astype(np.int64)
+
+
+def model_for(x, name="cnn", classes=2):
+    shape = (x.shape[3], x.shape[1], x.shape[2])
+    return make_classifier(resolve_layers(name, {}, shape), shape, classes, *channel_stats(x))
+
+
+def quick_fit(name="cnn", **cfg):
+    x, y = blobs()
+    xv, yv = blobs(10, seed=1)
+    g = seed_everything(0)
+    model = model_for(x, name)
+    cfg = TrainConfig(**{"epochs": 6, "batch_size": 16, "patience": 0, **cfg})
+    return model, fit(model, (x, y), (xv, yv), cfg, CPU, g, progress=False), (xv, yv)
+
+
+@pytest.mark.parametrize("name", ["cnn", "lenet5", "resnet_small"])
+def test_loss_goes_down_and_learns(name):
+    model, r, (xv, yv) = quick_fit(name)
+    losses = [h["train_loss"] for h in r.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert r.best_val_accuracy >= 0.9
+    acc = (predict(model, xv, CPU).argmax(1).numpy() == yv).mean()
+    assert acc == pytest.approx(r.best_val_accuracy)  # the best state is what we keep
+
+
+def test_same_seed_same_weights_different_seed_differs():
+    a, _, _ = quick_fit(epochs=2)
+    b, _, _ = quick_fit(epochs=2)
+    c, _, _ = quick_fit(epochs=2, seed=1)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    x, y = blobs()
+    g = seed_everything(1)  # a different init seed changes the weights
+    d = model_for(x)
+    fit(d, (x, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16), CPU, g, progress=False)
+    assert not all(torch.equal(sa[k], d.state_dict()[k]) for k in sa)
+
+
+def test_early_stopping_and_best_checkpoint():
+    # a learning rate this small changes nothing: val accuracy never improves after epoch 1
+    _, r, _ = quick_fit(epochs=10, patience=2, lr=1e-12, scheduler="none")
+    assert r.stopped_early and r.epochs_run == 3 and r.best_epoch == 1
+
+
+@pytest.mark.parametrize("opt,sched", [("sgd", "step"), ("adam", "cosine")])
+def test_other_optimisers_and_schedules_train(opt, sched):
+    _, r, _ = quick_fit(optimizer=opt, scheduler=sched, lr=0.01 if opt == "sgd" else 3e-3)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+
+
+def test_save_load_roundtrip(tmp_path):
+    model, _, (xv, _) = quick_fit(epochs=1)
+    layers = resolve_layers("cnn", {}, (1, 16, 16))
+    save_classifier(tmp_path / "m", model, {"model": "cnn", "shape": [1, 16, 16],
+                                            "class_names": ["tl", "br"],
+                                            "layers": [l.model_dump() for l in layers]})
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "weights.safetensors"]
+    loaded, cfg = load_classifier(tmp_path / "m")
+    assert cfg["class_names"] == ["tl", "br"]
+    assert torch.equal(predict(model, xv, CPU), predict(loaded, xv, CPU))
+
+
+def test_missing_model_folder_and_devices(tmp_path):
+    with pytest.raises(SynthaugError, match="not a model folder"):
+        load_classifier(tmp_path)
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(SynthaugError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+@pytest.fixture
+def tiny_project(tmp_path):
+    """A prepared data set (train/val/test of the blobs) and a params file pointing at it."""
+    prepared = tmp_path / "data" / "prepared"
+    for split, (x, y) in {"train": blobs(), "val": blobs(10, seed=1), "test": blobs(12, seed=2)}.items():
+        (prepared / split).mkdir(parents=True)
+        write_dataset(prepared / split, x, y, ["tl", "br"], meta={"source": "blobs"})
+    params = yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
+    params["train"].update(epochs=3, batch_size=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def test_train_and_evaluate_commands(tiny_project, run_cli):
+    r = run_cli(tiny_project, "train", "--no-progress", "-S", "train.model=lenet5")
+    assert r.exit_code == 0, r.output
+    assert "best epoch" in r.output
+    model_dir, log_dir = tiny_project / "models/classifier", tiny_project / "metrics/train"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "weights.safetensors"]
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["model"] == "lenet5" and cfg["train"]["epochs"] == 3
+    summary = json.loads((log_dir / "metrics.json").read_text())
+    assert {"val_accuracy", "train_loss", "best_epoch", "best_val_accuracy"} <= set(summary)
+    assert (log_dir / "plots/metrics/val_accuracy.tsv").read_text().count("\n") == 4  # header + 3
+    assert (log_dir / "learning_curves.png").stat().st_size > 1000
+    assert not [p for p in tiny_project.rglob(".*tmp-*")]  # no temporary folders left behind
+
+    r = run_cli(tiny_project, "evaluate")
+    assert r.exit_code == 0, r.output
+    out = tiny_project / "metrics/evaluate"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_test"] == 24 and 0.0 <= m["accuracy"] <= 1.0
+    assert set(m["per_class"]) == {"tl", "br"}
+    assert len((out / "predictions.csv").read_text().splitlines()) == 25
+    assert (out / "confusion.png").stat().st_size > 1000
+    assert f"accuracy {m['accuracy']:.4f}" in r.output
+
+
+def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):
+    r = run_cli(tiny_project, "train", "-S", "train.epochs=-3")
+    assert r.exit_code == 2
+    assert r.output.strip().count("\n") == 0 and "train.epochs" in r.output
+    assert not (tiny_project / "models").exists() and not (tiny_project / "metrics").exists()
+
+
+def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):
+    assert run_cli(tiny_project, "train", "--no-progress", "-S", "train.epochs=1").exit_code == 0
+    test = tiny_project / "data/prepared/test"
+    x, y = blobs(12, seed=2)
+    write_dataset(test, x, y, ["a", "b"])
+    r = run_cli(tiny_project, "evaluate")
+    assert r.exit_code == 2 and "re-run `synthaug train`" in r.output

@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # re-flows docstring paragraphs in --help
 )
 app.command("prepare")(prepare.command)
 app.command("train")(train.command)

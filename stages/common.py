@@ -16,10 +16,10 @@ from pipeline.errors import SynthaugError
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML)",
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML)", metavar="FILE",
                                          show_default=True)]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", "-S", help="override a param: section.key=value (as `dvc exp run -S`); repeatable")]
+    "--set", "-S", metavar="SECTION.KEY=VALUE", help="override a param: section.key=value (as `dvc exp run -S`); repeatable")]
 
 
 def params_from(params: Path, overrides: list[str] | None) -> Params:

@@ -42,10 +42,10 @@ def command(
         help="a packed data set folder, or a folder of them (e.g. data/prepared)")],
     to: Annotated[Path, typer.Option("--to", help="output folder for the PNG class folders")],
 ) -> None:
-    """Write a packed data set as PNG files, one folder per class: TO/<class>/<index>.png.
+    """Write a packed data set as PNG files, one folder per class: TO/CLASS/INDEX.png.
 
     Given a folder of packed splits (like data/prepared with train/ val/ test/), each split
-    goes to TO/<split>/<class>/. <index> is the row in the data set's manifest.csv. TO is
+    goes to TO/SPLIT/CLASS/. INDEX is the row in the data set's manifest.csv. TO is
     replaced atomically; an existing TO that is not an earlier export is left alone.
     """
     from pipeline.errors import SynthaugError

@@ -11,7 +11,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     """Load the image source, split it and write packed train/val/test data sets.
 
     Reads the `prepare` and `paths` sections: prepare.source is mnist5k, digits,
-    folder:<path> (one sub-folder per class) or torchvision:<Name> (files under paths.raw;
+    folder:PATH (one sub-folder per class) or torchvision:NAME (files under paths.raw;
     set prepare.download: true to fetch them). Images become prepare.channels x prepare.size
     x prepare.size (prepare.resize: resize, pad or center_crop). Identical images are removed
     before a seeded stratified split (prepare.val_fraction, prepare.test_fraction,
@@ -19,10 +19,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     val/test untouched. Bad image files stop the run unless prepare.on_bad_image: skip.
 
     Writes paths.prepared/{train,val,test} (images.npy, labels.npy, manifest.csv,
-    meta.json) atomically: on any error nothing is written.
+    meta.json) and preview.png (a grid of training images per class) atomically: on any
+    error nothing is written.
     """
     from pipeline.prepare import SPLITS, counts_table, prepare_splits, split_meta
     from pipeline.sources import load_source
+    from pipeline.figures import sample_grid
     from pipeline.storage import atomic_output, write_dataset
 
     p = params_from(params, set_)
@@ -35,6 +37,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             (tmp / name).mkdir()
             write_dataset(tmp / name, s.images, s.labels, src.class_names, s.provenance,
                           split_meta(src, cfg, splits, name))
+        train = splits["train"]
+        sample_grid(train.images, train.labels, src.class_names, tmp / "preview.png",
+                    seed=cfg.seed, title=f"{cfg.source}: training images, one row per class")
     for note in src.notes:
         say(f"note: {note}")
     if src.bad:

@@ -136,7 +136,7 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     out = tiny_project / "metrics/evaluate"
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_test"] == 24 and 0.0 <= m["accuracy"] <= 1.0
-    assert set(m["per_class"]) == {"tl", "br"}
+    assert set(json.loads((out / "per_class.json").read_text())) == {"tl", "br"}
     assert len((out / "predictions.csv").read_text().splitlines()) == 25
     assert (out / "confusion.png").stat().st_size > 1000
     assert f"accuracy {m['accuracy']:.4f}" in r.output

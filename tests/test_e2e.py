@@ -1,0 +1,70 @@
+"""End to end: the real `dvc repro` in a temp git repo on tiny params, then a no-op repro and
+a `dvc exp run -S` whose metric `dvc exp show` reports."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+COPY = ["pipeline", "stages", "generators", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config",
+        ".dvc/.gitignore", ".gitignore"]
+
+
+def sh(cwd, *cmd, env):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture
+def project(tmp_path, repo_root):
+    for item in COPY:
+        src, dst = repo_root / item, tmp_path / item
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["prepare"].update(train_per_class=20)
+    params["train"].update(epochs=4, batch_size=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    sh(tmp_path, "git", "init", "-q", "-b", "main", env=env)
+    sh(tmp_path, "git", "add", "-A", env=env)
+    sh(tmp_path, "git", "commit", "-qm", "init", env=env)  # dvclive and dvc exp need a commit
+    return tmp_path, env
+
+
+def test_dvc_repro_end_to_end(project):
+    root, env = project
+    out = sh(root, "dvc", "repro", env=env)
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
+    assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
+    assert (root / "models/classifier/weights.safetensors").is_file()
+    metrics = json.loads((root / "metrics/evaluate/metrics.json").read_text())
+    assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs on 200 images
+    assert (root / "metrics/evaluate/confusion.png").is_file()
+
+    again = sh(root, "dvc", "repro", env=env)
+    assert "Running stage" not in again and "up to date" in again
+
+    shown = sh(root, "dvc", "metrics", "show", "--json", env=env)
+    assert "accuracy" in shown
+
+    sh(root, "git", "add", "-A", env=env)
+    sh(root, "git", "commit", "-qm", "baseline", env=env)
+    exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
+    assert "Running stage 'train'" in exp and "Running stage 'prepare'" not in exp
+    text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))
+    assert '"epochs": 1' in text and '"accuracy"' in text

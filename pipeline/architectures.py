@@ -79,6 +79,11 @@ Layer = Annotated[
     Field(discriminator="type"),
 ]
 
+# the `type` tags; pydantic puts them into error locations of discriminated unions
+LAYER_TYPES = frozenset(t for cls in (Conv, Pool, GlobalAvgPool, BatchNorm, Dropout, Flatten, Dense,
+                                      Act, Residual)
+                        for t in cls.model_fields["type"].annotation.__args__)
+
 
 def lenet5(shape: tuple[int, int, int]) -> list:
     """LeCun et al. 1998: C1 conv6 5x5, S2 pool, C3 conv16 5x5, S4 pool, C5 120, F6 84.

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
                       PositiveFloat, PositiveInt, ValidationError, field_validator,
                       model_validator)
 
-from pipeline.architectures import BUILTIN, Layer
+from pipeline.architectures import BUILTIN, LAYER_TYPES, Layer
 from pipeline.errors import SynthaugError
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _check_device(v: str) -> str:
+    if not DEVICE_RE.match(v):
+        raise ValueError(f"unknown device {v!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+    return v
+
+
+Device = Annotated[str, AfterValidator(_check_device)]
 
 
 class Section(BaseModel):
@@ -82,23 +91,14 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     patience: NonNegativeInt = 4  # epochs without val improvement before stopping; 0 = never
     seed: int = 0
-    device: str = "auto"  # auto = cuda, then mps, then cpu
+    device: Device = "auto"  # auto = cuda, then mps, then cpu
     amp: bool = True  # mixed precision, CUDA only
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not DEVICE_RE.match(v):
-            raise ValueError(f"unknown device {v!r}; allowed: auto, cpu, cuda, cuda:N, mps")
-        return v
 
 
 class EvaluateConfig(Section):
     batch_size: PositiveInt = 512
-    device: str = "auto"
-
-    _device = field_validator("device")(TrainConfig._device.__func__)
+    device: Device = "auto"
 
 
 class Params(Section):
@@ -154,9 +154,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def _format(e: ValidationError) -> str:
     err = e.errors()[0]
     # drop the union tags pydantic puts into the location of discriminated layers
-    loc = ".".join(str(p) for p in err["loc"] if p not in {"conv", "maxpool", "avgpool", "dense",
-                                                          "globalavgpool", "batchnorm", "dropout",
-                                                          "flatten", "activation", "residual"})
+    loc = ".".join(str(p) for p in err["loc"] if p not in LAYER_TYPES)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

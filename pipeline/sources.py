@@ -160,7 +160,7 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
                      f"belong in one sub-folder per class): {', '.join(stray[:5])}"
                      + (" ..." if len(stray) > 5 else ""))
     files = [(c.name, f) for c in class_dirs for f in _class_files(c)]
-    images, labels, origins, bad, names = [], [], [], [], []
+    images, origins, bad, names = [], [], [], []
     found = {c.name: 0 for c in class_dirs}
     for cname, path in tqdm(files, desc="decoding images", unit="img", leave=False,
                             disable=None if progress else True):

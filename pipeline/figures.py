@@ -66,8 +66,8 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
     plt = _plt()
     rng = np.random.default_rng(seed)
     k = len(class_names)
-    fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.7 + 1, k * 0.7 + 0.7),
-                             squeeze=False)
+    height = k * 0.7 + 0.7  # inches; the last 0.4 hold the title
+    fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.7 + 1, height), squeeze=False)
     for row, name in enumerate(class_names):
         idx = np.flatnonzero(labels == row)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
@@ -81,8 +81,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
                 im = np.asarray(images[pick[col]])
                 ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    height = k * 0.7 + 0.6
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))  # leave room for the title
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
     fig.savefig(path, dpi=90, metadata={"Software": None})  # no version stamp: byte-stable
     plt.close(fig)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.checkpoint import load_folder, save_folder
+from pipeline.errors import SynthaugError
 
 
 class Classifier(nn.Module):
@@ -30,6 +31,39 @@ def make_classifier(layers: list, shape: tuple[int, int, int], num_classes: int,
     from pipeline.models import build_model
 
     return Classifier(build_model(layers, shape, num_classes), mean, std)
+
+
+def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, int],
+                     class_names: list[str], images, cfg=None) -> tuple[nn.Module, dict]:
+    """A fresh classifier `name` for `shape` images and its architecture record.
+
+    The record (model, layers, shape, class_names) goes into the saved config.json, so that
+    `load_classifier` can rebuild the model without params.yaml. Transfer models (ImageNet
+    weights) take their settings from `cfg` (a TrainConfig) and record them under "transfer".
+    """
+    from pipeline.config import TRANSFER_MODELS, TrainConfig
+
+    if name in TRANSFER_MODELS and name not in custom:
+        from pipeline.transfer import build_transfer
+
+        cfg = cfg or TrainConfig()
+        if shape[0] not in (1, 3):
+            raise SynthaugError(f"{name}: needs 1- or 3-channel images (got {shape[0]})")
+        model, source = build_transfer(name, len(class_names), weights=cfg.weights,
+                                       download=cfg.download_weights, strategy=cfg.strategy,
+                                       input_size=cfg.input_size,
+                                       backbone_lr_mult=cfg.backbone_lr_mult,
+                                       unfreeze_every=cfg.unfreeze_every)
+        return model, {"model": name, "layers": [], "shape": list(shape),
+                       "class_names": list(class_names),
+                       "transfer": {**model.settings(), "pretrained": source}}
+
+    from pipeline.models import resolve_layers
+
+    layers = resolve_layers(name, custom, shape)
+    model = make_classifier(layers, shape, len(class_names), *channel_stats(images))
+    return model, {"model": name, "layers": [layer.model_dump(mode="json") for layer in layers],
+                   "shape": list(shape), "class_names": list(class_names)}
 
 
 def channel_stats(images) -> tuple[list[float], list[float]]:
@@ -53,6 +87,14 @@ def load_classifier(folder: Path, device: str | torch.device = "cpu") -> tuple[C
     from pipeline.architectures import Layer
 
     config, weights = load_folder(folder)
+    if "transfer" in config:  # the saved weights replace everything: no ImageNet file needed
+        from pipeline.transfer import build_transfer
+
+        settings = {k: v for k, v in config["transfer"].items() if k != "pretrained"}
+        model, _ = build_transfer(config["model"], len(config["class_names"]), pretrained=False,
+                                  **settings)
+        model.load_state_dict(weights, strict=True)
+        return model.to(device).eval(), config
     layers = TypeAdapter(list[Layer]).validate_python(config["layers"])
     model = make_classifier(layers, tuple(config["shape"]), len(config["class_names"]),
                             config["mean"], config["std"])

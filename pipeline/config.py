@@ -20,6 +20,9 @@ from pipeline.errors import SynthaugError
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
+# ImageNet-pretrained classifiers (pipeline/transfer.py); named here so that validation and
+# `--help` need no torch/timm import
+TRANSFER_MODELS = ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -42,10 +45,40 @@ class PathsConfig(Section):
 
     raw: Path = Path("data/raw")  # torchvision data roots
     prepared: Path = Path("data/prepared")  # prepare: train/ val/ test/ packed splits
-    model: Path = Path("models/classifier")  # train: config.json + weights.safetensors
-    train_metrics: Path = Path("metrics/train")  # train: dvclive dir
-    evaluate_metrics: Path = Path("metrics/evaluate")  # evaluate: metrics.json, plots
+    augmented: Path = Path("data/augmented")  # augment: classic copies of the train split
+    variants: Path = Path("data/variants")  # compose: one packed training set per variant
+    models: Path = Path("models/classifiers")  # train: <variant>/<model>/seed<N>/ model folders
+    train_metrics: Path = Path("metrics/train")  # train: <variant>/<model>/seed<N>/ dvclive
+    evaluate_metrics: Path = Path("metrics/evaluate")  # evaluate: <variant>/<model>/seed<N>/
     figures: Path = Path("reports/figures")
+    generators: Path = Path("models/generators")  # train_generator: <family>/ model folders
+    generator_metrics: Path = Path("metrics/generators")  # train_generator: <family>/ dvclive
+    checkpoints: Path = Path("checkpoints")  # resume state, outside DVC outs (not in git)
+
+
+AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
+                   "augmix")
+VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+REAL_PARTS = ("real", "classic")  # what a variant can be made of
+
+
+def _check_spec(v: str | list) -> str | list:
+    """Cheap shape check of an augmentation spec; names and arguments are checked by
+    pipeline.augment.build_augmenter (it needs albumentations) before any work."""
+    if isinstance(v, str):
+        if v not in AUGMENT_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(AUGMENT_PRESETS)} "
+                             "or a list of {transform: Name, ...} steps")
+        return v
+    if not v:
+        raise ValueError("an empty list; give a preset name or at least one step")
+    for i, step in enumerate(v):
+        if not isinstance(step.get("transform"), str):
+            raise ValueError(f"step {i} needs `transform: <Name>`")
+    return v
+
+
+AugmentSpec = Annotated[str | list[dict[str, Any]], AfterValidator(_check_spec)]
 
 
 class PrepareConfig(Section):
@@ -56,7 +89,7 @@ class PrepareConfig(Section):
     background: int = Field(0, ge=0, le=255)  # fill for padding and transparent pixels
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    train_per_class: PositiveInt | None = None  # low-data regime: k training images per class
+    train_per_class: PositiveInt | None = 50  # low-data regime: k training images per class
     seed: int = 0
     on_bad_image: Literal["error", "skip"] = "error"
     download: bool = False  # torchvision sources only; off by default (offline first)
@@ -94,6 +127,55 @@ class TrainConfig(Section):
     device: Device = "auto"  # auto = cuda, then mps, then cpu
     amp: bool = True  # mixed precision, CUDA only
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
+    online_augment: AugmentSpec | None = None  # preset or steps applied each epoch (CPU)
+    workers: NonNegativeInt | None = None  # online augmentation processes; None = auto
+    # transfer models only (TRANSFER_MODELS)
+    strategy: Literal["linear_probe", "finetune", "gradual_unfreeze"] = "finetune"
+    input_size: int = Field(32, ge=16, le=1024)  # images are resized to this inside the model
+    backbone_lr_mult: PositiveFloat = 1.0  # backbone lr = lr * this (finetune, gradual_unfreeze)
+    unfreeze_every: PositiveInt = 1  # gradual_unfreeze: epochs per newly unfrozen block group
+    weights: Path | None = None  # ImageNet weights file; default: package / torch hub cache
+    download_weights: bool = False  # torchvision models: allow downloading into the hub cache
+
+
+class AugmentConfig(Section):
+    """Offline classic augmentation of the train split (`synthaug augment`)."""
+
+    pipeline: AugmentSpec = "medium"  # preset name or list of {transform: Name, **args}
+    copies_per_image: PositiveInt = 4
+    seed: int = 0
+    workers: NonNegativeInt = 0  # processes; 0 = all cores
+
+
+class VariantConfig(Section):
+    """One training set of the study: which parts, and optional on-the-fly augmentation."""
+
+    parts: list[Literal["real", "classic"]] = ["real"]
+    online_augment: AugmentSpec | None = None  # applied each epoch while training on it
+
+
+class StudyConfig(Section):
+    """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
+
+    variants: list[str] = ["real", "real+classic", "real+online"]
+    models: list[str] = ["cnn"]
+    seeds: list[int] = [0, 1, 2]
+
+
+class ComposeConfig(Section):
+    variants: dict[str, VariantConfig] = {
+        "real": VariantConfig(),
+        "real+classic": VariantConfig(parts=["real", "classic"]),
+        "real+online": VariantConfig(online_augment="medium"),
+    }
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for name in v:
+            if not VARIANT_RE.match(name):
+                raise ValueError(f"variant name {name!r}: use letters, digits and _ . + - only")
+        return v
 
 
 class EvaluateConfig(Section):
@@ -101,23 +183,54 @@ class EvaluateConfig(Section):
     device: Device = "auto"
 
 
+# after Section and Device, which generators.config builds on (generators/__init__.py
+# imports this module first, so either import order works)
+from generators.config import TrainGeneratorConfig  # noqa: E402
+
+
 class Params(Section):
     paths: PathsConfig = PathsConfig()
     prepare: PrepareConfig = PrepareConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    augment: AugmentConfig = AugmentConfig()
+    compose: ComposeConfig = ComposeConfig()
+    study: StudyConfig = StudyConfig()
+    train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
     models: dict[str, list[Layer]] = {}  # custom architectures, by name
 
     @model_validator(mode="after")
     def _known_model(self):
-        clash = sorted(set(self.models) & set(BUILTIN))
+        clash = sorted(set(self.models) & (set(BUILTIN) | set(TRANSFER_MODELS)))
         if clash:
             raise ValueError(f"models.{clash[0]}: name taken by a built-in model")
-        allowed = sorted(BUILTIN) + sorted(self.models)
+        allowed = sorted(BUILTIN) + list(TRANSFER_MODELS) + sorted(self.models)
         if self.train.model not in allowed:
             raise ValueError(
                 f"train.model: unknown model {self.train.model!r}; allowed: {', '.join(allowed)}")
         return self
+
+    @model_validator(mode="after")
+    def _study(self):
+        for name in self.study.variants:
+            if name not in self.compose.variants:
+                raise ValueError(f"study.variants: {name!r} is not defined under compose.variants "
+                                 f"(defined: {', '.join(self.compose.variants)})")
+        allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
+        for name in self.study.models:
+            if name not in allowed:
+                raise ValueError(f"study.models: unknown model {name!r}; allowed: "
+                                 f"{', '.join(sorted(allowed))}")
+        for key in ("variants", "models", "seeds"):
+            values = getattr(self.study, key)
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"study.{key}: must be a non-empty list without repeats")
+        return self
+
+    def run_name(self, variant: str, model: str, seed: int) -> Path:
+        """The sub-path of one study cell under paths.models / train_metrics / evaluate_metrics
+        (dvc.yaml spells the same layout)."""
+        return Path(variant) / model / f"seed{seed}"
 
     def architecture(self, name: str) -> list | None:
         """The custom layer list for `name`, or None for a built-in."""

@@ -85,3 +85,32 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
     fig.savefig(path, dpi=90, metadata={"Software": None})  # no version stamp: byte-stable
     plt.close(fig)
+
+
+def augment_grid(originals: np.ndarray, copies: np.ndarray, row_names: list[str], path: Path,
+                 title: str = "") -> None:
+    """One row per original: the original (framed) then its augmented copies.
+    originals: uint8 N x H x W x C; copies: N x K x H x W x C."""
+    plt = _plt()
+    n, k = copies.shape[:2]
+    height = n * 0.7 + 0.7
+    fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 0.7 + 1, height), squeeze=False)
+    for row in range(n):
+        for col in range(k + 1):
+            ax = axes[row, col]
+            im = originals[row] if col == 0 else copies[row, col - 1]
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(col == 0)
+                s.set_color("tab:orange")
+                s.set_linewidth(2)
+        axes[row, 0].set_ylabel(row_names[row], rotation=0, ha="right", va="center", fontsize=8)
+    axes[0, 0].set_title("original", fontsize=7)
+    for col in range(1, k + 1):
+        axes[0, col].set_title(f"copy {col}", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
+    fig.savefig(path, dpi=90, metadata={"Software": None})  # byte-stable
+    plt.close(fig)

@@ -11,7 +11,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.config import TrainConfig
+
+if TYPE_CHECKING:
+    from pipeline.expand import OnlineAugment
 
 
 def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -63,7 +66,12 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    # A model may hand out its own parameter groups (transfer learning: discriminative learning
+    # rates, and layers that a strategy unfreezes later must be in the optimizer from the start).
+    if hasattr(model, "param_groups"):
+        params = model.param_groups(cfg.lr)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
@@ -75,7 +83,8 @@ def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     """Returns (scheduler, steps per call): per-batch for onecycle/cosine, per-epoch for step."""
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle" and total >= 10:  # OneCycleLR divides by zero on tiny runs
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+        max_lr = [g["lr"] for g in opt.param_groups]  # per group: discriminative rates survive
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
                                                    pct_start=0.25), "batch"
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), "batch"
@@ -111,10 +120,13 @@ def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype) -> tuple[float,
 
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         cfg: TrainConfig, device: torch.device, generator: torch.Generator,
-        on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> FitResult:
+        on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+        augment: OnlineAugment | None = None) -> FitResult:
     """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
 
     `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
+    `augment` (built on the same training images) replaces each epoch's batches by freshly
+    augmented ones, drawn on the CPU in the same shuffled order.
     """
     model.to(device)
     xt, yt = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
@@ -129,9 +141,16 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     result = FitResult(copy.deepcopy(model.state_dict()), 0, 0.0, 0, False, 0.0)
     start, stale = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
+        if hasattr(model, "on_epoch_start"):  # e.g. gradual unfreezing
+            model.on_epoch_start(epoch, cfg.epochs)
         model.train()
         run_loss, run_correct, seen = 0.0, 0, 0
-        bar = tqdm(batches(xt, yt, cfg.batch_size, generator), total=steps,
+        if augment is None:
+            epoch_batches = batches(xt, yt, cfg.batch_size, generator)
+        else:
+            order = torch.randperm(len(yt), generator=generator)
+            epoch_batches = augment.batches(order, cfg.batch_size, epoch, device)
+        bar = tqdm(epoch_batches, total=steps,
                    disable=None if progress else True,  # None: only on a terminal
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
         for xb, yb in bar:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import evaluate, export, models, prepare, train
+from stages import augment, compose, evaluate, export, models, prepare, train, train_generator
 
 app = typer.Typer(
     name="synthaug",
@@ -18,9 +18,12 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # re-flows docstring paragraphs in --help
 )
 app.command("prepare")(prepare.command)
+app.command("augment")(augment.command)
+app.command("compose")(compose.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
 app.command("export")(export.command)
+app.command("train-generator")(train_generator.command)
 app.add_typer(models.app, name="models")
 
 

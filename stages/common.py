@@ -43,3 +43,28 @@ def user_errors(fn: Callable) -> Callable:
 def say(msg: str = "") -> None:
     typer.echo(msg)
     sys.stdout.flush()
+
+
+VariantOpt = Annotated[str | None, typer.Option(
+    "--variant", help="training set: a name under compose.variants [default: the first of "
+    "study.variants]")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model [default: train.model]")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed [default: train.seed]")]
+
+
+def study_cell(p: Params, variant: str | None, model: str | None, seed: int | None):
+    """Resolve one cell of the study matrix -> (variant, model, seed, run sub-path), with
+    train.model / train.seed set to the cell's values."""
+    variant = variant or p.study.variants[0]
+    if variant not in p.compose.variants:
+        raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
+                            f"compose.variants: {', '.join(p.compose.variants)}")
+    if model is not None:
+        from pipeline.config import validate_params
+
+        data = p.model_dump(mode="json")
+        data["train"]["model"] = model
+        p.train = validate_params(data, "--model").train  # same checks as train.model
+    if seed is not None:
+        p.train.seed = seed
+    return variant, p.train.model, p.train.seed, p.run_name(variant, p.train.model, p.train.seed)

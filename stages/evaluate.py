@@ -5,18 +5,24 @@ import csv
 import json
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, params_from, say,
+                           study_cell, user_errors)
 
 
 @user_errors
-def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Evaluate `paths.model` on `paths.prepared`/test (never used for training or selection).
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None) -> None:
+    """Score one study cell's classifier on `paths.prepared`/test (never used for training or
+    selection).
 
-    Writes to `paths.evaluate_metrics`: metrics.json (accuracy, macro-F1; read by
+    Reads `paths.models`/<variant>/<model>/seed<N>; writes to
+    `paths.evaluate_metrics`/<variant>/<model>/seed<N>: metrics.json (accuracy, macro-F1; read by
     `dvc metrics show`), per_class.json (precision, recall, F1, support per class),
     predictions.csv (for the `dvc plots` confusion template), confusion.json and confusion.png.
     """
     p = params_from(params, set_)
+    variant, _, seed, run = study_cell(p, variant, model, seed)
+    model_dir, out_dir = p.paths.models / run, p.paths.evaluate_metrics / run
     from pipeline.classifier import load_classifier
     from pipeline.device import pick_device
     from pipeline.errors import SynthaugError
@@ -27,17 +33,20 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
     device = pick_device(p.evaluate.device)
     test = read_dataset(p.paths.prepared / "test", mmap=False)
-    model, config = load_classifier(p.paths.model, device)
+    if not (model_dir / "config.json").is_file():
+        raise SynthaugError(f"{model_dir}: no trained classifier; run `synthaug train --variant "
+                            f"{variant} --model {p.train.model} --seed {seed}` first")
+    model, config = load_classifier(model_dir, device)
     if config["class_names"] != test.class_names or tuple(config["shape"]) != test.shape:
-        raise SynthaugError(f"{p.paths.model}: trained on classes {config['class_names']} of shape "
+        raise SynthaugError(f"{model_dir}: trained on classes {config['class_names']} of shape "
                             f"{config['shape']}, but the test split has {test.class_names} of "
                             f"shape {list(test.shape)}; re-run `synthaug train`")
     pred = predict(model, test.images, device, p.evaluate.batch_size).argmax(1).numpy()
     m = classification_metrics(test.labels, pred, test.class_names)
     names = test.class_names
-    with atomic_output(p.paths.evaluate_metrics) as out:
+    with atomic_output(out_dir) as out:
         summary = {k: m[k] for k in ("accuracy", "macro_f1", "num_test")}
-        summary["model"] = config["model"]
+        summary.update(variant=variant, model=config["model"], seed=seed)
         (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         # per-class numbers live apart so `dvc metrics show` stays one readable row
         (out / "per_class.json").write_text(json.dumps(m["per_class"], indent=2) + "\n")
@@ -48,11 +57,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             w.writerow(["actual", "predicted"])
             w.writerows((names[a], names[b]) for a, b in zip(test.labels.tolist(), pred.tolist()))
         confusion_matrix_png(m["confusion_matrix"], names, out / "confusion.png",
-                             title=f"{config['model']}: test accuracy {m['accuracy']:.4f}")
+                             title=f"{config['model']} on {variant}, seed {seed}: test accuracy "
+                                   f"{m['accuracy']:.4f}")
     say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}")
     say(f"{'class':>12}  precision  recall     f1  support")
     for name, row in m["per_class"].items():
         say(f"{name:>12}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  "
             f"{row['support']:7d}")
-    say(f"-> {p.paths.evaluate_metrics}")
+    say(f"-> {out_dir}")

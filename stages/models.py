@@ -1,4 +1,4 @@
-"""`synthaug models`: inspect classifier architectures (built-in and params.yaml `models:`).
+"""`synthaug models`: inspect classifier architectures (built-in, transfer, params.yaml `models:`).
 
 Not a DVC stage: a read-only helper. torch is imported inside the commands so that
 `synthaug --help` stays fast.
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from pipeline.architectures import BUILTIN
-from pipeline.config import Params, apply_overrides, validate_params
+from pipeline.config import TRANSFER_MODELS, Params, apply_overrides, validate_params
 from pipeline.errors import SynthaugError
 from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
@@ -46,9 +46,10 @@ def _params(path: Path, overrides: list[str] | None, name: str | None = None) ->
     if path.exists():
         return params_from(path, overrides)
     params = validate_params(apply_overrides({}, overrides or []), "-S")
-    if name is not None and name not in BUILTIN and name not in params.models:
+    known = [*sorted(BUILTIN), *TRANSFER_MODELS]
+    if name is not None and name not in known and name not in params.models:
         raise SynthaugError(f"unknown model {name!r}: {path} not found, so only the built-ins "
-                            f"are known ({', '.join(sorted(BUILTIN))})")
+                            f"are known ({', '.join(known)})")
     return params
 
 
@@ -60,6 +61,9 @@ def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom mod
     """Print a Keras-style table: layers, output shapes (channels last) and parameter counts."""
     p = _params(params, set_, name)
     shape = parse_shape(input_shape, p)
+    if name in TRANSFER_MODELS and name not in p.models:
+        say(_transfer_summary(name, shape, classes, p))
+        return
     from pipeline.models import resolve_layers, summary
 
     say(summary(resolve_layers(name, p.models, shape), shape, classes, name=name))
@@ -74,14 +78,39 @@ def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
     shape = parse_shape(input_shape, p)
     from pipeline.models import build_model, count_params, resolve_layers
 
-    names = [(n, "built-in") for n in BUILTIN] + [(n, "custom") for n in p.models]
+    names = ([(n, "built-in") for n in BUILTIN] + [(n, "transfer") for n in TRANSFER_MODELS]
+             + [(n, "custom") for n in p.models])
     width = max(len(n) for n, _ in names)
     say(f"input {'x'.join(map(str, shape))}, {classes} classes")
     for n, kind in names:
         try:
+            if kind == "transfer":
+                from pipeline.transfer import build_transfer, weights_status
+
+                model, _ = build_transfer(n, classes, pretrained=False)
+                found, _ = weights_status(n, p.train.weights if p.train.model == n else None)
+                count = (f"{count_params(model)[0]:>12,} params  (ImageNet weights "
+                         f"{'found' if found else f'missing, see: synthaug models summary {n}'})")
+                say(f"{n:<{width}}  {kind:<8}  {count}")
+                continue
             total, _ = count_params(build_model(resolve_layers(n, p.models, shape), shape,
                                                 classes, name=n))
             count = f"{total:>12,} params"
         except SynthaugError as e:  # one unusable model must not hide the others
             count = f"{'n/a':>12}  ({e})"
         say(f"{n:<{width}}  {kind:<8}  {count}")
+
+
+def _transfer_summary(name: str, shape: tuple[int, int, int], classes: int, p: Params) -> str:
+    """Block groups, parameter counts and what `train.strategy` trains; no weights needed."""
+    from pipeline.transfer import build_transfer, summary, weights_status
+
+    if shape[0] not in (1, 3):
+        raise SynthaugError(f"{name}: needs 1- or 3-channel images (got {shape[0]})")
+    cfg = p.train
+    model, _ = build_transfer(name, classes, pretrained=False, strategy=cfg.strategy,
+                              input_size=cfg.input_size, backbone_lr_mult=cfg.backbone_lr_mult,
+                              unfreeze_every=cfg.unfreeze_every)
+    weights = cfg.weights if cfg.model == name else None
+    found, where = weights_status(name, weights)
+    return summary(model, name, shape) + f"\nImageNet weights: {where if found else 'MISSING: ' + where}"

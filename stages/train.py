@@ -7,45 +7,81 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, params_from, say,
+                           study_cell, user_errors)
 
 
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
-    """Train `train.model` on `paths.prepared`/train, select the best epoch on val.
+    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`.
 
-    Writes the model folder `paths.model` (config.json + weights.safetensors, loadable without
-    params.yaml) and dvclive metrics, plots and learning curves to `paths.train_metrics`.
+    Reads `paths.variants`/<variant> (made by `synthaug compose`) and selects the best epoch on
+    `paths.prepared`/val. When the variant (or `train.online_augment`) asks for on-the-fly
+    augmentation, every epoch sees freshly augmented copies. Writes the model folder
+    `paths.models`/<variant>/<model>/seed<N> (config.json + weights.safetensors, loadable
+    without params.yaml) and dvclive metrics, plots and learning curves to
+    `paths.train_metrics`/<variant>/<model>/seed<N>.
     """
     p = params_from(params, set_)
+    variant, _, _, run = study_cell(p, variant, model, seed)
     import torch
     from dvclive import Live
 
-    from pipeline.classifier import channel_stats, make_classifier, save_classifier
+    from pipeline.classifier import build_classifier, save_classifier
     from pipeline.device import pick_device, seed_everything
     from pipeline.figures import learning_curves
-    from pipeline.models import count_params, resolve_layers
+    from pipeline.models import count_params
     from pipeline.storage import atomic_output, read_dataset
 
     cfg = p.train
-    train = read_dataset(p.paths.prepared / "train", mmap=False)
+    from pipeline.errors import SynthaugError
+    from pipeline.storage import is_dataset
+
+    train_dir = p.paths.variants / variant
+    if not is_dataset(train_dir):
+        raise SynthaugError(f"{train_dir}: no training set for variant {variant!r}; run "
+                            "`synthaug compose` (or `dvc repro`) first")
+    train = read_dataset(train_dir, mmap=False)
+    online = train.meta.get("online_augment") or cfg.online_augment
     val = read_dataset(p.paths.prepared / "val", mmap=False)
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
-    layers = resolve_layers(cfg.model, p.models, train.shape)
-    model = make_classifier(layers, train.shape, len(train.class_names), *channel_stats(train.images))
+    model, architecture = build_classifier(cfg.model, p.models, train.shape, train.class_names,
+                                           train.images, cfg)
     total, _ = count_params(model)
-    say(f"train {cfg.model}: {total:,} parameters, {len(train)} train / {len(val)} val images "
-        f"of {'x'.join(map(str, train.shape))}, {len(train.class_names)} classes, on {device}")
+    augment = None
+    if online is not None:
+        from pipeline.expand import OnlineAugment
+
+        augment = OnlineAugment(train.images, train.labels, online, cfg.seed, cfg.workers)
+    say(f"train {cfg.model} on {variant} (seed {cfg.seed}): {total:,} parameters, {len(train)} "
+        f"train / {len(val)} val images of {'x'.join(map(str, train.shape))}, "
+        f"{len(train.class_names)} classes, on {device}"
+        + (f"; online augmentation {online if isinstance(online, str) else 'custom'} on "
+           f"{augment.workers or 'the main'} worker process(es)" if augment else ""))
 
     from pipeline.training import fit
 
-    with atomic_output(p.paths.model) as model_dir, atomic_output(p.paths.train_metrics) as log_dir:
+    model_out, log_out = p.paths.models / run, p.paths.train_metrics / run
+    with atomic_output(model_out) as model_dir, atomic_output(log_out) as log_dir:
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
-        live.log_params({"model": cfg.model, "parameters": total, **cfg.model_dump(mode="json")})
+        live.log_params({"variant": variant, "model": cfg.model, "parameters": total,
+                         **cfg.model_dump(mode="json"), "online_augment": online})
+        if augment is not None:
+            from pipeline.expand import expand, preview_pick
+            from pipeline.figures import augment_grid
+
+            picks = preview_pick(train.labels, 1)[:20]
+            ex = expand(train.images[picks], train.labels[picks], online, 6, cfg.seed, workers=1,
+                        progress=False)
+            augment_grid(train.images[picks], ex.images.reshape(len(picks), 6, *ex.images.shape[1:]),
+                         [train.class_names[train.labels[i]] for i in picks],
+                         log_dir / "online_augment_preview.png",
+                         title=f"{variant}: on-the-fly augmentation, originals (framed) and draws")
 
         def on_epoch(row: dict) -> None:
             for key, value in row.items():
@@ -57,26 +93,25 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                 f"{row['val_accuracy']:.4f}  {row['seconds']:6.1f}s{'  *' if row['best'] else ''}")
 
         result = fit(model, (train.images, train.labels), (val.images, val.labels), cfg, device,
-                     generator, on_epoch=on_epoch, progress=progress)
-        live.summary.update({"best_epoch": result.best_epoch,
+                     generator, on_epoch=on_epoch, progress=progress, augment=augment)
+        live.summary.update({"variant": variant, "model": cfg.model, "seed": cfg.seed,
+                             "best_epoch": result.best_epoch,
                              "best_val_accuracy": result.best_val_accuracy,
                              "epochs_run": result.epochs_run, "train_seconds": result.seconds})
         live.end()
         learning_curves(result.history, log_dir / "learning_curves.png",
-                        title=f"{cfg.model} on {train.meta.get('source', '?')}",
+                        title=f"{cfg.model} on {variant} ({train.meta.get('source', '?')}), "
+                              f"seed {cfg.seed}",
                         best_epoch=result.best_epoch)
         save_classifier(model_dir, model, {
-            "model": cfg.model,
-            "layers": [layer.model_dump(mode="json") for layer in layers],
-            "shape": list(train.shape),
-            "class_names": train.class_names,
+            **architecture,
             "train": cfg.model_dump(mode="json"),
-            "trained_on": {"content_hash": train.meta.get("content_hash"),
-                           "source": train.meta.get("source")},
+            "trained_on": {"variant": variant, "content_hash": train.meta.get("content_hash"),
+                           "source": train.meta.get("source"), "online_augment": online},
             "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy,
         })
         (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     say(f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
         f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
-        f"{', stopped early' if result.stopped_early else ''}) -> {p.paths.model}")
+        f"{', stopped early' if result.stopped_early else ''}) -> {model_out}")

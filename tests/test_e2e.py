@@ -33,6 +33,8 @@ def project(tmp_path, repo_root):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["prepare"].update(train_per_class=20)
     params["train"].update(epochs=4, batch_size=16)
+    params["augment"].update(copies_per_image=2)
+    params["study"].update(seeds=[0])  # 3 variants x 1 model x 1 seed
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -47,14 +49,17 @@ def project(tmp_path, repo_root):
 def test_dvc_repro_end_to_end(project):
     root, env = project
     out = sh(root, "dvc", "repro", env=env)
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("prepare", "augment", "compose", "train@real-cnn-0", "train@real+classic-cnn-0",
+                  "train@real+online-cnn-0", "evaluate@real+online-cnn-0"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
-    assert (root / "models/classifier/weights.safetensors").is_file()
-    metrics = json.loads((root / "metrics/evaluate/metrics.json").read_text())
-    assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs on 200 images
-    assert (root / "metrics/evaluate/confusion.png").is_file()
+    assert json.loads((root / "data/augmented/meta.json").read_text())["num_images"] == 400
+    for variant in ("real", "real+classic", "real+online"):
+        assert (root / f"models/classifiers/{variant}/cnn/seed0/weights.safetensors").is_file()
+        metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed0/metrics.json").read_text())
+        assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
+        assert (root / f"metrics/evaluate/{variant}/cnn/seed0/confusion.png").is_file()
 
     again = sh(root, "dvc", "repro", env=env)
     assert "Running stage" not in again and "up to date" in again
@@ -65,6 +70,7 @@ def test_dvc_repro_end_to_end(project):
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)
     exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
-    assert "Running stage 'train'" in exp and "Running stage 'prepare'" not in exp
+    assert "Running stage 'train@real-cnn-0'" in exp and "Running stage 'prepare'" not in exp
+    assert "Running stage 'augment'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))
     assert '"epochs": 1' in text and '"accuracy"' in text

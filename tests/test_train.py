@@ -104,16 +104,37 @@ def test_missing_model_folder_and_devices(tmp_path):
             pick_device("cuda")
 
 
+def test_online_augmentation_is_the_same_for_any_worker_count():
+    from pipeline.expand import OnlineAugment
+
+    x, y = blobs()
+    weights = []
+    for workers in (0, 1, 0):
+        aug = OnlineAugment(x, y, "light", seed=0, workers=workers)
+        g = seed_everything(0)
+        model = model_for(x)
+        r = fit(model, (x, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16, patience=0),
+                CPU, g, progress=False, augment=aug)
+        assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] * 1.5
+        weights.append(torch.cat([p.flatten() for p in model.state_dict().values()]))
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+    plain, _, _ = quick_fit(epochs=2)  # same seed, no augmentation: a different model
+    assert not torch.equal(weights[0], torch.cat([p.flatten() for p in plain.state_dict().values()]))
+
+
 @pytest.fixture
-def tiny_project(tmp_path):
-    """A prepared data set (train/val/test of the blobs) and a params file pointing at it."""
+def tiny_project(tmp_path, run_cli):
+    """Prepared splits of the blobs, their study variants (real, real+online) and a params file."""
     prepared = tmp_path / "data" / "prepared"
     for split, (x, y) in {"train": blobs(), "val": blobs(10, seed=1), "test": blobs(12, seed=2)}.items():
         (prepared / split).mkdir(parents=True)
         write_dataset(prepared / split, x, y, ["tl", "br"], meta={"source": "blobs"})
     params = yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
     params["train"].update(epochs=3, batch_size=16)
+    params["study"]["variants"] = ["real", "real+online"]
+    params["compose"]["variants"]["real+online"]["online_augment"] = "light"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_cli(tmp_path, "compose").exit_code == 0
     return tmp_path
 
 
@@ -121,7 +142,8 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     r = run_cli(tiny_project, "train", "--no-progress", "-S", "train.model=lenet5")
     assert r.exit_code == 0, r.output
     assert "best epoch" in r.output
-    model_dir, log_dir = tiny_project / "models/classifier", tiny_project / "metrics/train"
+    model_dir = tiny_project / "models/classifiers/real/lenet5/seed0"
+    log_dir = tiny_project / "metrics/train/real/lenet5/seed0"
     assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "weights.safetensors"]
     cfg = json.loads((model_dir / "config.json").read_text())
     assert cfg["model"] == "lenet5" and cfg["train"]["epochs"] == 3
@@ -131,15 +153,34 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     assert (log_dir / "learning_curves.png").stat().st_size > 1000
     assert not [p for p in tiny_project.rglob(".*tmp-*")]  # no temporary folders left behind
 
-    r = run_cli(tiny_project, "evaluate")
+    r = run_cli(tiny_project, "evaluate", "--model", "lenet5")
     assert r.exit_code == 0, r.output
-    out = tiny_project / "metrics/evaluate"
+    out = tiny_project / "metrics/evaluate/real/lenet5/seed0"
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_test"] == 24 and 0.0 <= m["accuracy"] <= 1.0
+    assert (m["variant"], m["model"], m["seed"]) == ("real", "lenet5", 0)
     assert set(json.loads((out / "per_class.json").read_text())) == {"tl", "br"}
     assert len((out / "predictions.csv").read_text().splitlines()) == 25
     assert (out / "confusion.png").stat().st_size > 1000
     assert f"accuracy {m['accuracy']:.4f}" in r.output
+
+
+def test_study_cell_options_and_online_variant(tiny_project, run_cli):
+    r = run_cli(tiny_project, "train", "--no-progress", "--variant", "real+online", "--seed", "3",
+                "-S", "train.epochs=1")
+    assert r.exit_code == 0, r.output
+    assert "online augmentation light" in r.output
+    log_dir = tiny_project / "metrics/train/real+online/cnn/seed3"
+    assert (log_dir / "online_augment_preview.png").stat().st_size > 1000
+    cfg = json.loads((tiny_project / "models/classifiers/real+online/cnn/seed3/config.json").read_text())
+    assert cfg["trained_on"]["online_augment"] == "light" and cfg["train"]["seed"] == 3
+    for args, fragment in [(["--variant", "real+gan"], "--variant: unknown variant 'real+gan'"),
+                           (["--model", "vgg"], "--model: train.model: unknown model 'vgg'"),
+                           (["--variant", "real+classic"], "run `synthaug compose`")]:
+        r = run_cli(tiny_project, "train", *args)
+        assert r.exit_code == 2 and fragment in r.output, r.output
+    r = run_cli(tiny_project, "evaluate", "--seed", "5")
+    assert r.exit_code == 2 and "synthaug train --variant real --model cnn --seed 5" in r.output
 
 
 def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):
@@ -147,6 +188,9 @@ def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):
     assert r.exit_code == 2
     assert r.output.strip().count("\n") == 0 and "train.epochs" in r.output
     assert not (tiny_project / "models").exists() and not (tiny_project / "metrics").exists()
+    r = run_cli(tiny_project, "train", "-S", "train.online_augment=[{transform: Blurr}]")
+    assert r.exit_code == 2 and "train.online_augment[0]: unknown transform 'Blurr'" in r.output
+    assert not (tiny_project / "models").exists()
 
 
 def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):

@@ -1,0 +1,107 @@
+"""bench/augment: images/s of the augment stage vs a bare albumentations loop vs
+torchvision.transforms.v2, on the same MNIST-5k images in one run, printed as ratios.
+
+    .venv/bin/python bench/augment.py [--images 2000] [--copies 4] [--preset medium] [--repeats 3]
+
+Bars (issue 3): stage on 1 process within 10% of the bare loop (ratio >= 0.90); stage on 2
+processes >= 1.6x the bare loop. Each figure is the best of --repeats runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def best_rate(fn, n: int, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def torchvision_medium():
+    """The closest torchvision.transforms.v2 pipeline to the `medium` preset (1 channel)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomApply([v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1),
+                                        shear=8)], p=0.9),
+        v2.RandomApply([v2.ElasticTransform(alpha=20.0, sigma=4.0)], p=0.3),
+        v2.RandomApply([v2.ToDtype(__import__("torch").float32, scale=True),
+                        v2.GaussianNoise(sigma=0.05), v2.ToDtype(__import__("torch").uint8, scale=True)],
+                       p=0.3),
+        v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
+        v2.RandomErasing(p=0.3, scale=(0.01, 0.06), value=0),
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--preset", default="medium")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import albumentations as A
+    import torch
+
+    from pipeline.augment import build_augmenter
+    from pipeline.config import PrepareConfig
+    from pipeline.expand import cpu_count, expand
+    from pipeline.sources import load_source
+
+    src = load_source(PrepareConfig(), "data/raw")
+    images, labels = src.images[:args.images], src.labels[:args.images]
+    n = len(images) * args.copies
+    shape = (images.shape[3], images.shape[1], images.shape[2])
+    torch.set_num_threads(1)
+
+    # the baseline: the same albumentations transforms, one Compose, a plain loop
+    compose = A.Compose([obj for kind, obj in build_augmenter(args.preset, shape).steps
+                         if kind == "albumentations"][0].transforms, seed=0)
+
+    def bare():
+        for im in images:
+            for _ in range(args.copies):
+                compose(image=im)
+
+    tv = torchvision_medium()
+    timgs = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+    def torchvision_loop():
+        for im in timgs:
+            for _ in range(args.copies):
+                tv(im)
+
+    def stage(workers):
+        return lambda: expand(images, labels, args.preset, args.copies, 0, workers=workers,
+                              progress=False)
+
+    print(f"{len(images)} MNIST-5k images x {args.copies} copies ({n} images), preset "
+          f"{args.preset}, {cpu_count()} cores, best of {args.repeats}")
+    rates = {"bare albumentations loop (1 process)": best_rate(bare, n, args.repeats)}
+    rates["torchvision.transforms.v2 loop (1 process)"] = best_rate(torchvision_loop, n, args.repeats)
+    rates["augment stage, 1 process"] = best_rate(stage(1), n, args.repeats)
+    rates["augment stage, 2 processes"] = best_rate(stage(2), n, args.repeats)
+    if cpu_count() > 2:
+        rates[f"augment stage, {cpu_count()} processes"] = best_rate(stage(0), n, args.repeats)
+    base = rates["bare albumentations loop (1 process)"]
+    width = max(map(len, rates))
+    print(f"{'':{width}}  {'img/s':>8}  vs bare loop")
+    for name, rate in rates.items():
+        print(f"{name:{width}}  {rate:8,.0f}  {rate / base:5.2f}x")
+    one, two = rates["augment stage, 1 process"] / base, rates["augment stage, 2 processes"] / base
+    print(f"bar: stage overhead on 1 process <= 10% (ratio >= 0.90): {one:.2f} "
+          f"{'PASS' if one >= 0.90 else 'FAIL'}")
+    print(f"bar: stage on 2 processes >= 1.6x the bare loop: {two:.2f} "
+          f"{'PASS' if two >= 1.6 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

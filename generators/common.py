@@ -1,0 +1,155 @@
+"""The one interface of every generator family, and its folder format.
+
+A generator is an `nn.Module` built from (family config, image shape (C, H, W), class names):
+- `parts()`: named groups of parameters, one optimiser each (a GAN has two);
+  `active_parts(epoch)`: the parts trained in that epoch, in order (a latent diffusion model
+  trains its autoencoder first, then the denoiser); `ema_prefix`: the weights averaged for
+  sampling.
+- `forward(x, y, part, generator)`: float images in [0, 1] (N x C x H x W) and labels ->
+  a dict of scalar losses for `part`; "loss" is the one to back-propagate.
+- `sample(labels, generator)`: uint8 N x C x H x W images of those labels; all randomness
+  comes from `generator`, so the same seed gives the same images.
+Models work on a square canvas: the next power of two >= the image size (28 -> 32); inputs
+are padded to it and outputs cropped back, so sizes like 28 need no resizing.
+
+Saved generators are folders (config.json + weights.safetensors, no pickle) that
+`load_generator` rebuilds without params.yaml.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generators.config import FAMILIES, FamilyConfig
+from pipeline.checkpoint import load_folder, save_folder
+from pipeline.errors import SynthaugError
+
+# family -> "module:Class"; imported on demand (diffusion pulls in diffusers, ~6 s)
+REGISTRY = {"gan": "generators.gan:ConditionalGAN", "vae": "generators.vae:ConditionalVAE",
+            "diffusion": "generators.diffusion:ConditionalDiffusion"}
+assert tuple(REGISTRY) == FAMILIES
+
+
+def canvas_size(shape: tuple[int, int, int]) -> int:
+    """The square side the networks work at: a power of two >= H and W, at least 8."""
+    return max(8, 2 ** math.ceil(math.log2(max(shape[1], shape[2]))))
+
+
+class GeneratorModel(nn.Module):
+    family = ""
+    config_cls: type[FamilyConfig] = FamilyConfig
+    ema_prefix = ""  # state-dict prefix of the weights to average ("" = all)
+
+    def __init__(self, config: FamilyConfig, shape: tuple[int, int, int], class_names: list[str]):
+        super().__init__()
+        self.config = config
+        self.shape = tuple(int(s) for s in shape)
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.canvas = canvas_size(self.shape)
+        self.epoch = 0  # set by the training loop (schedules such as KL warm-up read it)
+
+    # -- training interface -------------------------------------------------------------
+    def parts(self) -> dict[str, dict]:
+        """name -> {"params": [...], "lr": float, "betas": (b1, b2)}, one optimiser each."""
+        return {self.family: {"params": list(self.parameters()), "lr": self.config.lr,
+                              "betas": (0.9, 0.999)}}
+
+    def active_parts(self, epoch: int) -> list[str]:
+        return list(self.parts())
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, part: str,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 N x C x H x W images of `labels` (in eval mode, whatever the current one)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return quantize(self.draw(labels.to(self.device), generator))
+        finally:
+            self.train(was_training)
+
+    def draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Float images in [0, 1] at the image size (the families implement this)."""
+        raise NotImplementedError
+
+    # -- helpers for the families --------------------------------------------------------
+    def to_canvas(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images at their size -> [-1, 1] on the canvas, padded with black."""
+        _, h, w = self.shape
+        top, left = (self.canvas - h) // 2, (self.canvas - w) // 2
+        x = x * 2 - 1
+        if (h, w) == (self.canvas, self.canvas):
+            return x
+        return F.pad(x, (left, self.canvas - w - left, top, self.canvas - h - top), value=-1.0)
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w = self.shape
+        top, left = (self.canvas - h) // 2, (self.canvas - w) // 2
+        return x[..., top:top + h, left:left + w]
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Standard normal noise drawn on the generator's device, moved to the model's."""
+        z = torch.randn(shape, generator=generator, device=generator.device)
+        return z.to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def quantize(x01: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8."""
+    return x01.float().clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def generator_class(family: str) -> type[GeneratorModel]:
+    if family not in REGISTRY:
+        raise SynthaugError(f"generator: unknown generator {family!r}; "
+                            f"allowed: {', '.join(FAMILIES)}")
+    module, name = REGISTRY[family].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_generator(family: str, config: FamilyConfig, shape: tuple[int, int, int],
+                    class_names: list[str]) -> GeneratorModel:
+    return generator_class(family)(config, shape, class_names)
+
+
+def save_generator(folder: Path, model: GeneratorModel, extra: dict | None = None) -> None:
+    config = {"kind": "generator", "family": model.family,
+              "config": model.config.model_dump(mode="json"), "shape": list(model.shape),
+              "class_names": model.class_names, **(extra or {})}
+    save_folder(folder, config, model.state_dict())
+
+
+def load_generator(folder: Path, device: str | torch.device = "cpu") -> tuple[GeneratorModel, dict]:
+    config, weights = load_folder(folder, device)
+    if config.get("kind") != "generator":
+        raise SynthaugError(f"{folder}: not a generator folder (kind {config.get('kind')!r})")
+    cls = generator_class(config["family"])
+    model = cls(cls.config_cls.model_validate(config["config"]), tuple(config["shape"]),
+                config["class_names"])
+    model.load_state_dict(weights, strict=True)
+    return model.to(device).eval(), config
+
+
+@torch.no_grad()
+def sample_images(model: GeneratorModel, labels, generator: torch.Generator,
+                  batch_size: int = 500) -> np.ndarray:
+    """uint8 N x H x W x C images (the packed data set layout) for `labels`, in batches."""
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    out = [model.sample(labels[i:i + batch_size].to(model.device), generator).cpu()
+           for i in range(0, len(labels), batch_size)]
+    if not out:
+        return np.zeros((0, model.shape[1], model.shape[2], model.shape[0]), np.uint8)
+    return torch.cat(out).permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,140 @@
+"""Class-conditional diffusion: diffusers' UNet2DModel, DDPM training, DDIM sampling.
+
+The label enters through the UNet's class embedding (added to the time embedding); one extra
+"null" class is the unconditional model of classifier-free guidance (Ho & Salimans 2022):
+training swaps labels for it with probability `label_dropout`, sampling mixes
+eps = eps(null) + scale * (eps(label) - eps(null)).
+
+`space: pixel` denoises images on the canvas. On 2 CPU cores that is too slow to learn digits
+in minutes, so the CPU default is `space: latent` (Rombach et al. 2022, in miniature): a small
+autoencoder, trained in the first `autoencoder_epochs` and frozen after, maps the canvas to a
+4 x 4 x `latent_channels` grid, and the UNet denoises that grid. Latents are standardised per
+image (unit variance, the scale diffusion schedules assume), and the decoder learns on noisy
+latents so that it forgives a sampler's small errors.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generators.common import GeneratorModel
+from generators.config import DiffusionConfig
+from generators.vae import down_convs, up_convs
+from pipeline.errors import SynthaugError
+
+LATENT_SIZE = 4
+LATENT_NOISE = 0.1  # std of the noise the decoder learns to ignore
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, channels: int, width: int, latent_channels: int, canvas: int):
+        super().__init__()
+        down, top = down_convs(channels, width, canvas)
+        self.encoder = nn.Sequential(down, nn.Conv2d(top, latent_channels, 3, padding=1))
+        self.decoder = nn.Sequential(nn.Conv2d(latent_channels, top, 3, padding=1), nn.SiLU(),
+                                     up_convs(top, channels, canvas))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x).float()
+        mean = z.mean(dim=(1, 2, 3), keepdim=True)
+        return (z - mean) / z.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-4)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # logits on the canvas
+
+
+def build_unet(cfg: DiffusionConfig, size: int, channels: int, num_classes: int):
+    from diffusers import UNet2DModel
+
+    levels = len(cfg.channels)
+    if size % 2 ** (levels - 1):
+        raise SynthaugError(f"train_generator.diffusion.channels: {levels} levels halve a "
+                            f"{size} x {size} input {levels - 1} times; use fewer levels")
+    groups = min(32, math.gcd(*cfg.channels))
+    attn = ["Attn" if cfg.attention and i == levels - 1 else "" for i in range(levels)]
+    return UNet2DModel(
+        sample_size=size, in_channels=channels, out_channels=channels,
+        block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
+        down_block_types=tuple(f"{a}DownBlock2D" for a in attn),
+        up_block_types=tuple(f"{a}UpBlock2D" for a in reversed(attn)),
+        norm_num_groups=groups, attention_head_dim=min(32, cfg.channels[-1]),
+        num_class_embeds=num_classes + 1)  # the last one is the null label
+
+
+class ConditionalDiffusion(GeneratorModel):
+    family = "diffusion"
+    config_cls = DiffusionConfig
+    ema_prefix = "unet."
+
+    def __init__(self, config: DiffusionConfig, shape, class_names):
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        super().__init__(config, shape, class_names)
+        latent = config.space == "latent"
+        self.ae = (Autoencoder(self.shape[0], config.autoencoder_width, config.latent_channels,
+                               self.canvas) if latent else None)
+        self.grid = ((config.latent_channels, LATENT_SIZE, LATENT_SIZE) if latent
+                     else (self.shape[0], self.canvas, self.canvas))
+        self.unet = build_unet(config, self.grid[1], self.grid[0], self.num_classes)
+        # pixels live in [-1, 1] and may be clipped; standardised latents may not
+        self.ddpm = DDPMScheduler(num_train_timesteps=config.train_timesteps,
+                                  beta_schedule=config.beta_schedule, clip_sample=not latent)
+        self.ddim = DDIMScheduler.from_config(self.ddpm.config)
+
+    def parts(self) -> dict[str, dict]:
+        parts = {"denoiser": {"params": list(self.unet.parameters()), "lr": self.config.lr,
+                              "betas": (0.9, 0.999)}}
+        if self.ae is not None:
+            parts = {"autoencoder": {"params": list(self.ae.parameters()), "lr": 2e-3,
+                                     "betas": (0.9, 0.999)}, **parts}
+        return parts
+
+    def active_parts(self, epoch: int) -> list[str]:
+        if self.ae is not None and epoch <= self.config.autoencoder_epochs:
+            return ["autoencoder"]
+        return ["denoiser"]
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> what the UNet denoises (standardised latents or canvas pixels)."""
+        x = self.to_canvas(x)
+        return self.ae.encode(x) if self.ae is not None else x
+
+    def from_grid(self, g: torch.Tensor) -> torch.Tensor:
+        if self.ae is not None:
+            return torch.sigmoid(self.crop(self.ae.decode(g)).float())
+        return (self.crop(g).float().clamp(-1, 1) + 1) / 2
+
+    def forward(self, x, y, part, generator):
+        if part == "autoencoder":
+            z = self.ae.encode(self.to_canvas(x))
+            z = z + LATENT_NOISE * self.noise(tuple(z.shape), generator)
+            logits = self.crop(self.ae.decode(z)).float()
+            return {"loss": F.binary_cross_entropy_with_logits(logits, x)}
+        with torch.no_grad():
+            x0 = self.to_grid(x)
+        n, dev = len(x0), generator.device
+        noise = self.noise(tuple(x0.shape), generator)
+        t = torch.randint(0, self.config.train_timesteps, (n,), generator=generator,
+                          device=dev).to(x0.device)
+        drop = torch.rand(n, generator=generator, device=dev).to(x0.device) < self.config.label_dropout
+        labels = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        pred = self.unet(self.ddpm.add_noise(x0, noise, t), t, class_labels=labels).sample
+        return {"loss": F.mse_loss(pred.float(), noise)}
+
+    def draw(self, labels, generator):
+        cfg, n = self.config, len(labels)
+        self.ddim.set_timesteps(cfg.sample_steps)
+        g = self.noise((n, *self.grid), generator)
+        null = torch.full_like(labels, self.num_classes)
+        guided = cfg.guidance_scale != 1.0
+        for t in self.ddim.timesteps:
+            if guided:  # one batch: [labelled, null]
+                eps_c, eps_u = self.unet(torch.cat([g, g]), t, torch.cat([labels, null])).sample.chunk(2)
+                eps = eps_u + cfg.guidance_scale * (eps_c - eps_u)
+            else:
+                eps = self.unet(g, t, labels).sample
+            g = self.ddim.step(eps, t, g, eta=0.0).prev_sample
+        return self.from_grid(g)

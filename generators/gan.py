@@ -1,0 +1,121 @@
+"""Conditional DCGAN: G(z, label) and a projection discriminator with spectral normalisation.
+
+G: [noise, label embedding] -> dense -> 4 x 4 -> (upsample, conv, batch norm, ReLU) blocks up
+to the canvas -> tanh. D: strided spectral-norm convs down to 4 x 4, summed, then
+`linear(h) + <embed(label), h>` (Miyato & Koyama's projection). Hinge or non-saturating loss.
+With few images D memorises the real set; DiffAugment (Zhao et al. 2020: the same random
+shifts and cutout on real and fake images, differentiable) keeps it honest.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from generators.common import GeneratorModel
+from generators.config import GANConfig
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GANConfig, channels: int, canvas: int, num_classes: int):
+        super().__init__()
+        n_up = int(math.log2(canvas // 4))
+        width = [(cfg.width << (n_up - 1)) >> i for i in range(n_up + 1)]  # 4 x 4 first, halving
+        self.embed = nn.Embedding(num_classes, cfg.embed_dim)
+        self.dense = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.embed_dim, width[0] * 16),
+                                   nn.BatchNorm1d(width[0] * 16), nn.ReLU())
+        blocks = []
+        for cin, cout in zip(width[:-1], width[1:]):
+            blocks += [nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(cout), nn.ReLU()]
+        self.blocks = nn.Sequential(*blocks, nn.Conv2d(width[-1], channels, 3, padding=1), nn.Tanh())
+        self.top = width[0]
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.dense(torch.cat([z, self.embed(y)], 1))
+        return self.blocks(h.view(len(z), self.top, 4, 4))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: GANConfig, channels: int, canvas: int, num_classes: int):
+        super().__init__()
+        n_down = int(math.log2(canvas // 4))
+        width = [(cfg.width << i) >> 1 for i in range(n_down + 1)]  # doubling down to 4 x 4
+        layers = [spectral_norm(nn.Conv2d(channels, width[0], 3, padding=1)), nn.LeakyReLU(0.2)]
+        for cin, cout in zip(width[:-1], width[1:]):
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.linear = spectral_norm(nn.Linear(width[-1], 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, width[-1]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+
+def diffaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation (up to 1/8 of the side) and cutout (a half-side square), per image."""
+    n, _, h, w = x.shape
+    dev = generator.device
+    shift = torch.randint(-(h // 8), h // 8 + 1, (n, 2), generator=generator, device=dev).to(x.device)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2], theta[:, 1, 2] = shift[:, 0] * 2.0 / w, shift[:, 1] * 2.0 / h
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+    centre = torch.rand(n, 2, generator=generator, device=dev).to(x.device)
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    cy, cx = (centre[:, 0] * h).view(n, 1, 1), (centre[:, 1] * w).view(n, 1, 1)
+    keep = ((ys - cy).abs() >= h / 4) | ((xs - cx).abs() >= w / 4)
+    return x * keep.unsqueeze(1).to(x.dtype)
+
+
+class ConditionalGAN(GeneratorModel):
+    family = "gan"
+    config_cls = GANConfig
+    ema_prefix = "g."
+
+    def __init__(self, config: GANConfig, shape, class_names):
+        super().__init__(config, shape, class_names)
+        self.g = Generator(config, self.shape[0], self.canvas, self.num_classes)
+        self.d = Discriminator(config, self.shape[0], self.canvas, self.num_classes)
+
+    def parts(self) -> dict[str, dict]:
+        # D first: each G step then faces the freshly updated D; betas as in SN-GAN
+        cfg = self.config
+        return {"discriminator": {"params": list(self.d.parameters()),
+                                  "lr": cfg.lr * cfg.d_lr_ratio, "betas": (0.0, 0.9)},
+                "generator": {"params": list(self.g.parameters()), "lr": cfg.lr,
+                              "betas": (0.0, 0.9)}}
+
+    def fake(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """G's images on the canvas, their border replaced by the padding real images get."""
+        x = self.g(self.noise((len(y), self.config.latent_dim), generator), y)
+        if self.canvas == self.shape[1] == self.shape[2]:
+            return x
+        return self.to_canvas((self.crop(x) + 1) / 2)
+
+    def forward(self, x, y, part, generator):
+        aug = (lambda v: diffaugment(v, generator)) if self.config.diffaugment else (lambda v: v)
+        hinge = self.config.loss == "hinge"
+        if part == "discriminator":
+            with torch.no_grad():
+                fake = self.fake(y, generator)
+            real_out = self.d(aug(self.to_canvas(x)), y).float()
+            fake_out = self.d(aug(fake), y).float()
+            if hinge:
+                loss = F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
+            else:
+                loss = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
+            return {"loss": loss, "real": real_out.mean().detach(), "fake": fake_out.mean().detach()}
+        fake_out = self.d(aug(self.fake(y, generator)), y).float()
+        loss = -fake_out.mean() if hinge else F.softplus(-fake_out).mean()
+        return {"loss": loss}
+
+    def draw(self, labels, generator):
+        z = self.noise((len(labels), self.config.latent_dim), generator)
+        return (self.crop(self.g(z, labels)).float() + 1) / 2

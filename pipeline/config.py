@@ -11,9 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
-                      PositiveFloat, PositiveInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.architectures import BUILTIN, LAYER_TYPES, Layer
 from pipeline.errors import SynthaugError
@@ -50,7 +60,7 @@ class PathsConfig(Section):
     models: Path = Path("models/classifiers")  # train: <variant>/<model>/seed<N>/ model folders
     train_metrics: Path = Path("metrics/train")  # train: <variant>/<model>/seed<N>/ dvclive
     evaluate_metrics: Path = Path("metrics/evaluate")  # evaluate: <variant>/<model>/seed<N>/
-    figures: Path = Path("reports/figures")
+    report: Path = Path("reports")  # report: report.md, results.json, figures/
     generators: Path = Path("models/generators")  # train_generator: <family>/ model folders
     generator_metrics: Path = Path("metrics/generators")  # train_generator: <family>/ dvclive
     checkpoints: Path = Path("checkpoints")  # resume state, outside DVC outs (not in git)
@@ -116,6 +126,7 @@ class TrainConfig(Section):
     model: str = "cnn"
     epochs: PositiveInt = 15
     batch_size: PositiveInt = 64
+    min_epoch_size: NonNegativeInt = 2048  # small sets: an epoch repeats passes up to this many
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 1e-4
@@ -185,7 +196,7 @@ class EvaluateConfig(Section):
 
 # after Section and Device, which generators.config builds on (generators/__init__.py
 # imports this module first, so either import order works)
-from generators.config import TrainGeneratorConfig  # noqa: E402
+from generators.config import TrainGeneratorConfig
 
 
 class Params(Section):

@@ -114,3 +114,57 @@ def augment_grid(originals: np.ndarray, copies: np.ndarray, row_names: list[str]
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
     fig.savefig(path, dpi=90, metadata={"Software": None})  # byte-stable
     plt.close(fig)
+
+
+def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: str = "") -> None:
+    """Bars of mean test accuracy with 95% CI whiskers, grouped by model, one bar per variant;
+    the dots are the seeds. rows: variant, model, mean, low, high, values."""
+    plt = _plt()
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + len(models) * len(variants) * 0.7), 3.8))
+    cmap = plt.get_cmap("tab10")
+    for j, variant in enumerate(variants):
+        for i, model in enumerate(models):
+            r = next((r for r in rows if r["variant"] == variant and r["model"] == model), None)
+            if r is None:
+                continue
+            x = i + (j - (len(variants) - 1) / 2) * width
+            ax.bar(x, r["mean"], width * 0.9, color=cmap(j % 10),
+                   label=variant if i == 0 else None, alpha=0.85,
+                   edgecolor="black" if variant == baseline else "none")
+            ax.errorbar(x, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]],
+                        color="black", capsize=3, lw=1)
+            ax.scatter([x] * len(r["values"]), r["values"], s=8, color="black", zorder=3)
+    lows = [min(r["low"], *r["values"]) for r in rows]
+    ax.set_ylim(max(0.0, min(lows) - 0.03), min(1.0, max(r["high"] for r in rows) + 0.02))
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("test accuracy (real images)")
+    ax.set_title(title or "mean test accuracy, 95% CI over seeds", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def curves_by_variant(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> None:
+    """Validation accuracy per epoch, one line per (variant, model) mean over seeds, with the
+    seeds' range shaded."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, runs in histories.items():
+        epochs = max(len(h) for h in runs)
+        acc = np.full((len(runs), epochs), np.nan)
+        for i, h in enumerate(runs):
+            acc[i, :len(h)] = [row["val_accuracy"] for row in h]
+        x = np.arange(1, epochs + 1)
+        ax.plot(x, np.nanmean(acc, 0), label=name, lw=1.5)
+        ax.fill_between(x, np.nanmin(acc, 0), np.nanmax(acc, 0), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title=title or "learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)

@@ -30,13 +30,19 @@ def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.to(device)
 
 
+def epoch_order(n: int, passes: int, generator: torch.Generator) -> torch.Tensor:
+    """`passes` shuffled passes over n samples, back to back."""
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
+
+
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float [0,1] images, labels); shuffled when a generator is given."""
+            generator: torch.Generator | None = None,
+            passes: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (float [0,1] images, labels); shuffled (`passes` times over) with a generator."""
     n = len(y)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = epoch_order(n, passes, generator) if generator is not None else torch.arange(n)
     order = order.to(x.device)
-    for i in range(0, n, batch_size):
+    for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         yield x[idx].float().div_(255), y[idx]
 
@@ -131,7 +137,11 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     model.to(device)
     xt, yt = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
     xv, yv = as_tensor(val[0], device), torch.as_tensor(np.asarray(val[1]), device=device)
-    steps = math.ceil(len(yt) / cfg.batch_size)
+    # Small training sets: an epoch is several passes, so that every epoch (and so early
+    # stopping, the schedule and the comparison between variants of different sizes) covers
+    # at least cfg.min_epoch_size samples.
+    passes = max(1, math.ceil(cfg.min_epoch_size / max(1, len(yt))))
+    steps = math.ceil(len(yt) * passes / cfg.batch_size)
     opt = _optimizer(model, cfg)
     sched, sched_every = _scheduler(opt, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -146,9 +156,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         model.train()
         run_loss, run_correct, seen = 0.0, 0, 0
         if augment is None:
-            epoch_batches = batches(xt, yt, cfg.batch_size, generator)
+            epoch_batches = batches(xt, yt, cfg.batch_size, generator, passes)
         else:
-            order = torch.randperm(len(yt), generator=generator)
+            order = epoch_order(len(yt), passes, generator)
             epoch_batches = augment.batches(order, cfg.batch_size, epoch, device)
         bar = tqdm(epoch_batches, total=steps,
                    disable=None if progress else True,  # None: only on a terminal

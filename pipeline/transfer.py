@@ -280,7 +280,7 @@ def pretrained_state(name: str, weights: Path | None = None,
     return state, path.name
 
 
-# ---------------------------------------------------------------------- summary
+# ---------------------------------------------------------------------- for `synthaug models`
 def weights_status(name: str, weights: Path | None = None) -> tuple[bool, str]:
     """(found, where the ImageNet weights come from or how to supply them); no network."""
     try:
@@ -293,59 +293,3 @@ def weights_status(name: str, weights: Path | None = None) -> tuple[bool, str]:
     return False, (f"put {Path(torchvision_weights(name).url).name} into {path.parent}, or set "
                    f"train.weights=<file> (or train.download_weights=true to download it)")
 
-
-def _label(names: list[str]) -> str:
-    """["features.4", ..., "features.8"] -> "features.4-8"."""
-    stem = {n.rpartition(".")[0] for n in names}
-    tails = [n.rpartition(".")[2] for n in names]
-    if len(names) > 2 and len(stem) == 1 and all(t.isdigit() for t in tails):
-        return f"{stem.pop()}.{tails[0]}-{tails[-1]}"
-    return ", ".join(names)
-
-
-def summary(model: TransferClassifier, name: str, shape: tuple[int, int, int]) -> str:
-    """Block groups with output shapes (channels last, as Keras) and parameter counts, and how
-    many parameters each strategy trains."""
-    names = {id(m): n for n, m in model.net.named_modules()}
-    shapes, hooks = {}, []
-    for group in model.groups:
-        hooks.append(group[-1].register_forward_hook(
-            lambda m, i, o, key=id(group[-1]): shapes.__setitem__(key, tuple(o.shape[1:]))))
-    with torch.no_grad():
-        was = model.training
-        logits = model.eval()(torch.zeros(1, *shape))
-        model.train(was)
-    for h in hooks:
-        h.remove()
-
-    def keras(dims: tuple) -> str:
-        dims = dims[1:] + dims[:1] if len(dims) == 3 else dims
-        return "(" + ", ".join(["None", *map(str, dims)]) + ")"
-
-    def count(mods) -> int:
-        return sum(p.numel() for m in mods for p in m.parameters())
-
-    s = model.input_size
-    rows = [(f"{i}  {_label([names[id(m)] for m in g])}", keras(shapes[id(g[-1])]), count(g))
-            for i, g in enumerate(model.groups)]
-    head = model.head[0]
-    rows.append((f"head  {names[id(head)]}: Linear({head.in_features} -> {head.out_features})",
-                 keras(tuple(logits.shape[1:])), count([head])))
-    width = max(len(r[0]) for r in rows) + 2
-    lines = [f'Model: "{name}" (ImageNet-pretrained; new head)',
-             f"input {'x'.join(map(str, shape))} -> 3x{s}x{s} inside the model (gray repeated, "
-             f"bilinear resize, normalised with mean {[round(v, 3) for v in model.mean.flatten().tolist()]})",
-             "", f"{'Block group (unfrozen top down)':<{width}}{'Output Shape':<22}{'Param #':>12}",
-             "=" * (width + 34)]
-    lines += [f"{a:<{width}}{b:<22}{c:>12,}" for a, b, c in rows]
-    total = sum(r[2] for r in rows)
-    per_group = [r[2] for r in rows[:-1]]
-    gradual = [rows[-1][2] + sum(per_group[len(per_group) - k:]) if k else rows[-1][2]
-               for k in range(len(per_group) + 1)]
-    lines += ["=" * (width + 34), f"Total params: {total:,}",
-              f"Trainable: linear_probe {rows[-1][2]:,} | finetune {total:,} | gradual_unfreeze "
-              f"{' -> '.join(f'{n:,}' for n in gradual)} (one more group every "
-              f"{model.unfreeze_every} epoch(s))",
-              f"train.strategy={model.strategy}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
-              "trainable at epoch 1"]
-    return "\n".join(lines)

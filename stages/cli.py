@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import typer
 
-from stages import augment, compose, evaluate, export, models, prepare, train, train_generator
+from stages import (
+    augment,
+    compose,
+    evaluate,
+    export,
+    models,
+    prepare,
+    report,
+    train,
+    train_generator,
+)
 
 app = typer.Typer(
     name="synthaug",
@@ -22,6 +32,7 @@ app.command("augment")(augment.command)
 app.command("compose")(compose.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
+app.command("report")(report.command)
 app.command("export")(export.command)
 app.command("train-generator")(train_generator.command)
 app.add_typer(models.app, name="models")

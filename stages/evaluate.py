@@ -5,8 +5,17 @@ import csv
 import json
 from pathlib import Path
 
-from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, params_from, say,
-                           study_cell, user_errors)
+from stages.common import (
+    ModelOpt,
+    ParamsOpt,
+    SeedOpt,
+    SetOpt,
+    VariantOpt,
+    params_from,
+    say,
+    study_cell,
+    user_errors,
+)
 
 
 @user_errors

@@ -121,7 +121,8 @@ def test_augment_stage_writes_provenance_and_preview(prepared, run_cli):
         (prepared / "data/prepared/train/meta.json").read_text())["content_hash"]
     import csv
 
-    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [r["parent"] for r in rows[:4]] == ["0", "0", "1", "1"]
     assert {r["origin"] for r in rows} == {"augment"} and rows[0]["parent_origin"].startswith("digits:")
     assert rows[0]["seed"] and rows[0]["augment"] == "medium"

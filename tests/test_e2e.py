@@ -35,6 +35,11 @@ def project(tmp_path, repo_root):
     params["train"].update(epochs=4, batch_size=16)
     params["augment"].update(copies_per_image=2)
     params["study"].update(seeds=[0])  # 3 variants x 1 model x 1 seed
+    gen = params["train_generator"]  # tiny generators: this test checks the wiring, not quality
+    gen.update(checkpoint_every=1, grid_every=0)
+    gen["gan"].update(epochs=1)
+    gen["vae"].update(epochs=1)
+    gen["diffusion"].update(epochs=2, autoencoder_epochs=1, sample_steps=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -49,7 +54,8 @@ def project(tmp_path, repo_root):
 def test_dvc_repro_end_to_end(project):
     root, env = project
     out = sh(root, "dvc", "repro", env=env)
-    for stage in ("prepare", "augment", "compose", "train@real-cnn-0", "train@real+classic-cnn-0",
+    for stage in ("prepare", "augment", "compose", "train_generator@gan", "train_generator@vae",
+                  "train_generator@diffusion", "report", "train@real-cnn-0", "train@real+classic-cnn-0",
                   "train@real+online-cnn-0", "evaluate@real+online-cnn-0"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
@@ -60,6 +66,8 @@ def test_dvc_repro_end_to_end(project):
         metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed0/metrics.json").read_text())
         assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
         assert (root / f"metrics/evaluate/{variant}/cnn/seed0/confusion.png").is_file()
+    report = (root / "reports/report.md").read_text()
+    assert "| real+classic | cnn | 1 |" in report and (root / "reports/figures/accuracy.png").is_file()
 
     again = sh(root, "dvc", "repro", env=env)
     assert "Running stage" not in again and "up to date" in again

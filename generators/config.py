@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 # pipeline.config imports this module after defining these two (see generators/__init__.py)
 from pipeline.config import Device, Section
@@ -104,3 +111,80 @@ class TrainGeneratorConfig(Section):
 
     def family(self, name: str) -> FamilyConfig:
         return getattr(self, name)
+
+
+# -- latent-space sampling (`synthaug sample`) --------------------------------------------------
+
+SAMPLERS = ("prior", "truncated", "slerp", "posterior_jitter", "gmm", "img2img")
+# sampler -> the families it works with (the rest draw from any family's latent space)
+SAMPLER_FAMILIES = {"posterior_jitter": ("vae",), "gmm": ("vae",), "img2img": ("diffusion",)}
+# setting -> the samplers (or, for diffusion settings, families) it applies to
+SAMPLER_SETTINGS = {"psi": ("truncated",), "sigma": ("posterior_jitter",),
+                    "components": ("gmm",), "strength": ("img2img",)}
+DIFFUSION_SETTINGS = ("guidance_scale", "sample_steps")
+
+
+class SetConfig(Section):
+    """One synthetic set (`sample.sets.<name>`): a trained generator and a way to draw from it.
+
+    Samplers: `prior` z ~ N(0, I); `truncated` N(0, I) with components |z| > psi redrawn;
+    `slerp` a random point on the great circle between two prior latents of the same class;
+    `posterior_jitter` (vae) a real training image encoded, noise of scale sigma added, decoded;
+    `gmm` (vae) a Gaussian mixture of `components` per class fitted to the training images'
+    latents; `img2img` (diffusion) a real training image noised to `strength` and denoised.
+    Diffusion sets may override the trained `guidance_scale` and `sample_steps` (DDIM).
+    """
+
+    generator: Literal["gan", "vae", "diffusion"]
+    sampler: Literal[SAMPLERS] = "prior"
+    psi: PositiveFloat = 0.7  # truncated: latent components beyond +-psi are redrawn
+    sigma: PositiveFloat = 0.5  # posterior_jitter: noise std, in units of the posterior std
+    components: PositiveInt = 3  # gmm: mixture components per class
+    strength: float = Field(0.6, gt=0.0, le=1.0)  # img2img: 1 = from pure noise
+    guidance_scale: float | None = Field(None, ge=0.0)  # diffusion: override the trained value
+    sample_steps: PositiveInt | None = None  # diffusion: DDIM steps, override
+    per_class: PositiveInt | None = None  # override sample.per_class for this set
+
+    @model_validator(mode="after")
+    def _applies(self):
+        families = SAMPLER_FAMILIES.get(self.sampler)
+        if families and self.generator not in families:
+            raise ValueError(f"sampler {self.sampler!r} needs a {' or '.join(families)} "
+                             f"generator (got {self.generator!r})")
+        for key in self.model_fields_set:
+            if key in SAMPLER_SETTINGS and self.sampler not in SAMPLER_SETTINGS[key]:
+                raise ValueError(f"{key} applies to the {SAMPLER_SETTINGS[key][0]} sampler only "
+                                 f"(this set uses {self.sampler!r})")
+            if key in DIFFUSION_SETTINGS and self.generator != "diffusion":
+                raise ValueError(f"{key} applies to diffusion generators only")
+        return self
+
+    def settings(self) -> dict:
+        """The settings that shape this set's images (for provenance): sampler-specific ones
+        and any overrides."""
+        keep = {k for k, v in SAMPLER_SETTINGS.items() if self.sampler in v}
+        keep |= {k for k in DIFFUSION_SETTINGS if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in sorted(keep)}
+
+
+def _default_sets() -> dict[str, SetConfig]:
+    return {
+        "gan-prior": SetConfig(generator="gan"),
+        "gan-truncated": SetConfig(generator="gan", sampler="truncated", psi=0.7),
+        "vae-prior": SetConfig(generator="vae"),
+        "vae-jitter": SetConfig(generator="vae", sampler="posterior_jitter", sigma=1.0),
+        "vae-gmm": SetConfig(generator="vae", sampler="gmm", components=3),
+        "diffusion-ddim": SetConfig(generator="diffusion"),
+        "diffusion-img2img": SetConfig(generator="diffusion", sampler="img2img", strength=0.6),
+    }
+
+
+class SampleConfig(Section):
+    """params.yaml `sample`: the synthetic sets drawn from the trained generators."""
+
+    per_class: PositiveInt = 200  # images per class in each set (class-balanced)
+    seed: int = 0
+    device: Device = "auto"
+    batch_size: PositiveInt = 500
+    walk_steps: int = Field(10, ge=2, le=32)  # images per interpolation strip / latent walk row
+    sets: dict[str, SetConfig] = Field(default_factory=_default_sets)

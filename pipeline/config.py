@@ -64,12 +64,15 @@ class PathsConfig(Section):
     generators: Path = Path("models/generators")  # train_generator: <family>/ model folders
     generator_metrics: Path = Path("metrics/generators")  # train_generator: <family>/ dvclive
     checkpoints: Path = Path("checkpoints")  # resume state, outside DVC outs (not in git)
+    synthetic: Path = Path("data/synthetic")  # sample: <set>/ packed synthetic sets + figures
+    judge: Path = Path("models/judge")  # judge: the real-trained classifier quality relies on
+    quality: Path = Path("reports/quality")  # quality: quality.md, quality.json, figures
 
 
 AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
                    "augmix")
 VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-REAL_PARTS = ("real", "classic")  # what a variant can be made of
+REAL_PARTS = ("real", "classic")  # a variant's non-synthetic parts
 
 
 def _check_spec(v: str | list) -> str | list:
@@ -159,11 +162,60 @@ class AugmentConfig(Section):
 
 
 class VariantConfig(Section):
-    """One training set of the study: which parts, and optional on-the-fly augmentation."""
+    """One training set of the study: its parts, how much synthetic data, the quality gate and
+    optional on-the-fly augmentation.
 
-    parts: list[Literal["real", "classic"]] = ["real"]
+    Parts: `real` (the prepared train split), `classic` (the augment stage's copies) or the
+    name of a synthetic set under `sample.sets`. Synthetic parts contribute `ratio` synthetic
+    images per real training image, or `per_class` images per class, split evenly over the
+    synthetic parts (neither: every image of each set).
+    """
+
+    parts: list[str] = Field(default=["real"], min_length=1)
+    ratio: PositiveFloat | None = None  # synthetic : real images (real = the train split's size)
+    per_class: PositiveInt | None = None  # or synthetic images per class, all synthetic parts
+    gate: bool = False  # filter synthetic parts through compose.gate first
     online_augment: AugmentSpec | None = None  # applied each epoch while training on it
 
+    @model_validator(mode="after")
+    def _amount(self):
+        if self.ratio is not None and self.per_class is not None:
+            raise ValueError("give ratio or per_class, not both")
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"parts: {self.parts} names a part twice")
+        return self
+
+    def synthetic_parts(self) -> list[str]:
+        return [part for part in self.parts if part not in REAL_PARTS]
+
+
+class GateConfig(Section):
+    """The quality gate for synthetic parts of variants with `gate: true`."""
+
+    tau: float = Field(0.9, ge=0.0, le=1.0)  # keep images the judge gives their label >= tau
+    drop_near_copies: bool = True  # drop near-copies of training images (quality.copy_threshold)
+
+
+class QualityConfig(Section):
+    """`synthaug judge` and `synthaug quality`: how synthetic sets are scored.
+
+    The judge is a classifier trained on the real train split with this recipe (the `train`
+    section's settings, with `model` and `epochs` from here); its penultimate layer is the
+    domain feature space of FID-domain, KID and precision/recall/density/coverage, and its
+    confidence drives the quality gate. CAS trains the same recipe on each synthetic set alone
+    and tests it on the real test split.
+    """
+
+    model: str = "cnn"
+    epochs: PositiveInt = 8
+    seed: int = 0
+    device: Device = "auto"
+    k: PositiveInt = 5  # nearest neighbours for precision / recall / density / coverage
+    kid_subset_size: PositiveInt = 100
+    copy_threshold: float = Field(0.5, gt=0.0, le=1.0)  # near-copy: distance to the nearest
+    # training image < this x that training image's distance to its own nearest neighbour
+    imagenet_features: bool = True  # also FID in EfficientNet-Lite0 features (package weights)
+    cas: bool = True  # train a classifier per set (the slowest metric)
 
 class StudyConfig(Section):
     """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
@@ -173,12 +225,24 @@ class StudyConfig(Section):
     seeds: list[int] = [0, 1, 2]
 
 
-class ComposeConfig(Section):
-    variants: dict[str, VariantConfig] = {
-        "real": VariantConfig(),
-        "real+classic": VariantConfig(parts=["real", "classic"]),
-        "real+online": VariantConfig(online_augment="medium"),
+def _default_variants() -> dict[str, VariantConfig]:
+    v = VariantConfig
+    return {
+        "real": v(),
+        "real+classic": v(parts=["real", "classic"]),
+        "real+online": v(online_augment="medium"),  # fresh classic copies every epoch
+        "real+gan": v(parts=["real", "gan-prior"], ratio=1.0),
+        "real+vae": v(parts=["real", "vae-prior"], ratio=1.0),
+        "real+diffusion": v(parts=["real", "diffusion-ddim"], ratio=1.0),
+        "real+all": v(parts=["real", "gan-prior", "vae-prior", "diffusion-ddim"], ratio=1.0),
+        "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
+
+
+class ComposeConfig(Section):
+    seed: int = 0  # which synthetic images a variant takes from its sets
+    gate: GateConfig = GateConfig()
+    variants: dict[str, VariantConfig] = Field(default_factory=_default_variants)
 
     @field_validator("variants")
     @classmethod
@@ -196,7 +260,7 @@ class EvaluateConfig(Section):
 
 # after Section and Device, which generators.config builds on (generators/__init__.py
 # imports this module first, so either import order works)
-from generators.config import TrainGeneratorConfig
+from generators.config import SampleConfig, TrainGeneratorConfig
 
 
 class Params(Section):
@@ -208,6 +272,8 @@ class Params(Section):
     compose: ComposeConfig = ComposeConfig()
     study: StudyConfig = StudyConfig()
     train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
+    sample: SampleConfig = SampleConfig()
+    quality: QualityConfig = QualityConfig()
     models: dict[str, list[Layer]] = {}  # custom architectures, by name
 
     @model_validator(mode="after")
@@ -227,7 +293,16 @@ class Params(Section):
             if name not in self.compose.variants:
                 raise ValueError(f"study.variants: {name!r} is not defined under compose.variants "
                                  f"(defined: {', '.join(self.compose.variants)})")
+        for name, variant in self.compose.variants.items():
+            for part in variant.synthetic_parts():
+                if part not in self.sample.sets:
+                    raise ValueError(
+                        f"compose.variants.{name}.parts: {part!r} is neither real, classic nor "
+                        f"a set under sample.sets ({', '.join(self.sample.sets) or 'none'})")
         allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
+        if self.quality.model not in allowed:
+            raise ValueError(f"quality.model: unknown model {self.quality.model!r}; allowed: "
+                             f"{', '.join(sorted(allowed))}")
         for name in self.study.models:
             if name not in allowed:
                 raise ValueError(f"study.models: unknown model {name!r}; allowed: "

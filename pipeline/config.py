@@ -220,7 +220,8 @@ class QualityConfig(Section):
 class StudyConfig(Section):
     """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
 
-    variants: list[str] = ["real", "real+classic", "real+online"]
+    variants: list[str] = ["real", "real+classic", "real+gan", "real+vae", "real+diffusion",
+                           "real+all", "synthetic-only"]
     models: list[str] = ["cnn"]
     seeds: list[int] = [0, 1, 2]
 

@@ -11,9 +11,12 @@ from stages import (
     compose,
     evaluate,
     export,
+    judge,
     models,
     prepare,
+    quality,
     report,
+    sample,
     train,
     train_generator,
 )
@@ -29,6 +32,9 @@ app = typer.Typer(
 )
 app.command("prepare")(prepare.command)
 app.command("augment")(augment.command)
+app.command("judge")(judge.command)
+app.command("sample")(sample.command)
+app.command("quality")(quality.command)
 app.command("compose")(compose.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)

@@ -1,6 +1,7 @@
 """`synthaug compose`: the training set of every study variant, as packed data sets."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
@@ -10,24 +11,76 @@ from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Build each variant named in `study.variants` as defined under `compose.variants`.
 
-    A variant lists its parts (`real`: paths.prepared/train; `classic`: paths.augmented) and
-    may ask for on-the-fly augmentation (`online_augment`), which the train stage applies.
+    A variant lists its parts (`real`: paths.prepared/train; `classic`: paths.augmented; a set
+    name under `sample.sets`: paths.synthetic/<set>) and how much synthetic data it takes
+    (`ratio` synthetic per real image, or `per_class`, split evenly over its synthetic parts).
+    With `gate: true` its synthetic images must pass the quality gate (`compose.gate`: the
+    judge's confidence in the label >= tau, no near-copies of training images); the counts kept
+    and dropped per class go into the variant's meta.json. Variants may ask for on-the-fly
+    augmentation (`online_augment`), which the train stage applies.
+
     Writes paths.variants/<variant>/ (images.npy, labels.npy, manifest.csv naming the part and
-    provenance of every image, meta.json with the make-up) atomically, and prints the make-up.
+    provenance of every image, meta.json with the make-up) and paths.variants/makeup.md,
+    atomically, and prints the make-up.
     """
     from pipeline.compose import compose_variant, makeup_table
-    from pipeline.storage import atomic_output, read_dataset, write_dataset
+    from pipeline.errors import SynthaugError
+    from pipeline.storage import atomic_output, is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
     wanted = {name: p.compose.variants[name] for name in p.study.variants}
-    needed = {part for v in wanted.values() for part in v.parts}
+    needed = {part for v in wanted.values() for part in v.parts} | {"real"}
     where = {"real": p.paths.prepared / "train", "classic": p.paths.augmented}
-    parts = {part: read_dataset(where[part], mmap=False, manifest=True)
-             for part in sorted(needed | {"real"})}
-    variants = {name: compose_variant(name, cfg, parts) for name, cfg in wanted.items()}
+    parts = {}
+    for part in sorted(needed):
+        folder = where.get(part, p.paths.synthetic / part)
+        if not is_dataset(folder):
+            how = ("synthaug prepare" if part == "real" else "synthaug augment"
+                   if part == "classic" else f"synthaug sample {part}")
+            raise SynthaugError(f"{folder}: part {part!r} is missing; run `{how}` "
+                                "(or `dvc repro`) first")
+        parts[part] = read_dataset(folder, mmap=False, manifest=True)
+    gated = sorted({s for v in wanted.values() if v.gate for s in v.synthetic_parts()})
+    eligible, gate_counts = (_gate(p, {s: parts[s] for s in gated}, parts["real"])
+                             if gated else ({}, {}))
+    variants = {name: compose_variant(name, cfg, parts, p.compose.seed, eligible)
+                for name, cfg in wanted.items()}
+    table = makeup_table(variants)
     with atomic_output(p.paths.variants) as tmp:
         for name, v in variants.items():
             (tmp / name).mkdir()
-            write_dataset(tmp / name, v.images, v.labels, v.class_names, v.provenance, v.meta)
+            meta = v.meta
+            if v.meta["gate"]:
+                meta = {**meta, "gate_counts": {s: gate_counts[s] for s in wanted[name].synthetic_parts()},
+                        "gate_settings": p.compose.gate.model_dump()}
+            write_dataset(tmp / name, v.images, v.labels, v.class_names, v.provenance, meta)
+        (tmp / "makeup.md").write_text(f"# Training sets\n\n{table}\n")
+        if gate_counts:
+            (tmp / "gate.json").write_text(json.dumps(gate_counts, indent=2) + "\n")
     say(f"composed {len(variants)} variant(s) -> {p.paths.variants}")
-    say(makeup_table(variants))
+    say(table)
+
+
+def _gate(p, sets: dict, real) -> tuple[dict, dict]:
+    """The quality gate over each gated set: set -> eligible mask, and set -> counts per class."""
+    from pipeline.classifier import load_classifier
+    from pipeline.device import pick_device
+    from pipeline.errors import SynthaugError
+    from pipeline.quality import gate, near_copies, nearest_train, train_radius
+
+    if not (p.paths.judge / "config.json").is_file():
+        raise SynthaugError(f"{p.paths.judge}: the quality gate needs the judge; run "
+                            "`synthaug judge` (or `dvc repro`) first")
+    device = pick_device(p.quality.device)
+    judge, _ = load_classifier(p.paths.judge, device)
+    radius = train_radius(real.images) if p.compose.gate.drop_near_copies else None
+    eligible, counts = {}, {}
+    for name, ds in sets.items():
+        copies = None
+        if radius is not None:
+            dist, idx = nearest_train(ds.images, real.images)
+            copies = near_copies(dist, idx, radius, p.quality.copy_threshold)
+        eligible[name], counts[name] = gate(ds.images, ds.labels, judge, device,
+                                            p.compose.gate.tau, copies)
+        say(f"gate {name}: kept {int(eligible[name].sum())}/{len(ds)}")
+    return eligible, counts

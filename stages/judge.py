@@ -1,0 +1,48 @@
+"""`synthaug judge`: the real-trained classifier that synthetic data is scored and gated by."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+
+@user_errors
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
+    """Train the judge: `quality.model` on the real train split (model selection on val).
+
+    It uses the `train` section's recipe with `quality.model`, `quality.epochs` and
+    `quality.seed`: the same recipe `synthaug quality` trains on every synthetic set for CAS,
+    so the judge's test accuracy is the real reference CAS is compared with. Its penultimate
+    layer is the feature space of FID-domain, KID and precision/recall; its confidence drives
+    the quality gate of `synthaug compose`.
+
+    Writes paths.judge (a classifier folder, loadable without params.yaml) with
+    judge.json (val and test accuracy).
+    """
+    p = params_from(params, set_)
+    from pipeline.classifier import save_classifier
+    from pipeline.device import pick_device
+    from pipeline.quality import recipe, test_accuracy, train_classifier
+    from pipeline.storage import atomic_output, read_dataset
+
+    train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
+    device = pick_device(p.quality.device)
+    cfg = recipe(p.train, p.quality)
+    model, architecture, result = train_classifier(
+        train.images, train.labels, (val.images, val.labels), train.class_names, cfg, p.models,
+        device, p.quality.seed, progress=progress)
+    acc = test_accuracy(model, test.images, test.labels, device)
+    summary = {"model": cfg.model, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+               "val_accuracy": result.best_val_accuracy, "test_accuracy": acc,
+               "train_seconds": result.seconds, "trained_on": train.meta.get("content_hash")}
+    with atomic_output(p.paths.judge) as tmp:
+        save_classifier(tmp, model, {**architecture, "train": cfg.model_dump(mode="json"),
+                                     "judge": summary})
+        (tmp / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
+    say(f"judge {cfg.model}: val accuracy {result.best_val_accuracy:.4f}, test accuracy {acc:.4f} "
+        f"({result.seconds:.1f} s) -> {p.paths.judge}")

@@ -9,6 +9,9 @@ A generator is an `nn.Module` built from (family config, image shape (C, H, W), 
   a dict of scalar losses for `part`; "loss" is the one to back-propagate.
 - `sample(labels, generator)`: uint8 N x C x H x W images of those labels; all randomness
   comes from `generator`, so the same seed gives the same images.
+- the latent interface the samplers (`generators.samplers`) build on: `latent_shape` and
+  `generate(z, labels, **options)`, the deterministic map from latents to images in [0, 1];
+  `draw` (what `sample` quantizes) is `generate` of standard normal latents.
 Models work on a square canvas: the next power of two >= the image size (28 -> 32); inputs
 are padded to it and outputs cropped back, so sizes like 28 need no resizing.
 
@@ -80,9 +83,20 @@ class GeneratorModel(nn.Module, abc.ABC):
         finally:
             self.train(was_training)
 
-    @abc.abstractmethod
     def draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Float images in [0, 1] at the image size (each family implements this)."""
+        """Float images in [0, 1] at the image size, from prior latents z ~ N(0, I)."""
+        return self.generate(self.noise((len(labels), *self.latent_shape), generator), labels)
+
+    # -- latent interface -----------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one latent (the GAN's and VAE's `latent_dim`; diffusion: its grid)."""
+        return (self.config.latent_dim,)
+
+    @abc.abstractmethod
+    def generate(self, z: torch.Tensor, labels: torch.Tensor, **options) -> torch.Tensor:
+        """Latents (N x *latent_shape) and labels -> float images in [0, 1] at the image size;
+        deterministic (each family implements this; options are family settings)."""
 
     # -- helpers for the families --------------------------------------------------------
     def to_canvas(self, x: torch.Tensor) -> torch.Tensor:

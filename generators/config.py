@@ -182,7 +182,7 @@ def _default_sets() -> dict[str, SetConfig]:
 class SampleConfig(Section):
     """params.yaml `sample`: the synthetic sets drawn from the trained generators."""
 
-    per_class: PositiveInt = 200  # images per class in each set (class-balanced)
+    per_class: PositiveInt = 100  # images per class in each set (class-balanced)
     seed: int = 0
     device: Device = "auto"
     batch_size: PositiveInt = 500

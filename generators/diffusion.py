@@ -130,17 +130,41 @@ class ConditionalDiffusion(GeneratorModel):
             target = self.ddpm.get_velocity(x0, noise, t)
         return {"loss": F.mse_loss(pred.float(), target)}
 
-    def draw(self, labels, generator):
-        cfg, n = self.config, len(labels)
-        self.ddim.set_timesteps(cfg.sample_steps)
-        g = self.noise((n, *self.grid), generator)
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.grid
+
+    def denoise(self, g: torch.Tensor, labels: torch.Tensor, start: int = 0,
+                guidance_scale: float | None = None, steps: int | None = None) -> torch.Tensor:
+        """DDIM (eta 0: deterministic) with classifier-free guidance from grid `g`, noised to
+        the `start`-th of the `steps` DDIM timesteps (0: pure noise), to a clean grid.
+        None: the trained `guidance_scale` / `sample_steps`."""
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        self.ddim.set_timesteps(steps or self.config.sample_steps)
         null = torch.full_like(labels, self.num_classes)
-        guided = cfg.guidance_scale != 1.0
-        for t in self.ddim.timesteps:
-            if guided:  # one batch: [labelled, null]; guidance mixes any prediction type
+        for t in self.ddim.timesteps[start:]:
+            if scale != 1.0:  # one batch: [labelled, null]; guidance mixes any prediction type
                 out_c, out_u = self.unet(torch.cat([g, g]), t, torch.cat([labels, null])).sample.chunk(2)
-                out = out_u + cfg.guidance_scale * (out_c - out_u)
+                out = out_u + scale * (out_c - out_u)
             else:
                 out = self.unet(g, t, labels).sample
             g = self.ddim.step(out, t, g, eta=0.0).prev_sample
-        return self.from_grid(g)
+        return g
+
+    def generate(self, z, labels, guidance_scale: float | None = None,
+                 sample_steps: int | None = None):
+        """DDIM from the initial noise grid z."""
+        return self.from_grid(self.denoise(z, labels, 0, guidance_scale, sample_steps))
+
+    def img2img(self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor, strength: float,
+                guidance_scale: float | None = None, sample_steps: int | None = None) -> torch.Tensor:
+        """[0, 1] images (SDEdit, Meng et al. 2022): their grid noised with `noise` to the DDIM
+        timestep `strength` of the way up the schedule, then denoised over the remaining
+        steps. strength 1 starts from `noise` alone: plain sampling (`generate(noise)`)."""
+        steps = sample_steps or self.config.sample_steps
+        start = steps - min(steps, max(1, round(steps * strength)))  # at least one step
+        g = noise
+        if start:
+            self.ddim.set_timesteps(steps)
+            g = self.ddim.add_noise(self.to_grid(x).float(), noise, self.ddim.timesteps[start:start + 1])
+        return self.from_grid(self.denoise(g, labels, start, guidance_scale, steps))

@@ -131,6 +131,5 @@ class ConditionalGAN(GeneratorModel):
         aux = F.cross_entropy(fake_cls.float(), y)  # G: draw what D's classifier calls y
         return {"loss": loss + self.config.aux_weight * aux, "aux": aux.detach()}
 
-    def draw(self, labels, generator):
-        z = self.noise((len(labels), self.config.latent_dim), generator)
+    def generate(self, z, labels):
         return (self.crop(self.g(z, labels)).float() + 1) / 2

@@ -85,5 +85,5 @@ class ConditionalVAE(GeneratorModel):
         loss = (recon + self.beta() * kl) / pixels
         return {"loss": loss, "recon": (recon / pixels).detach(), "kl": kl.detach()}
 
-    def draw(self, labels, generator):
-        return self.decode(self.noise((len(labels), self.config.latent_dim), generator), labels)
+    def generate(self, z, labels):
+        return self.decode(z, labels)

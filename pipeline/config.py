@@ -199,8 +199,9 @@ class GateConfig(Section):
 class QualityConfig(Section):
     """`synthaug judge` and `synthaug quality`: how synthetic sets are scored.
 
-    The judge is a classifier trained on the real train split with this recipe (the `train`
-    section's settings, with `model` and `epochs` from here); its penultimate layer is the
+    The judge is a classifier trained on the real train split with this recipe (TrainConfig's
+    defaults, with `model`, `epochs` and `seed` from here; not the `train` section, so that
+    tuning it leaves the quality scores valid); its penultimate layer is the
     domain feature space of FID-domain, KID and precision/recall/density/coverage, and its
     confidence drives the quality gate. CAS trains the same recipe on each synthetic set alone
     and tests it on the real test split.

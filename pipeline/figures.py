@@ -87,6 +87,29 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
     plt.close(fig)
 
 
+def interpolation_strip(rows: np.ndarray, row_names: list[str], path: Path, title: str = "") -> None:
+    """R rows of S images each (uint8 R x S x H x W x C), e.g. a latent walk per class or
+    interpolation strips; each row is read left to right."""
+    plt = _plt()
+    r, s = rows.shape[:2]
+    height = r * 0.7 + 0.7  # inches; the last 0.4 hold the title
+    fig, axes = plt.subplots(r, s, figsize=(s * 0.7 + 1, height), squeeze=False)
+    for row in range(r):
+        for col in range(s):
+            ax = axes[row, col]
+            im = rows[row, col]
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        axes[row, 0].set_ylabel(row_names[row], rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
+    fig.savefig(path, dpi=90, metadata={"Software": None})  # byte-stable
+    plt.close(fig)
+
+
 def augment_grid(originals: np.ndarray, copies: np.ndarray, row_names: list[str], path: Path,
                  title: str = "") -> None:
     """One row per original: the original (framed) then its augmented copies.
@@ -165,6 +188,61 @@ def curves_by_variant(histories: dict[str, list[list[dict]]], path: Path, title:
     ax.set(xlabel="epoch", ylabel="validation accuracy", title=title or "learning curves")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def closest_pairs(fake: np.ndarray, train: np.ndarray, dist: np.ndarray, idx: np.ndarray,
+                  path: Path, n: int = 16, title: str = "") -> None:
+    """The `n` synthetic images closest to a training image (top row, distance above) over
+    that training image (bottom row). fake/train: uint8 N x H x W x C; dist/idx: from
+    pipeline.quality.nearest_train."""
+    plt = _plt()
+    order = np.argsort(np.asarray(dist), kind="stable")[:n]
+    cols = max(1, len(order))
+    fig, axes = plt.subplots(2, cols, figsize=(cols * 0.9 + 0.6, 2.6), squeeze=False)
+    for col in range(cols):
+        for row in range(2):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(order):
+                ax.set_axis_off()
+                continue
+            i = order[col]
+            im = np.asarray(fake[i] if row == 0 else train[idx[i]])
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
+        if col < len(order):
+            axes[0, col].set_title(f"{dist[order[col]]:.3f}", fontsize=7)
+    axes[0, 0].set_ylabel("synthetic", fontsize=7)
+    axes[1, 0].set_ylabel("train", fontsize=7)
+    fig.suptitle(title or "closest synthetic / training pairs (RMS distance)", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def quality_scatter(rows: list[dict], path: Path) -> None:
+    """FID-domain (x) against CAS (y; judge agreement when no row has CAS), one labelled point
+    per set; reference rows (kind == "reference") are red stars."""
+    plt = _plt()
+    y_key = "cas" if any(r.get("cas") is not None for r in rows) else "judge_accuracy"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        x, y = r.get("fid_domain"), r.get(y_key)
+        if x is None or y is None:
+            continue
+        ref = r.get("kind") == "reference"
+        ax.scatter([x], [y], s=90 if ref else 40, marker="*" if ref else "o",
+                   color="tab:red" if ref else "tab:blue", zorder=3)
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8,
+                    fontweight="bold" if ref else "normal")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set(xlabel="FID-domain (judge features, lower is better)",
+           ylabel="CAS (real test accuracy)" if y_key == "cas" else "judge agreement",
+           title="distribution distance vs usefulness")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -15,8 +15,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
     """Train the judge: `quality.model` on the real train split (model selection on val).
 
-    It uses the `train` section's recipe with `quality.model`, `quality.epochs` and
-    `quality.seed`: the same recipe `synthaug quality` trains on every synthetic set for CAS,
+    It uses the default training recipe (the `train` section's defaults, not its current
+    values, so tuning `train` does not invalidate the quality scores) with `quality.model`,
+    `quality.epochs` and `quality.seed`: the same recipe `synthaug quality` trains on every synthetic set for CAS,
     so the judge's test accuracy is the real reference CAS is compared with. Its penultimate
     layer is the feature space of FID-domain, KID and precision/recall; its confidence drives
     the quality gate of `synthaug compose`.
@@ -25,6 +26,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     judge.json (val and test accuracy).
     """
     p = params_from(params, set_)
+    from pipeline.config import TrainConfig
     from pipeline.classifier import save_classifier
     from pipeline.device import pick_device
     from pipeline.quality import recipe, test_accuracy, train_classifier
@@ -32,7 +34,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     device = pick_device(p.quality.device)
-    cfg = recipe(p.train, p.quality)
+    cfg = recipe(TrainConfig(), p.quality)
     model, architecture, result = train_classifier(
         train.images, train.labels, (val.images, val.labels), train.class_names, cfg, p.models,
         device, p.quality.seed, progress=progress)

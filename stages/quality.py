@@ -54,6 +54,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     if missing:
         raise SynthaugError(f"{p.paths.synthetic / missing[0]}: set {missing[0]!r} not sampled; run "
                             f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
+    from pipeline.config import TrainConfig
     from pipeline.classifier import load_classifier
     from pipeline.device import pick_device
     from pipeline.figures import closest_pairs, quality_scatter
@@ -64,7 +65,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     device = pick_device(q.device)
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     judge, _ = load_classifier(p.paths.judge, device)
-    ctx = QualityContext.build(train, val, test, judge, q, recipe(p.train, q), p.models, device)
+    ctx = QualityContext.build(train, val, test, judge, q, recipe(TrainConfig(), q), p.models, device)
     per_class = max(1, len(val) // len(val.class_names))
     noise_images, noise_labels = noise_set(per_class, train.shape, len(train.class_names), q.seed)
     entries = [("real-val", val.images, val.labels)]
@@ -77,7 +78,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         figs = tmp / "figures"
         figs.mkdir()
         for name, images, labels in entries:
-            row = assess(name, images, labels, ctx)
+            # the val split is scored with model selection on train (not on itself)
+            row = assess(name, images, labels, ctx,
+                         (train.images, train.labels) if name == "real-val" else None)
             row["kind"] = "reference" if name in REFERENCES else "synthetic"
             rows.append(row)
             say(f"quality {name}: " + "  ".join(

@@ -1,0 +1,312 @@
+"""Latent-space samplers: ways to choose the latents a trained generator turns into images.
+
+Every family maps latents to images deterministically (`GeneratorModel.generate`); a sampler
+decides which latents (pythae-style: `build_sampler`, `fit` on the training split, `sample`):
+- `prior`: z ~ N(0, I), what the generator was trained on (diffusion: DDIM from that noise,
+  with the set's `guidance_scale` / `sample_steps` overrides).
+- `truncated` (BigGAN's truncation trick, Brock et al. 2019): prior latents whose components
+  beyond +-psi are redrawn until inside: more typical images, less variety.
+- `slerp`: a random point (t ~ U(0, 1)) on the great circle between two prior latents of the
+  image's class; spherical interpolation keeps the norm prior latents have (White 2016).
+- `posterior_jitter` (vae): a training image of the class (its "parent") encoded, and
+  z = mu + sigma * std * eps decoded: variations of real images.
+- `gmm` (vae; ex-post density estimation, Ghosh et al. 2020): a Gaussian mixture per class
+  fitted to the training images' posterior means, so latents come from where real images
+  encode rather than from the prior.
+- `img2img` (diffusion; SDEdit, Meng et al. 2022): a parent training image mapped to the grid,
+  noised to `strength` of the DDIM schedule and denoised with guidance.
+
+All randomness comes from the torch generator given to `sample` (sklearn gets a seed drawn
+from it), so one seed and batch size give byte-identical images. Each image comes with a
+provenance row: generator, sampler and settings, plus `parent` (index into the fitted
+training split) for samplers that start from a real image, and `t` for slerp.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generators.common import GeneratorModel, quantize
+from generators.config import (
+    DIFFUSION_SETTINGS,
+    FAMILIES,
+    SAMPLER_FAMILIES,
+    SAMPLERS,
+    SetConfig,
+)
+from pipeline.errors import SynthaugError
+
+
+@contextlib.contextmanager
+def eval_mode(model: GeneratorModel) -> Iterator[GeneratorModel]:
+    """The model in eval mode, without gradients, restored to its mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def to_hwc(x01: torch.Tensor) -> np.ndarray:
+    """Float N x C x H x W images in [0, 1] -> uint8 N x H x W x C (the packed layout)."""
+    return quantize(x01).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 N x H x W x C -> float N x C x H x W in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+def uniform(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n draws of U(0, 1) (float64, on the CPU) from the generator."""
+    return torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+
+
+def slerp(z1: torch.Tensor, z2: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between latents z1 and z2 (N x *latent_shape, each row one
+    latent, flattened) at t (a number or N numbers): t = 0 gives z1, t = 1 gives z2 (exactly),
+    and rows of equal norm keep it. Near-parallel (or opposite) rows, whose great circle is
+    undefined, fall back to linear interpolation."""
+    a, b = z1.flatten(1).double(), z2.flatten(1).double()
+    t = torch.as_tensor(t, dtype=torch.float64, device=a.device).expand(len(a)).unsqueeze(1)
+    cos = (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1, keepdim=True).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    sin = torch.sin(omega)
+    flat = sin.abs() < 1e-6
+    sin = torch.where(flat, torch.ones_like(sin), sin)
+    wa = torch.where(flat, 1 - t, torch.sin((1 - t) * omega) / sin)
+    wb = torch.where(flat, t, torch.sin(t * omega) / sin)
+    return (wa * a + wb * b).to(z1.dtype).view_as(z1)
+
+
+def truncated_noise(model: GeneratorModel, shape: tuple[int, ...], psi: float,
+                    generator: torch.Generator) -> torch.Tensor:
+    """N(0, I) noise of `shape` with every component beyond +-psi redrawn until inside."""
+    z = model.noise(shape, generator)
+    while (out := z.abs() > psi).any():
+        z[out] = model.noise((int(out.sum()),), generator)
+    return z
+
+
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """per_class labels of each class, class-major: [0, 0, ..., 1, 1, ...] (int64)."""
+    return np.repeat(np.arange(num_classes, dtype=np.int64), per_class)
+
+
+class Sampler(abc.ABC):
+    """Draws labelled images from a generator; `fit` first for samplers that need data."""
+
+    name = ""
+    needs_data = False  # fit with the training split before sample
+
+    def __init__(self, model: GeneratorModel, cfg: SetConfig):
+        self.model, self.cfg = model, cfg
+        # diffusion overrides (None: the trained value), passed to generate
+        self.options = {k: getattr(cfg, k) for k in DIFFUSION_SETTINGS if getattr(cfg, k) is not None}
+        self.images: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+        self.by_class: list[np.ndarray] = []
+
+    def fit(self, images: np.ndarray, labels: np.ndarray) -> Sampler:
+        """Keep the training split (uint8 N x H x W x C, labels) if this sampler needs it."""
+        if not self.needs_data:
+            return self
+        c, h, w = self.model.shape
+        labels = np.asarray(labels, dtype=np.int64)
+        if images.ndim != 4 or images.shape[1:] != (h, w, c) or len(images) != len(labels):
+            raise SynthaugError(f"sampler {self.name}: training images {images.shape} with "
+                                f"{len(labels)} labels do not fit a generator of {h} x {w} x {c} "
+                                "images")
+        self.images, self.labels = images, labels
+        self.by_class = [np.flatnonzero(labels == k) for k in range(self.model.num_classes)]
+        return self
+
+    def sample(self, labels: np.ndarray, generator: torch.Generator,
+               batch_size: int = 500) -> tuple[np.ndarray, list[dict]]:
+        """uint8 N x H x W x C images of `labels`, in batches, and one provenance dict each."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.size and not 0 <= labels.min() <= labels.max() < self.model.num_classes:
+            raise SynthaugError(f"sampler {self.name}: labels outside 0..{self.model.num_classes - 1}")
+        if self.needs_data and self.images is None:
+            raise SynthaugError(f"sampler {self.name}: fit it on the training split before sampling")
+        base = {"generator": self.model.family, "sampler": self.name, **self.cfg.settings()}
+        c, h, w = self.model.shape
+        images, rows = [np.zeros((0, h, w, c), np.uint8)], []
+        with eval_mode(self.model):
+            self.prepare(generator)
+            for i in range(0, len(labels), batch_size):
+                y = torch.from_numpy(labels[i:i + batch_size]).to(self.model.device)
+                x, extra = self.draw(y, generator)
+                images.append(to_hwc(x))
+                rows += [{**base, **e} for e in extra]
+        return np.concatenate(images), rows
+
+    def prepare(self, generator: torch.Generator) -> None:
+        """Set-up that needs randomness, once per `sample` call (none by default)."""
+
+    @abc.abstractmethod
+    def draw(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[dict]]:
+        """Float images in [0, 1] of a batch of labels, and each image's extra provenance."""
+
+    def parents(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[np.ndarray, torch.Tensor]:
+        """A training image of each label, chosen uniformly: (indices, [0, 1] images)."""
+        idx = []
+        for k, u in zip(labels.tolist(), uniform(len(labels), generator).tolist()):
+            pool = self.by_class[k]
+            if not len(pool):
+                raise SynthaugError(f"sampler {self.name}: the training split has no image of "
+                                    f"class {self.model.class_names[k]!r} to start from")
+            idx.append(pool[min(int(u * len(pool)), len(pool) - 1)])
+        idx = np.asarray(idx, dtype=np.int64)
+        return idx, to_tensor(self.images[idx], self.model.device)
+
+
+class PriorSampler(Sampler):
+    name = "prior"
+
+    def latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.model.noise((n, *self.model.latent_shape), generator)
+
+    def draw(self, labels, generator):
+        z = self.latents(len(labels), generator)
+        return self.model.generate(z, labels, **self.options), [{}] * len(labels)
+
+
+class TruncatedSampler(PriorSampler):
+    name = "truncated"
+
+    def latents(self, n, generator):
+        return truncated_noise(self.model, (n, *self.model.latent_shape), self.cfg.psi, generator)
+
+
+class SlerpSampler(Sampler):
+    name = "slerp"
+
+    def draw(self, labels, generator):
+        z = self.model.noise((len(labels), 2, *self.model.latent_shape), generator)
+        t = uniform(len(labels), generator)
+        x = self.model.generate(slerp(z[:, 0], z[:, 1], t), labels, **self.options)
+        return x, [{"t": v} for v in t.tolist()]
+
+
+class PosteriorJitterSampler(Sampler):
+    name = "posterior_jitter"
+    needs_data = True
+
+    def draw(self, labels, generator):
+        idx, x = self.parents(labels, generator)
+        mu, logvar = self.model.encode(x, labels)
+        eps = self.model.noise(tuple(mu.shape), generator)
+        z = mu + self.cfg.sigma * torch.exp(0.5 * logvar) * eps
+        return self.model.decode(z, labels), [{"parent": int(i)} for i in idx]
+
+
+class GMMSampler(Sampler):
+    """`fit` encodes the training images; each `sample` fits the per-class mixtures with a
+    seed drawn from its generator (refitting only when that seed changes)."""
+
+    name = "gmm"
+    needs_data = True
+
+    def fit(self, images, labels, batch_size: int = 500):
+        super().fit(images, labels)
+        with eval_mode(self.model):
+            mus = [self.model.encode(to_tensor(images[i:i + batch_size], self.model.device),
+                                     torch.from_numpy(self.labels[i:i + batch_size]).to(self.model.device))[0]
+                   for i in range(0, len(images), batch_size)]
+        self.mu = torch.cat(mus).double().cpu().numpy() if mus else np.zeros((0, *self.model.latent_shape))
+        self.seed: int | None = None
+        return self
+
+    def prepare(self, generator):
+        from sklearn.mixture import GaussianMixture
+
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+        if seed == self.seed:
+            return
+        k, d, m = self.model.num_classes, self.mu.shape[1], self.cfg.components
+        self.weights = torch.zeros(k, m, dtype=torch.float64)  # padded: classes may have < m
+        self.means = torch.zeros(k, m, d, dtype=torch.float64)
+        self.chol = torch.zeros(k, m, d, d, dtype=torch.float64)
+        for c, pool in enumerate(self.by_class):
+            if not len(pool):
+                continue
+            gmm = GaussianMixture(n_components=min(m, len(pool)), covariance_type="full",
+                                  reg_covar=1e-4, random_state=seed).fit(self.mu[pool])
+            n = gmm.n_components
+            self.weights[c, :n] = torch.from_numpy(gmm.weights_)
+            self.means[c, :n] = torch.from_numpy(gmm.means_)
+            self.chol[c, :n] = torch.linalg.cholesky(torch.from_numpy(gmm.covariances_))
+        self.seed = seed
+
+    def draw(self, labels, generator):
+        y = labels.cpu()
+        if missing := sorted({self.model.class_names[c] for c in y.tolist() if not len(self.by_class[c])}):
+            raise SynthaugError(f"sampler gmm: the training split has no image of class(es) "
+                                f"{', '.join(map(repr, missing))} to fit a mixture to")
+        comp = torch.multinomial(self.weights[y].to(generator.device), 1, generator=generator).cpu()[:, 0]
+        eps = self.model.noise((len(y), self.means.shape[2], 1), generator).cpu().double()
+        z = self.means[y, comp] + (self.chol[y, comp] @ eps)[..., 0]
+        x = self.model.decode(z.float().to(self.model.device), labels)
+        return x, [{"component": c} for c in comp.tolist()]
+
+
+class Img2ImgSampler(Sampler):
+    name = "img2img"
+    needs_data = True
+
+    def draw(self, labels, generator):
+        idx, x = self.parents(labels, generator)
+        noise = self.model.noise((len(labels), *self.model.latent_shape), generator)
+        out = self.model.img2img(x, labels, noise, self.cfg.strength, **self.options)
+        return out, [{"parent": int(i)} for i in idx]
+
+
+SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (
+    PriorSampler, TruncatedSampler, SlerpSampler, PosteriorJitterSampler, GMMSampler,
+    Img2ImgSampler)}
+assert tuple(SAMPLER_CLASSES) == SAMPLERS
+
+
+def build_sampler(model: GeneratorModel, cfg: SetConfig) -> Sampler:
+    """The sampler `cfg` names, for `model`; a SynthaugError if they do not fit together."""
+    if cfg.sampler not in SAMPLER_CLASSES:
+        raise SynthaugError(f"sampler: unknown sampler {cfg.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    families = SAMPLER_FAMILIES.get(cfg.sampler, FAMILIES)
+    if model.family not in families:
+        raise SynthaugError(f"sampler {cfg.sampler!r} needs a {' or '.join(families)} generator, "
+                            f"not a {model.family} one")
+    if cfg.generator != model.family:
+        raise SynthaugError(f"sampler {cfg.sampler!r}: the set is for a {cfg.generator} "
+                            f"generator, not a {model.family} one")
+    return SAMPLER_CLASSES[cfg.sampler](model, cfg)
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+def interpolation(model: GeneratorModel, z1: torch.Tensor, z2: torch.Tensor, label: int,
+                  steps: int, **options) -> np.ndarray:
+    """uint8 steps x H x W x C: the images of label along the slerp from latent z1 to z2
+    (each of `latent_shape`), both ends included: the first is z1's image, the last z2's."""
+    shape = (1, *model.latent_shape)
+    z1, z2 = (torch.as_tensor(z).reshape(shape).to(model.device) for z in (z1, z2))
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)
+    z = slerp(z1.expand(steps, *shape[1:]), z2.expand(steps, *shape[1:]), t)
+    with eval_mode(model):
+        return to_hwc(model.generate(z, torch.full((steps,), label, device=model.device), **options))
+
+
+def latent_walks(model: GeneratorModel, generator: torch.Generator, steps: int,
+                 **options) -> np.ndarray:
+    """uint8 (num_classes * steps) x H x W x C: per class (class-major), the interpolation
+    between two prior latents of that class."""
+    z = model.noise((model.num_classes, 2, *model.latent_shape), generator)
+    return np.concatenate([interpolation(model, z[c, 0], z[c, 1], c, steps, **options)
+                           for c in range(model.num_classes)])

@@ -1,0 +1,238 @@
+"""Quality metrics on small real data (mnist5k): references rank as they must, the memorisation
+check flags copies and not held-out images, and the formulas match hand computations."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import PrepareConfig, QualityConfig, TrainConfig
+from pipeline.prepare import prepare_splits
+from pipeline.quality import (FeatureExtractor, QualityContext, assess, cas, features, fid_kid,
+                              gate, imagenet_extractor, near_copies, nearest_train, noise_set,
+                              prdc, recipe, train_classifier, train_radius)
+from pipeline.sources import load_source
+
+CPU = torch.device("cpu")
+NAMES = [str(i) for i in range(10)]
+# a short recipe: the metrics are under test, not the classifier. (A judge trained much less,
+# e.g. 3 x 1,024 samples, maps noise onto a few real images' large k-NN balls: precision 0.9.)
+Q = QualityConfig(epochs=4, k=3, kid_subset_size=50, imagenet_features=False, cas=False)
+RECIPE = recipe(TrainConfig(batch_size=32, min_epoch_size=2048, patience=0, amp=False), Q)
+
+
+def _take(split, n, seed):
+    idx = np.sort(np.random.default_rng(seed).choice(len(split.labels), n, replace=False))
+    return split.images[idx], split.labels[idx]
+
+
+@pytest.fixture(scope="module")
+def data():
+    cfg = PrepareConfig(source="mnist5k", train_per_class=30)
+    splits = prepare_splits(load_source(cfg, "unused"), cfg)
+    return ((splits["train"].images, splits["train"].labels), _take(splits["val"], 200, 1),
+            _take(splits["test"], 300, 2))
+
+
+@pytest.fixture(scope="module")
+def ctx(data):
+    train, val, test = data
+    judge, architecture, result = train_classifier(*train, val, NAMES, RECIPE, {}, CPU, 0)
+    assert architecture["model"] == "cnn" and result.epochs_run == 4
+    return QualityContext.build(train, val, test, judge, Q, RECIPE, {}, CPU, NAMES)
+
+
+@pytest.fixture(scope="module")
+def rows(ctx, data):
+    """assess() of the real held-out split, noise and copies of training images."""
+    _, val, _ = data
+    train_x, train_y = ctx.train
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(train_y), 100, replace=False)
+    exact = train_x[pick]
+    noisy = np.clip(exact.astype(int) + rng.integers(-8, 9, exact.shape), 0, 255).astype(np.uint8)
+    copies = (np.concatenate([exact, noisy]), np.concatenate([train_y[pick]] * 2))
+    return {"real": assess("real-val", *val, ctx),
+            "noise": assess("noise", *noise_set(20, (1, 28, 28), 10, 0), ctx),
+            "copies": assess("copies", *copies, ctx)}
+
+
+def test_recipe_takes_model_epochs_seed_from_quality():
+    r = recipe(TrainConfig(model="lenet5", epochs=30, seed=5, online_augment="medium", lr=1e-3),
+               QualityConfig(model="cnn", epochs=4, seed=9))
+    assert (r.model, r.epochs, r.seed, r.online_augment, r.lr) == ("cnn", 4, 9, None, 1e-3)
+
+
+def test_a_set_against_itself(ctx):
+    f = ctx.train_feats
+    scores = fid_kid(f, f, 50, seed=0)
+    assert abs(scores["fid"]) < 1e-6 * float(f.var(0).sum())
+    assert abs(scores["kid"]) < scores["kid_std"]
+    m = prdc(f, f, k=3)
+    assert m["precision"] == m["recall"] == m["coverage"] == 1.0
+    assert 0.8 < m["density"] < 1.5
+
+
+def test_noise_is_far_worse_than_a_held_out_real_split(rows, ctx):
+    real, noise = rows["real"], rows["noise"]
+    assert noise["fid_domain"] > 10 * real["fid_domain"]
+    assert noise["kid_domain"] > real["kid_domain"] + 10 * real["kid_domain_std"]
+    for key in ("precision", "recall", "density", "coverage"):
+        assert real[key] > 0.4 and noise[key] < 0.1, (key, real[key], noise[key])
+    assert real["judge_accuracy"] > 0.7 and noise["judge_accuracy"] < 0.3
+    assert real["cas"] is None and real["fid_lite0"] is None  # switched off in Q
+    assert real["failing_classes"] == [] and len(noise["failing_classes"]) >= 5
+    assert ctx.judge_test_accuracy > 0.7
+
+
+def test_copies_of_training_images_are_flagged_and_held_out_images_are_not(rows, ctx):
+    assert rows["copies"]["near_copy_fraction"] == 1.0
+    assert rows["copies"]["nearest_median"] < 0.03
+    assert rows["real"]["near_copy_fraction"] < 0.05
+    assert rows["real"]["nearest_median"] > 0.1
+    assert rows["noise"]["near_copy_fraction"] == 0.0
+    # the exact copies find themselves
+    exact = rows["copies"]["nearest_distance"][:100]
+    assert np.all(exact == 0.0)
+    assert all(v["near_copy_fraction"] in (1.0, None) for v in rows["copies"]["per_class"].values())
+
+
+def test_nearest_train_and_radius_match_brute_force():
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 256, (300, 6, 5, 2), dtype=np.uint8)
+    fake = rng.integers(0, 256, (270, 6, 5, 2), dtype=np.uint8)  # > 1 chunk of 256
+    d = np.sqrt(((fake.reshape(270, 1, -1) / 255 - train.reshape(1, 300, -1) / 255) ** 2).mean(-1))
+    dist, idx = nearest_train(fake, train)
+    assert np.array_equal(idx, d.argmin(1)) and np.allclose(dist, d.min(1), atol=1e-12)
+    t = np.sqrt(((train.reshape(300, 1, -1) / 255 - train.reshape(1, 300, -1) / 255) ** 2).mean(-1))
+    np.fill_diagonal(t, np.inf)
+    assert np.allclose(train_radius(train), t.min(1), atol=1e-12)
+    radius = np.array([1.0, 0.2])
+    mask = near_copies(np.array([0.4, 0.4, 0.09]), np.array([0, 1, 1]), radius, 0.5)
+    assert mask.tolist() == [True, False, True]
+
+
+def _prdc_reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
+    """The papers' definitions, one point at a time."""
+    def dist(a, b):
+        return float(np.linalg.norm(a - b))
+
+    def radius(points, i):
+        return sorted(dist(points[i], points[j]) for j in range(len(points)) if j != i)[k - 1]
+
+    rr = [radius(real, i) for i in range(len(real))]
+    rf = [radius(fake, j) for j in range(len(fake))]
+    inside = [[dist(f, r) <= rr[i] for i, r in enumerate(real)] for f in fake]
+    return {"precision": np.mean([any(row) for row in inside]),
+            "recall": np.mean([any(dist(r, f) <= rf[j] for j, f in enumerate(fake)) for r in real]),
+            "density": sum(map(sum, inside)) / (k * len(fake)),
+            "coverage": np.mean([any(inside[j][i] for j in range(len(fake)))
+                                 for i in range(len(real))])}
+
+
+def test_prdc_toy_cases():
+    # by hand, k = 1: every real ball has radius 1; the fake balls radius 9.5
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    fake = torch.tensor([[0.5], [10.0]])
+    assert prdc(real, fake, k=1) == {"precision": 0.5, "recall": 1.0, "density": 1.0,
+                                     "coverage": 0.5}
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(40, 3))
+    fake = rng.normal(0.7, 1.3, size=(33, 3))
+    ref = _prdc_reference(real, fake, k=4)
+    got = prdc(torch.from_numpy(real), torch.from_numpy(fake), k=4, chunk=7)
+    assert got == pytest.approx(ref)
+    assert 0 < got["precision"] < 1 and 0 < got["coverage"] < 1
+    with pytest.raises(ValueError, match="more than k"):
+        prdc(real[:3], fake, k=3)
+
+
+def test_fid_kid_deterministic_and_kid_subset_shrinks():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(30, 8, generator=g), torch.randn(20, 8, generator=g) + 0.5
+    one, two = fid_kid(a, b, 100, seed=1), fid_kid(a, b, 100, seed=1)  # subset 100 -> 20
+    assert one == two and one["fid"] > 0 and one["kid"] > 0
+    assert fid_kid(a, b, 10, seed=2)["kid"] != fid_kid(a, b, 10, seed=3)["kid"]
+    # FID against the closed form ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2)
+    from scipy.linalg import sqrtm
+
+    x, y = a.double().numpy(), b.double().numpy()
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    ref = ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
+    assert one["fid"] == pytest.approx(ref, rel=1e-6)
+
+
+def test_feature_extractor_returns_the_last_linear_input(ctx, data):
+    train_x = data[0][0]
+    ext = FeatureExtractor(ctx.judge)
+    last = [m for m in ctx.judge.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert ext.num_features == last.in_features == 128
+    x = torch.from_numpy(train_x[:5]).permute(0, 3, 1, 2)
+    out = ext(x)
+    assert out.shape == (5, 128)
+    assert torch.allclose(out, ext(x.float() / 255), atol=1e-5)  # uint8 and [0, 1] floats agree
+    f = features(ext, train_x[:5], CPU, batch_size=2)
+    assert f.dtype == torch.float64 and torch.allclose(f, out.double(), atol=1e-5)
+    # torchmetrics takes it as is: no 3 x 299 x 299 probe, uint8 images in
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    fid = FrechetInceptionDistance(feature=ext)
+    fid.update(torch.from_numpy(train_x[:40]).permute(0, 3, 1, 2), real=True)
+    fid.update(torch.from_numpy(train_x[40:80]).permute(0, 3, 1, 2), real=False)
+    assert math.isfinite(float(fid.compute()))
+
+
+def test_imagenet_features_or_a_reason():
+    ext, note = imagenet_extractor((1, 28, 28), CPU)
+    if ext is None:
+        pytest.skip(f"no EfficientNet-Lite0 weights: {note}")
+    assert note.endswith(".pth") and ext.num_features == 1280
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    assert features(ext, x, CPU).shape == (3, 1280)
+    assert imagenet_extractor((2, 28, 28), CPU)[0] is None
+
+
+def test_gate_counts_add_up(ctx, data):
+    x, y = data[1]
+    copies = np.zeros(len(y), bool)
+    copies[::7] = True
+    keep, counts = gate(x, y, ctx.judge, CPU, 0.9, copies, NAMES)
+    assert not keep[copies].any()
+    assert sum(c["kept"] for c in counts.values()) == keep.sum()
+    for c, name in enumerate(NAMES):
+        assert sum(counts[name].values()) == (y == c).sum()
+        assert counts[name]["near_copy"] == (copies & (y == c)).sum()
+    assert sum(c["low_confidence"] for c in counts.values()) > 0
+    everything, counts0 = gate(x, y, ctx.judge, CPU, 0.0)
+    assert everything.all() and set(counts0) == set(NAMES)
+    assert all(c["low_confidence"] == c["near_copy"] == 0 for c in counts0.values())
+
+
+def test_cas_of_real_data_beats_noise(ctx, data):
+    _, val, test = data
+    real = cas(*val, test, val, NAMES, RECIPE, {}, CPU, 0)
+    noise = cas(*noise_set(20, (1, 28, 28), 10, 0), test, val, NAMES, RECIPE, {}, CPU, 0)
+    assert real["accuracy"] > 0.7 and noise["accuracy"] < 0.3
+    assert set(real["per_class"]) == set(NAMES)
+    assert real["accuracy"] == pytest.approx(
+        np.average(list(real["per_class"].values()), weights=np.bincount(test[1], minlength=10)))
+
+
+def test_noise_set_is_balanced_uint8():
+    x, y = noise_set(4, (3, 8, 6), 5, seed=1)
+    assert x.shape == (20, 8, 6, 3) and x.dtype == np.uint8 and np.bincount(y).tolist() == [4] * 5
+    assert np.array_equal(x, noise_set(4, (3, 8, 6), 5, seed=1)[0])
+
+
+def test_figures(tmp_path, rows, ctx):
+    from pipeline.figures import closest_pairs, quality_scatter
+
+    r = rows["copies"]
+    images = ctx.train[0][:5]
+    dist, idx = nearest_train(images, ctx.train[0])
+    closest_pairs(images, ctx.train[0], dist, idx, tmp_path / "pairs.png", n=16, title="t")
+    table = [{**rows[k], "kind": "reference" if k != "copies" else "synthetic"} for k in rows]
+    quality_scatter(table, tmp_path / "scatter.png")
+    assert (tmp_path / "pairs.png").stat().st_size > 1000
+    assert (tmp_path / "scatter.png").stat().st_size > 1000
+    assert r["nearest_index"].dtype == np.int64

@@ -48,6 +48,7 @@ class GANConfig(FamilyConfig):
     width: PositiveInt = 32  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
     loss: Literal["hinge", "nonsaturating"] = "hinge"
     aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
+    mode_seeking: NonNegativeFloat = 0.1  # weight of the diversity term against mode collapse
     # the same random augmentation of real and fake images for D: fewer images needed
     diffaugment: Literal["off", "translation", "translation+cutout"] = "translation"
 
@@ -151,7 +152,9 @@ class SetConfig(Section):
         if families and self.generator not in families:
             raise ValueError(f"sampler {self.sampler!r} needs a {' or '.join(families)} "
                              f"generator (got {self.generator!r})")
-        for key in self.model_fields_set:
+        for key in self.model_fields_set:  # a dumped config repeats the defaults: fine
+            if getattr(self, key) == type(self).model_fields[key].default:
+                continue
             if key in SAMPLER_SETTINGS and self.sampler not in SAMPLER_SETTINGS[key]:
                 raise ValueError(f"{key} applies to the {SAMPLER_SETTINGS[key][0]} sampler only "
                                  f"(this set uses {self.sampler!r})")

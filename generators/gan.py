@@ -6,6 +6,8 @@ to the canvas -> tanh. D: strided spectral-norm convs down to 4 x 4, summed, the
 An auxiliary classifier on D's features (AC-GAN, trained on real images only) pulls G towards
 the right class within a few hundred steps; without it (`aux_weight: 0`) few-step runs draw
 clean strokes under the wrong labels.
+A mode-seeking term (Mao et al. 2019) keeps G from drawing one image per class: it pays the
+inverse of how far apart two latents' images of one label are.
 With few images D memorises the real set; DiffAugment (Zhao et al. 2020: the same random
 shifts and cutout on real and fake images, differentiable) keeps it honest.
 """
@@ -100,9 +102,12 @@ class ConditionalGAN(GeneratorModel):
                 "generator": {"params": list(self.g.parameters()), "lr": cfg.lr,
                               "betas": (0.5, 0.999)}}
 
-    def fake(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def fake(self, y: torch.Tensor, generator: torch.Generator,
+             z: torch.Tensor | None = None) -> torch.Tensor:
         """G's images on the canvas, their border replaced by the padding real images get."""
-        x = self.g(self.noise((len(y), self.config.latent_dim), generator), y)
+        if z is None:
+            z = self.noise((len(y), self.config.latent_dim), generator)
+        x = self.g(z, y)
         if self.canvas == self.shape[1] == self.shape[2]:
             return x
         return self.to_canvas((self.crop(x) + 1) / 2)
@@ -125,11 +130,22 @@ class ConditionalGAN(GeneratorModel):
             aux = F.cross_entropy(real_cls.float(), y)  # the classifier learns on real images only
             return {"loss": loss + self.config.aux_weight * aux, "real": real_out.mean().detach(),
                     "fake": fake_out.mean().detach(), "aux": aux.detach()}
-        fake_out, fake_cls = self.d(aug(self.fake(y, generator)), y)
+        z = self.noise((len(y), self.config.latent_dim), generator)
+        fake = self.fake(y, generator, z)
+        fake_out, fake_cls = self.d(aug(fake), y)
         fake_out = fake_out.float()
         loss = -fake_out.mean() if hinge else F.softplus(-fake_out).mean()
         aux = F.cross_entropy(fake_cls.float(), y)  # G: draw what D's classifier calls y
-        return {"loss": loss + self.config.aux_weight * aux, "aux": aux.detach()}
+        out = {"loss": loss + self.config.aux_weight * aux, "aux": aux.detach()}
+        if self.config.mode_seeking:
+            # Mao et al. 2019: two latents, one label; G is rewarded for images as far apart
+            # as their latents (a G that ignores z, i.e. mode collapse, pays 1 / eps)
+            z2 = self.noise(tuple(z.shape), generator)
+            ratio = ((fake - self.fake(y, generator, z2)).float().abs().mean(dim=(1, 2, 3))
+                     / (z - z2).abs().mean(dim=1)).mean()
+            out["loss"] = out["loss"] + self.config.mode_seeking / (ratio + 1e-5)
+            out["diversity"] = ratio.detach()
+        return out
 
     def generate(self, z, labels):
         return (self.crop(self.g(z, labels)).float() + 1) / 2

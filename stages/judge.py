@@ -26,8 +26,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     judge.json (val and test accuracy).
     """
     p = params_from(params, set_)
-    from pipeline.config import TrainConfig
     from pipeline.classifier import save_classifier
+    from pipeline.config import TrainConfig
     from pipeline.device import pick_device
     from pipeline.quality import recipe, test_accuracy, train_classifier
     from pipeline.storage import atomic_output, read_dataset

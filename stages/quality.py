@@ -24,6 +24,9 @@ METRICS = {
     "cas_ratio": ("CAS / real", 1, "{:.2f}"),
     "judge_accuracy": ("judge agrees", 1, "{:.1%}"),
 }
+# the quality ranking; judge agreement is a label check (AC-GAN-style generators beat real data
+# on it by design), reported but not ranked
+RANKED = [k for k in METRICS if k != "judge_accuracy"]
 
 
 @user_errors
@@ -54,8 +57,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     if missing:
         raise SynthaugError(f"{p.paths.synthetic / missing[0]}: set {missing[0]!r} not sampled; run "
                             f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
-    from pipeline.config import TrainConfig
     from pipeline.classifier import load_classifier
+    from pipeline.config import TrainConfig
     from pipeline.device import pick_device
     from pipeline.figures import closest_pairs, quality_scatter
     from pipeline.quality import QualityContext, assess, noise_set, recipe
@@ -119,23 +122,35 @@ def table(rows: list[dict]) -> str:
     return markdown_table(head, body)
 
 
-def ranks(rows: list[dict]) -> dict[str, list[str]]:
-    """metric -> set names from best to worst."""
+def ranks(rows: list[dict]) -> dict[str, list[dict]]:
+    """metric -> rows from best to worst (RANKED metrics that some row has)."""
     out = {}
-    for k, (_, better, _) in METRICS.items():
+    for k in RANKED:
         have = [r for r in rows if r.get(k) is not None and not math.isnan(r[k])]
         if have:
-            out[k] = [r["name"] for r in sorted(have, key=lambda r: -better * r[k])]
+            out[k] = sorted(have, key=lambda r: -METRICS[k][1] * r[k])
+    return out
+
+
+def ranking_check(rows: list[dict]) -> dict[str, str]:
+    """metric -> "yes" when real-val is best and noise worst (ties allowed: "yes (tied)"),
+    else "no"."""
+    out = {}
+    for k, order in ranks(rows).items():
+        value = {r["name"]: r[k] for r in order}
+        if "real-val" not in value or "noise" not in value:
+            continue
+        best, worst = order[0][k], order[-1][k]
+        first, last = value["real-val"] == best, value["noise"] == worst
+        ties = (sum(v == best for v in value.values()) > 1) or (sum(v == worst for v in value.values()) > 1)
+        out[k] = ("yes (tied)" if ties else "yes") if first and last else "no"
     return out
 
 
 def _markdown(p, rows: list[dict]) -> str:
-    order = ranks(rows)
-    checks = []
-    for k, names in order.items():
-        first, last = names[0], names[-1]
-        checks.append(f"| {METRICS[k][0]} | {first} | {last} | "
-                      f"{'yes' if first == 'real-val' and last == 'noise' else '**no**'} |")
+    order, verdict = ranks(rows), ranking_check(rows)
+    checks = [f"| {METRICS[k][0]} | {order[k][0]['name']} | {order[k][-1]['name']} | "
+              f"{verdict[k] if verdict[k] != 'no' else '**no**'} |" for k in verdict]
     best = max((r for r in rows if r["kind"] == "synthetic" and r.get("cas") is not None),
                key=lambda r: r["cas"], default=None)
 
@@ -159,8 +174,8 @@ def _markdown(p, rows: list[dict]) -> str:
         "",
     ]
     if best is not None:
-        parts += [f"Best CAS: **{best['name']}**, {best['cas']:.1%} = {best['cas_ratio']:.0%} of "
-                  "the real-trained classifier's test accuracy.", ""]
+        parts += [(f"Best CAS: **{best['name']}**, {best['cas']:.1%} = {best['cas_ratio']:.0%} of "
+                   "the real-trained classifier's test accuracy."), ""]
     parts += ["## Ranking check", "", "| metric | best | worst | real-val first, noise last |",
               "|---|---|---|---|", *checks, "",
               "![FID-domain vs CAS](figures/fid_vs_cas.png)", "", "## Sets", ""]

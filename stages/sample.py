@@ -46,7 +46,12 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     import torch
 
     from generators.common import load_generator
-    from generators.samplers import balanced_labels, build_sampler, interpolation, latent_walks
+    from generators.samplers import (
+        balanced_labels,
+        build_sampler,
+        interpolation,
+        latent_walks,
+    )
     from pipeline.device import pick_device
     from pipeline.figures import interpolation_strip, sample_grid
     from pipeline.storage import atomic_output, read_dataset, write_dataset

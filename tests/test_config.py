@@ -2,7 +2,13 @@
 import pytest
 import yaml
 
-from pipeline.config import Params, apply_overrides, load_params, parse_override
+from pipeline.config import (
+    Params,
+    apply_overrides,
+    load_params,
+    parse_override,
+    validate_params,
+)
 from pipeline.errors import SynthaugError
 
 
@@ -74,3 +80,9 @@ def test_missing_and_broken_files(tmp_path):
 def test_override_into_a_scalar_is_an_error():
     with pytest.raises(SynthaugError, match="train.epochs is not a section"):
         apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
+
+
+def test_dumped_params_validate_again():
+    """Stages re-validate dumped params (e.g. --model): defaults repeated in a dump are fine."""
+    p = Params()
+    assert validate_params(p.model_dump(mode="json")) == p

@@ -34,7 +34,14 @@ def project(tmp_path, repo_root):
     params["prepare"].update(train_per_class=20)
     params["train"].update(epochs=4, batch_size=16)
     params["augment"].update(copies_per_image=2)
-    params["study"].update(seeds=[0])  # 3 variants x 1 model x 1 seed
+    params["study"].update(variants=["real", "real+online", "real+all"], seeds=[0])  # 3 cells
+    params["sample"].update(per_class=20, sets={
+        "gan-prior": {"generator": "gan"}, "vae-prior": {"generator": "vae"},
+        "vae-gmm": {"generator": "vae", "sampler": "gmm", "components": 2},
+        "diffusion-ddim": {"generator": "diffusion"}})
+    params["compose"]["variants"]["real+all"]["gate"] = True
+    params["compose"]["gate"]["tau"] = 0.0  # tiny generators: the gate only drops near-copies
+    params["quality"].update(epochs=1, imagenet_features=False)
     gen = params["train_generator"]  # tiny generators: this test checks the wiring, not quality
     gen.update(checkpoint_every=1, grid_every=0)
     gen["gan"].update(epochs=1)
@@ -54,20 +61,40 @@ def project(tmp_path, repo_root):
 def test_dvc_repro_end_to_end(project):
     root, env = project
     out = sh(root, "dvc", "repro", env=env)
-    for stage in ("prepare", "augment", "compose", "train_generator@gan", "train_generator@vae",
-                  "train_generator@diffusion", "report", "train@real-cnn-0", "train@real+classic-cnn-0",
-                  "train@real+online-cnn-0", "evaluate@real+online-cnn-0"):
+    for stage in ("prepare", "augment", "judge", "compose", "train_generator@gan",
+                  "train_generator@vae", "train_generator@diffusion", "sample@gan-prior",
+                  "sample@vae-gmm", "sample@diffusion-ddim", "quality", "report",
+                  "train@real-cnn-0", "train@real+all-cnn-0", "train@real+online-cnn-0",
+                  "evaluate@real+online-cnn-0"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
     assert json.loads((root / "data/augmented/meta.json").read_text())["num_images"] == 400
-    for variant in ("real", "real+classic", "real+online"):
+    # synthetic sets: balanced, with provenance per image and their figures
+    gmm = root / "data/synthetic/vae-gmm"
+    assert json.loads((gmm / "meta.json").read_text())["counts"] == {str(c): 20 for c in range(10)}
+    manifest = (gmm / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == 201 and {"generator", "sampler", "components", "seed", "set"} <= set(
+        manifest[0].split(","))
+    assert all((gmm / f).is_file() for f in ("grid.png", "walk.png", "interpolation.png"))
+    # the quality table: every set plus the two references, a metrics file and figures
+    quality = json.loads((root / "reports/quality/quality.json").read_text())
+    assert set(quality) == {"real-val", "gan-prior", "vae-prior", "vae-gmm", "diffusion-ddim", "noise"}
+    assert quality["noise"]["fid_domain"] > quality["real-val"]["fid_domain"]
+    assert "| vae-gmm" in (root / "reports/quality/quality.md").read_text()
+    assert (root / "reports/quality/figures/fid_vs_cas.png").is_file()
+    # real+all: the real images plus one real image's worth of gated synthetic ones, 3 sources
+    mix = json.loads((root / "data/variants/real+all/meta.json").read_text())
+    assert mix["num_images"] == 400 and sum(map(sum, mix["made_of"].values())) == 400
+    assert set(mix["gate_counts"]) == {"gan-prior", "vae-prior", "diffusion-ddim"}
+    assert "real+all" in (root / "data/variants/makeup.md").read_text()
+    for variant in ("real", "real+all", "real+online"):
         assert (root / f"models/classifiers/{variant}/cnn/seed0/weights.safetensors").is_file()
         metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed0/metrics.json").read_text())
         assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
         assert (root / f"metrics/evaluate/{variant}/cnn/seed0/confusion.png").is_file()
     report = (root / "reports/report.md").read_text()
-    assert "| real+classic | cnn | 1 |" in report and (root / "reports/figures/accuracy.png").is_file()
+    assert "| real+all | cnn | 1 |" in report and (root / "reports/figures/accuracy.png").is_file()
 
     again = sh(root, "dvc", "repro", env=env)
     assert "Running stage" not in again and "up to date" in again
@@ -79,6 +106,7 @@ def test_dvc_repro_end_to_end(project):
     sh(root, "git", "commit", "-qm", "baseline", env=env)
     exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
     assert "Running stage 'train@real-cnn-0'" in exp and "Running stage 'prepare'" not in exp
-    assert "Running stage 'augment'" not in exp
+    for stage in ("augment", "judge", "quality", "sample@gan-prior"):  # they don't use `train`
+        assert f"Running stage '{stage}'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))
     assert '"epochs": 1' in text and '"accuracy"' in text

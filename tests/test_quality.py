@@ -236,3 +236,12 @@ def test_figures(tmp_path, rows, ctx):
     assert (tmp_path / "pairs.png").stat().st_size > 1000
     assert (tmp_path / "scatter.png").stat().st_size > 1000
     assert r["nearest_index"].dtype == np.int64
+
+
+def test_ranking_check_wants_real_val_first_and_noise_last():
+    from stages.quality import ranking_check
+
+    rows = [{"name": "real-val", "fid_domain": 1.0, "recall": 0.9, "precision": 0.7},
+            {"name": "gan", "fid_domain": 5.0, "recall": 0.0, "precision": 0.8},
+            {"name": "noise", "fid_domain": 100.0, "recall": 0.0, "precision": 0.0}]
+    assert ranking_check(rows) == {"fid_domain": "yes", "recall": "yes (tied)", "precision": "no"}

@@ -51,8 +51,8 @@ def test_config_rejects_unknown_preset_and_shapeless_steps(repo_root):
         load_params(repo_root / "params.yaml", ["augment.pipeline=mediun"])
     with pytest.raises(SynthaugError, match="needs `transform: <Name>`"):
         load_params(repo_root / "params.yaml", ["augment.pipeline=[{name: Affine}]"])
-    with pytest.raises(SynthaugError, match=re.escape("study.variants: 'real+gan' is not defined")):
-        load_params(repo_root / "params.yaml", ["study.variants=[real, real+gan]"])
+    with pytest.raises(SynthaugError, match=re.escape("study.variants: 'real+nope' is not defined")):
+        load_params(repo_root / "params.yaml", ["study.variants=[real, real+nope]"])
 
 
 @pytest.mark.parametrize("preset", AUGMENT_PRESETS)
@@ -138,7 +138,7 @@ def test_augment_bad_spec_writes_nothing(prepared, run_cli):
 
 def test_compose_builds_variants_with_part_provenance(prepared, run_cli):
     assert run_cli(prepared, "augment", "-S", "augment.copies_per_image=2", "--no-progress").exit_code == 0
-    r = run_cli(prepared, "compose")
+    r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+classic, real+online]")
     assert r.exit_code == 0, r.output
     assert "real+classic" in r.output and "120" in r.output  # the make-up table
     from pipeline.storage import read_dataset

@@ -188,7 +188,7 @@ def test_study_cell_options_and_online_variant(tiny_project, run_cli):
     assert (log_dir / "online_augment_preview.png").stat().st_size > 1000
     cfg = json.loads((tiny_project / "models/classifiers/real+online/cnn/seed3/config.json").read_text())
     assert cfg["trained_on"]["online_augment"] == "light" and cfg["train"]["seed"] == 3
-    for args, fragment in [(["--variant", "real+gan"], "--variant: unknown variant 'real+gan'"),
+    for args, fragment in [(["--variant", "real+nope"], "--variant: unknown variant 'real+nope'"),
                            (["--model", "vgg"], "--model: train.model: unknown model 'vgg'"),
                            (["--variant", "real+classic"], "run `synthaug compose`")]:
         r = run_cli(tiny_project, "train", *args)

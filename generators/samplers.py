@@ -61,7 +61,9 @@ def to_hwc(x01: torch.Tensor) -> np.ndarray:
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 N x H x W x C -> float N x C x H x W in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
+    from pipeline.training import as_tensor
+
+    return as_tensor(images, device).float() / 255
 
 
 def uniform(n: int, generator: torch.Generator) -> torch.Tensor:

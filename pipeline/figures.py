@@ -92,8 +92,12 @@ def interpolation_strip(rows: np.ndarray, row_names: list[str], path: Path, titl
     interpolation strips; each row is read left to right."""
     plt = _plt()
     r, s = rows.shape[:2]
-    height = r * 0.7 + 0.7  # inches; the last 0.4 hold the title
-    fig, axes = plt.subplots(r, s, figsize=(s * 0.7 + 1, height), squeeze=False)
+    # fixed margins in inches (tight_layout overlaps rows of long strips): 0.6 on the left for
+    # the row names, 0.45 on top for the title, 0.7 x 0.7 per image
+    width, height = s * 0.7 + 0.7, r * 0.7 + 0.55
+    fig, axes = plt.subplots(r, s, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.1 / width, bottom=0.1 / height,
+                        top=1 - 0.45 / height, wspace=0.06, hspace=0.06)
     for row in range(r):
         for col in range(s):
             ax = axes[row, col]
@@ -104,8 +108,7 @@ def interpolation_strip(rows: np.ndarray, row_names: list[str], path: Path, titl
             for spine in ax.spines.values():
                 spine.set_visible(False)
         axes[row, 0].set_ylabel(row_names[row], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height))
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height)
     fig.savefig(path, dpi=90, metadata={"Software": None})  # byte-stable
     plt.close(fig)
 
@@ -228,16 +231,23 @@ def quality_scatter(rows: list[dict], path: Path) -> None:
     per set; reference rows (kind == "reference") are red stars."""
     plt = _plt()
     y_key = "cas" if any(r.get("cas") is not None for r in rows) else "judge_accuracy"
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    number = 0
     for r in rows:
         x, y = r.get("fid_domain"), r.get(y_key)
         if x is None or y is None:
             continue
-        ref = r.get("kind") == "reference"
-        ax.scatter([x], [y], s=90 if ref else 40, marker="*" if ref else "o",
-                   color="tab:red" if ref else "tab:blue", zorder=3)
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8,
-                    fontweight="bold" if ref else "normal")
+        if r.get("kind") == "reference":
+            ax.scatter([x], [y], s=90, marker="*", color="tab:red", zorder=3)
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8,
+                        fontweight="bold")
+            continue
+        # sets crowd together: a number at the point, the name in the legend
+        number += 1
+        ax.scatter([x], [y], s=40, zorder=3, label=f"{number}  {r['name']}")
+        ax.annotate(str(number), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    if number:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set(xlabel="FID-domain (judge features, lower is better)",
            ylabel="CAS (real test accuracy)" if y_key == "cas" else "judge agreement",

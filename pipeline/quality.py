@@ -1,7 +1,8 @@
 """Is a synthetic set worth training on? Distribution, usefulness and memorisation metrics.
 
-Everything is measured against the real train split, through a *judge*: the study's recipe
-(`recipe`) trained on the real train split. Its penultimate layer (the input of its last
+Everything is measured against the real train split, through a *judge*: the quality recipe
+(`recipe`: TrainConfig defaults with quality's model, epochs and seed) trained on the real
+train split. Its penultimate layer (the input of its last
 Linear) is the domain feature space of FID/KID and precision/recall/density/coverage; its
 confidence drives the quality gate. Optionally FID is also measured in ImageNet features
 (EfficientNet-Lite0, weights from the installed package, offline).
@@ -42,7 +43,8 @@ LITE0_SIZE = 64  # ImageNet features: images are resized to this inside Efficien
 
 # ---------------------------------------------------------------------- training
 def recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
-    """The judge's (and CAS's) recipe: the `train` section with model, epochs and seed from
+    """The judge's (and CAS's) recipe: `train_cfg` (the stages pass TrainConfig's defaults, so
+    tuning the `train` section leaves quality scores valid) with model, epochs and seed from
     `quality`, and no online augmentation (the sets are scored as they are)."""
     data = train_cfg.model_dump()
     data.update(model=q.model, epochs=q.epochs, seed=q.seed, online_augment=None)
@@ -136,10 +138,12 @@ def gate(images: np.ndarray, labels: np.ndarray, judge: nn.Module, device: torch
 def noise_set(n_per_class: int, shape: tuple[int, int, int], num_classes: int,
               seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Uniform uint8 noise images (shape = C, H, W) with balanced labels: the floor row."""
+    from generators.samplers import balanced_labels
+
     c, h, w = shape
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n_per_class * num_classes, h, w, c), dtype=np.uint8)
-    return images, np.repeat(np.arange(num_classes, dtype=np.int64), n_per_class)
+    return images, balanced_labels(num_classes, n_per_class)
 
 
 # ---------------------------------------------------------------------- features

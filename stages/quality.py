@@ -57,6 +57,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     if missing:
         raise SynthaugError(f"{p.paths.synthetic / missing[0]}: set {missing[0]!r} not sampled; run "
                             f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
+    from tqdm.auto import tqdm
+
     from pipeline.classifier import load_classifier
     from pipeline.config import TrainConfig
     from pipeline.device import pick_device
@@ -80,7 +82,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     with atomic_output(p.paths.quality) as tmp:
         figs = tmp / "figures"
         figs.mkdir()
-        for name, images, labels in entries:
+        for name, images, labels in tqdm(entries, desc="quality", unit="set",
+                                          disable=None if progress else True):
             # the val split is scored with model selection on train (not on itself)
             row = assess(name, images, labels, ctx,
                          (train.images, train.labels) if name == "real-val" else None)

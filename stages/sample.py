@@ -77,8 +77,7 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
         images, provenance = sampler.sample(labels, torch.Generator().manual_seed(seed),
                                             p.sample.batch_size)
         provenance = [{**row, "set": name, "seed": seed} for row in provenance]
-        options = {k: v for k, v in cfg.settings().items()
-                   if k in ("guidance_scale", "sample_steps")}
+        options = sampler.options  # diffusion overrides for the figures too
         steps = p.sample.walk_steps
         with atomic_output(p.paths.synthetic / name) as tmp:
             write_dataset(tmp, images, labels, train.class_names, provenance, {

@@ -3,9 +3,10 @@ the geometry they rely on (slerp, truncation, interpolation ends, img2img streng
 import numpy as np
 import pytest
 import torch
+from test_generators import TINY as TINY_GENERATORS  # the same tiny configs
 
 from generators.common import build_generator, sample_images
-from generators.config import DiffusionConfig, GANConfig, SetConfig, VAEConfig
+from generators.config import DiffusionConfig, SetConfig
 from generators.samplers import (
     balanced_labels,
     build_sampler,
@@ -18,11 +19,7 @@ from generators.samplers import (
 from pipeline.errors import SynthaugError
 
 TINY = {
-    "gan": GANConfig(width=8, latent_dim=8, embed_dim=4),
-    "vae": VAEConfig(width=8, latent_dim=4, embed_dim=4),
-    "diffusion": DiffusionConfig(channels=[16, 32], autoencoder_width=8, latent_channels=4,
-                                 train_timesteps=50, sample_steps=3),
-    "pixel": DiffusionConfig(space="pixel", channels=[8, 16], train_timesteps=50, sample_steps=2),
+    **TINY_GENERATORS,
     # pixels (an untrained autoencoder forgets its input) and epsilon prediction (an untrained
     # UNet's last steps barely move a lightly noised image): img2img's strength shows
     "epsilon": DiffusionConfig(space="pixel", channels=[8, 16], train_timesteps=50, sample_steps=5,

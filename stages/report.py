@@ -69,9 +69,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             rows.append(row)
 
     best = max(cells, key=lambda k: cells[k]["accuracy"])
-    with atomic_output(p.paths.report) as out:
-        figs = out / "figures"
-        figs.mkdir()
+    # its three outputs, each atomically: paths.report also holds other stages' outputs
+    # (the quality report), which replacing the whole folder would delete
+    out = p.paths.report
+    with atomic_output(out / "figures") as figs, \
+            atomic_output(out / "results.json", is_dir=False) as results_file, \
+            atomic_output(out / "report.md", is_dir=False) as report_file:
         accuracy_bars(rows, figs / "accuracy.png", BASELINE)
         curves_by_variant({f"{r['variant']} / {r['model']}": [cells[(r["variant"], r["model"], s)]
                                                              ["history"] for s in r["seeds"]]
@@ -87,8 +90,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             "macro_f1_mean": r["macro_f1"], "seeds": len(r["seeds"]),
             **({"gain_vs_real": r["vs_real"]["mean_diff"], "p_vs_real": r["vs_real"]["p_value"]}
                if "vs_real" in r else {})} for r in rows}
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (out / "report.md").write_text(_markdown(p, rows, best, cells, missing))
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
+        report_file.write_text(_markdown(p, rows, best, cells, missing))
     say(_table(rows))
     say(f"-> {p.paths.report / 'report.md'}")
 

@@ -54,9 +54,13 @@ def test_report_renders_from_a_tiny_matrix(tmp_path, run_cli, repo_root):
             (ev / "confusion.png").write_bytes(b"\x89PNG fake")
             (tr / "history.json").write_text(json.dumps(
                 [{"epoch": e, "val_accuracy": a * e / 3} for e in (1, 2, 3)]))
+    neighbour = tmp_path / "reports/quality/quality.md"  # another stage's output in reports/
+    neighbour.parent.mkdir(parents=True)
+    neighbour.write_text("quality")
     r = run_cli(tmp_path, "report")
     assert r.exit_code == 0, r.output
     out = tmp_path / "reports"
+    assert neighbour.read_text() == "quality"  # the report replaced only its own files
     text = (out / "report.md").read_text()
     assert "| real+classic | cnn | 3 | 94.3" in text and "**significant**" in text
     assert "| real | cnn | 3 | 90.0" in text and "baseline" in text

@@ -149,7 +149,7 @@ def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: s
     models = list(dict.fromkeys(r["model"] for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + len(models) * len(variants) * 0.7), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + len(models) * len(variants) * 0.7) + 1.5, 3.8))
     cmap = plt.get_cmap("tab10")
     for j, variant in enumerate(variants):
         for i, model in enumerate(models):
@@ -168,7 +168,7 @@ def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: s
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("test accuracy (real images)")
     ax.set_title(title or "mean test accuracy, 95% CI over seeds", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # off the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})

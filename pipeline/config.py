@@ -31,7 +31,7 @@ from pipeline.errors import SynthaugError
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
 # ImageNet-pretrained classifiers (pipeline/transfer.py); named here so that validation and
-# `--help` need no torch/timm import
+# `--help` need no torch import
 TRANSFER_MODELS = ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -67,6 +67,7 @@ class PathsConfig(Section):
     synthetic: Path = Path("data/synthetic")  # sample: <set>/ packed synthetic sets + figures
     judge: Path = Path("models/judge")  # judge: the real-trained classifier quality relies on
     quality: Path = Path("reports/quality")  # quality: quality.md, quality.json, figures
+    sweep: Path = Path("metrics/sweep")  # sweep: <model>/results.json, one row per point
 
 
 AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
@@ -140,6 +141,7 @@ class TrainConfig(Section):
     seed: int = 0
     device: Device = "auto"  # auto = cuda, then mps, then cpu
     amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
     online_augment: AugmentSpec | None = None  # preset or steps applied each epoch (CPU)
     workers: NonNegativeInt | None = None  # online augmentation processes; None = auto
@@ -150,6 +152,31 @@ class TrainConfig(Section):
     unfreeze_every: PositiveInt = 1  # gradual_unfreeze: epochs per newly unfrozen block group
     weights: Path | None = None  # ImageNet weights file; default: package / torch hub cache
     download_weights: bool = False  # torchvision models: allow downloading into the hub cache
+    # model name -> recipe fields that replace the ones above when that model trains (a
+    # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
+    per_model: dict[str, dict[str, Any]] = {}
+
+    @field_validator("per_model")
+    @classmethod
+    def _recipes(cls, v: dict) -> dict:
+        for name, fields in v.items():
+            bad = sorted(set(fields) - set(cls.model_fields) | set(fields) & {"model", "seed",
+                                                                             "per_model"})
+            if bad:
+                raise ValueError(f"{name}.{bad[0]}: not a per-model recipe field")
+            try:  # each value valid where it lands
+                TrainConfig.model_validate(fields)
+            except ValidationError as e:
+                raise ValueError(f"{name}.{_format(e)}") from None
+        return v
+
+    def for_model(self, name: str, seed: int | None = None) -> TrainConfig:
+        """This recipe for `name`: its `per_model` fields on top, model (and seed) set."""
+        data = self.model_dump()
+        data.update(self.per_model.get(name, {}), model=name, per_model={})
+        if seed is not None:
+            data["seed"] = seed
+        return TrainConfig.model_validate(data)
 
 
 class AugmentConfig(Section):
@@ -218,12 +245,29 @@ class QualityConfig(Section):
     imagenet_features: bool = True  # also FID in EfficientNet-Lite0 features (package weights)
     cas: bool = True  # train a classifier per set (the slowest metric)
 
+class SweepConfig(Section):
+    """`synthaug sweep`: accuracy against the amount of data, one dvc cell per model.
+
+    real_per_class: real-only training sets of k images per class, drawn from the full train
+    pool exactly as `prepare.train_per_class` draws (nested: the k=5 set lies inside k=10).
+    ratios: `ratio_variant` re-composed with this many synthetic images per real one. The
+    study's own cells fill in k = prepare.train_per_class and ratios 0 (real) and the
+    variant's own ratio, so those need no cell here.
+    """
+
+    models: list[str] = ["cnn", "efficientnet_lite0"]
+    real_per_class: list[PositiveInt] = [5, 10, 20, 100]
+    ratio_variant: str = "real+diffusion"
+    ratios: list[PositiveFloat] = [0.25, 0.5, 2.0]
+    seeds: list[int] = [0, 1, 2]
+
+
 class StudyConfig(Section):
     """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
 
     variants: list[str] = ["real", "real+classic", "real+gan", "real+vae", "real+diffusion",
                            "real+all", "synthetic-only"]
-    models: list[str] = ["cnn"]
+    models: list[str] = ["cnn", "efficientnet_lite0"]
     seeds: list[int] = [0, 1, 2]
 
 
@@ -273,6 +317,7 @@ class Params(Section):
     augment: AugmentConfig = AugmentConfig()
     compose: ComposeConfig = ComposeConfig()
     study: StudyConfig = StudyConfig()
+    sweep: SweepConfig = SweepConfig()
     train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
     sample: SampleConfig = SampleConfig()
     quality: QualityConfig = QualityConfig()
@@ -309,10 +354,22 @@ class Params(Section):
             if name not in allowed:
                 raise ValueError(f"study.models: unknown model {name!r}; allowed: "
                                  f"{', '.join(sorted(allowed))}")
-        for key in ("variants", "models", "seeds"):
-            values = getattr(self.study, key)
+        for section, key in [("study", "variants"), ("study", "models"), ("study", "seeds"),
+                             ("sweep", "models"), ("sweep", "seeds")]:
+            values = getattr(getattr(self, section), key)
             if not values or len(set(values)) != len(values):
-                raise ValueError(f"study.{key}: must be a non-empty list without repeats")
+                raise ValueError(f"{section}.{key}: must be a non-empty list without repeats")
+        for name in [*self.sweep.models, *self.train.per_model]:
+            if name not in allowed:
+                where = "sweep.models" if name in self.sweep.models else "train.per_model"
+                raise ValueError(f"{where}: unknown model {name!r}; allowed: "
+                                 f"{', '.join(sorted(allowed))}")
+        variant = self.compose.variants.get(self.sweep.ratio_variant)
+        if (variant is None or not variant.synthetic_parts() or variant.per_class is not None
+                or variant.gate or variant.online_augment is not None):
+            raise ValueError(f"sweep.ratio_variant: {self.sweep.ratio_variant!r} must be a "
+                             f"variant under compose.variants with synthetic parts, a ratio, "
+                             f"no gate and no online_augment")
         return self
 
     def run_name(self, variant: str, model: str, seed: int) -> Path:

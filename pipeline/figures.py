@@ -256,3 +256,128 @@ def quality_scatter(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _mosaic(images: np.ndarray, rows: list[list[int]], cols: int, pad: int = 2,
+            rgb: bool = False) -> np.ndarray:
+    """Tile images[rows[r][c]] into one uint8 array (rows x cols cells, `pad` white pixels
+    between cells; missing cells stay white). Gray images become RGB when `rgb`."""
+    h, w, c = images.shape[1:]
+    out = np.full((len(rows) * (h + pad) - pad, cols * (w + pad) - pad, 3 if rgb else 1), 255,
+                  dtype=np.uint8)
+    for r, idx in enumerate(rows):
+        for col, i in enumerate(idx[:cols]):
+            im = np.asarray(images[i])
+            if rgb and c == 1:
+                im = np.repeat(im, 3, axis=-1)
+            out[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = im
+    return out
+
+
+def sample_panels(panels: list[dict], class_names: list[str], path: Path, per_class: int = 6,
+                  seed: int = 0, max_classes: int = 10, panels_per_row: int = 4,
+                  title: str = "") -> None:
+    """Data sets side by side, one panel each: one row per class (the first `max_classes` of
+    `class_names`, matched by name in each set), `per_class` random images per row (seeded;
+    the same seed for every panel). panels: dicts with `title`, `images` (uint8 N x H x W x C,
+    may be memory-mapped), `labels` and `class_names`, optional `subtitle`. Panels wrap into
+    rows of at most `panels_per_row`."""
+    plt = _plt()
+    shown = list(class_names)[:max_classes]
+    n = len(panels)
+    per_row = min(n, -(-n // -(-n // panels_per_row)))  # balanced: 9 panels -> 3 rows of 3
+    grid_rows = -(-n // per_row)
+    rgb = any(pnl["images"].shape[-1] == 3 for pnl in panels)
+    cell = 0.36  # inches per image
+    label_w = max(0.3, 0.058 * max(len(c) for c in shown) + 0.15)  # class names, left
+    panel_w, gap = per_class * cell, 0.25
+    title_h = 0.42  # two title lines per panel
+    panel_h = len(shown) * cell
+    top = 0.35 if title else 0.1
+    width = per_row * (label_w + panel_w) + (per_row - 1) * gap + 0.2
+    height = top + grid_rows * (title_h + panel_h) + (grid_rows - 1) * 0.15 + 0.15
+    fig = plt.figure(figsize=(width, height))
+    for k, pnl in enumerate(panels):
+        r, c = divmod(k, per_row)
+        x0 = 0.05 + c * (label_w + panel_w + gap) + label_w
+        y0 = height - top - r * (title_h + panel_h + 0.15) - title_h - panel_h
+        ax = fig.add_axes((x0 / width, y0 / height, panel_w / width, panel_h / height))
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(pnl["labels"])
+        names = list(pnl["class_names"])
+        rows = []
+        for name in shown:
+            idx = np.flatnonzero(labels == names.index(name)) if name in names else np.array([], int)
+            pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+            rows.append(sorted(int(i) for i in pick))  # sorted: memory-mapped reads in order
+        mosaic = _mosaic(pnl["images"], rows, per_class, rgb=rgb)
+        ax.imshow(mosaic if rgb else mosaic[..., 0], cmap=None if rgb else "gray", vmin=0,
+                  vmax=255, interpolation="nearest" if pnl["images"].shape[1] <= 64 else "antialiased",
+                  aspect="auto")
+        h = pnl["images"].shape[1] + 2
+        ax.set_xticks([])
+        ax.set_yticks([i * h + (h - 2) / 2 for i in range(len(shown))], shown, fontsize=7)
+        ax.tick_params(length=0, pad=2)
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_title(pnl["title"] + (f"\n{pnl['subtitle']}" if pnl.get("subtitle") else ""),
+                     fontsize=7.5, pad=3, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
+    fig.savefig(path, dpi=90, metadata={"Software": None})  # byte-stable
+    plt.close(fig)
+
+
+def sweep_plot(points: dict[str, dict[float, list[float]]], path: Path, xlabel: str,
+               title: str = "", xscale: str = "log", marks: dict[float, str] | None = None) -> None:
+    """Test accuracy against a swept amount, one line per model: the mean over seeds, the
+    seeds' range shaded (min-max: with two or three seeds a t interval would fill the plot)
+    and each seed as a dot. points: model -> {x value: [accuracy per seed]}. xscale: log, or
+    symlog (for an x of 0). marks: x value -> a note at the foot of the axis (e.g. "study")."""
+    import textwrap
+
+    plt = _plt()
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    cmap = plt.get_cmap("tab10")
+    xs_all = sorted({x for pts in points.values() for x in pts})
+    values = [v for pts in points.values() for accs in pts.values() for v in accs]
+    for j, (model, pts) in enumerate(points.items()):
+        xs = sorted(pts)
+        color = cmap(j % 10)
+        n = max(len(pts[x]) for x in xs)
+        ax.plot(xs, [float(np.mean(pts[x])) for x in xs], "o-", color=color, lw=1.6, ms=4,
+                label=f"{model} ({n} seed{'s' if n > 1 else ''})")
+        if n > 1:
+            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs],
+                            color=color, alpha=0.15, lw=0)
+            ax.scatter([x for x in xs for _ in pts[x]], [v for x in xs for v in pts[x]], s=7,
+                       color=color, alpha=0.6, zorder=3)
+    if xscale == "symlog":
+        positive = [x for x in xs_all if x > 0]
+        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0, linscale=0.5)
+    else:
+        ax.set_xscale(xscale)
+    ax.xaxis.set_major_locator(FixedLocator(xs_all))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if xscale == "log" and len(xs_all) > 1:  # room left and right of the outer points
+        a, b = np.log10(xs_all[0]), np.log10(xs_all[-1])
+        ax.set_xlim(10 ** (a - 0.06 * (b - a)), 10 ** (b + 0.06 * (b - a)))
+    if values:
+        span = max(values) - min(values)
+        ax.set_ylim(max(0.0, min(values) - 0.1 * span - 0.005),
+                    min(1.0, max(values) + 0.1 * span + 0.005))
+    for x, note in (marks or {}).items():
+        ax.axvline(x, color="gray", ls=":", lw=1)
+        ax.annotate(note, (x, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                    textcoords="offset points", fontsize=7, color="gray")
+    ax.set(xlabel=xlabel, ylabel="test accuracy (real images)")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+              title="mean; band: min-max\nover seeds", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)

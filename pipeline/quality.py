@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from pipeline.config import QualityConfig, TrainConfig
-from pipeline.training import FitResult, predict
+from pipeline.training import predict, train_classifier  # noqa: F401 (re-exported)
 
 LITE0_SIZE = 64  # ImageNet features: images are resized to this inside EfficientNet-Lite0
 
@@ -49,26 +49,6 @@ def recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
     data = train_cfg.model_dump()
     data.update(model=q.model, epochs=q.epochs, seed=q.seed, online_augment=None)
     return TrainConfig.model_validate(data)
-
-
-def train_classifier(images: np.ndarray, labels: np.ndarray,
-                     select: tuple[np.ndarray, np.ndarray], class_names: list[str],
-                     recipe: TrainConfig, custom_models: dict, device: torch.device, seed: int,
-                     progress: bool = False) -> tuple[nn.Module, dict, FitResult]:
-    """Train `recipe.model` on uint8 N x H x W x C `images` with model selection on `select`.
-
-    Returns (model with the best state, its architecture record for `save_classifier`, fit).
-    """
-    from pipeline.classifier import build_classifier
-    from pipeline.device import seed_everything
-    from pipeline.training import fit
-
-    generator = seed_everything(seed)
-    _, h, w, c = images.shape
-    model, architecture = build_classifier(recipe.model, custom_models, (c, h, w),
-                                           class_names, images, recipe)
-    result = fit(model, (images, labels), select, recipe, device, generator, progress=progress)
-    return model.eval(), architecture, result
 
 
 def probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:

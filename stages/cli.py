@@ -17,6 +17,7 @@ from stages import (
     quality,
     report,
     sample,
+    sweep,
     train,
     train_generator,
 )
@@ -38,6 +39,7 @@ app.command("quality")(quality.command)
 app.command("compose")(compose.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
+app.command("sweep")(sweep.command)
 app.command("report")(report.command)
 app.command("export")(export.command)
 app.command("train-generator")(train_generator.command)

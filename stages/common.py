@@ -54,7 +54,8 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed [default: trai
 
 def study_cell(p: Params, variant: str | None, model: str | None, seed: int | None):
     """Resolve one cell of the study matrix -> (variant, model, seed, run sub-path), with
-    train.model / train.seed set to the cell's values."""
+    train.model / train.seed set to the cell's values and the model's `train.per_model`
+    recipe applied."""
     variant = variant or p.study.variants[0]
     if variant not in p.compose.variants:
         raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
@@ -67,4 +68,5 @@ def study_cell(p: Params, variant: str | None, model: str | None, seed: int | No
         p.train = validate_params(data, "--model").train  # same checks as train.model
     if seed is not None:
         p.train.seed = seed
+    p.train = p.train.for_model(p.train.model)  # its train.per_model recipe, if any
     return variant, p.train.model, p.train.seed, p.run_name(variant, p.train.model, p.train.seed)

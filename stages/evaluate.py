@@ -1,8 +1,6 @@
 """`synthaug evaluate`: score the trained classifier on the held-out REAL test split only."""
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from stages.common import (
@@ -36,7 +34,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.device import pick_device
     from pipeline.errors import SynthaugError
     from pipeline.figures import confusion_matrix_png
-    from pipeline.metrics import classification_metrics
+    from pipeline.metrics import classification_metrics, per_class_lines, write_evaluation
     from pipeline.storage import atomic_output, read_dataset
     from pipeline.training import predict
 
@@ -52,26 +50,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                             f"shape {list(test.shape)}; re-run `synthaug train`")
     pred = predict(model, test.images, device, p.evaluate.batch_size).argmax(1).numpy()
     m = classification_metrics(test.labels, pred, test.class_names)
-    names = test.class_names
     with atomic_output(out_dir) as out:
-        summary = {k: m[k] for k in ("accuracy", "macro_f1", "num_test")}
-        summary.update(variant=variant, model=config["model"], seed=seed)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        # per-class numbers live apart so `dvc metrics show` stays one readable row
-        (out / "per_class.json").write_text(json.dumps(m["per_class"], indent=2) + "\n")
-        (out / "confusion.json").write_text(json.dumps(
-            {"class_names": names, "matrix": m["confusion_matrix"]}) + "\n")
-        with open(out / "predictions.csv", "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["actual", "predicted"])
-            w.writerows((names[a], names[b]) for a, b in zip(test.labels.tolist(), pred.tolist()))
-        confusion_matrix_png(m["confusion_matrix"], names, out / "confusion.png",
+        write_evaluation(out, m, test.class_names, test.labels, pred, variant=variant,
+                         model=config["model"], seed=seed)
+        confusion_matrix_png(m["confusion_matrix"], test.class_names, out / "confusion.png",
                              title=f"{config['model']} on {variant}, seed {seed}: test accuracy "
                                    f"{m['accuracy']:.4f}")
     say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}")
-    say(f"{'class':>12}  precision  recall     f1  support")
-    for name, row in m["per_class"].items():
-        say(f"{name:>12}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  "
-            f"{row['support']:7d}")
+    for line in per_class_lines(m):
+        say(line)
     say(f"-> {out_dir}")

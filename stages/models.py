@@ -150,7 +150,8 @@ def transfer_table(model, name: str, shape: tuple[int, int, int]) -> str:
              sum(p.numel() for m in g for p in m.parameters())) for i, g in enumerate(model.groups)]
     rows.append((f"head  {names[id(head)]}: Linear({head.in_features} -> {head.out_features})",
                  keras(shapes[id(head)]), sum(p.numel() for p in head.parameters())))
-    w = max(len(r[0]) for r in rows) + 2
+    title = "Block group (unfrozen top down)"
+    w = max(len(title), *(len(r[0]) for r in rows)) + 2
     total, mean = sum(r[2] for r in rows), [round(v, 3) for v in model.mean.flatten().tolist()]
     thaw = [rows[-1][2] + sum(r[2] for r in rows[len(rows) - 1 - k:-1])
             for k in range(len(rows))]
@@ -159,7 +160,7 @@ def transfer_table(model, name: str, shape: tuple[int, int, int]) -> str:
         f'Model: "{name}" (ImageNet-pretrained, new head)',
         (f"input {'x'.join(map(str, shape))} -> 3x{model.input_size}x{model.input_size} inside "
          f"the model (gray repeated, bilinear resize, normalised with mean {mean})"), "",
-        f"{'Block group (unfrozen top down)':<{w}}{'Output Shape':<22}{'Param #':>12}",
+        f"{title:<{w}}{'Output Shape':<22}{'Param #':>12}",
         "=" * (w + 34), *(f"{a:<{w}}{b:<22}{c:>12,}" for a, b, c in rows), "=" * (w + 34),
         f"Total params: {total:,}",
         (f"Trainable: linear_probe {rows[-1][2]:,} | finetune {total:,} | gradual_unfreeze "

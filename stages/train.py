@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -14,15 +15,25 @@ from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, par
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
-            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
-    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`.
+            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True,
+            test: Annotated[bool, typer.Option(
+                help="then score it on the real test split, as `synthaug evaluate` does")] = True,
+            figures: Annotated[bool, typer.Option(
+                help="learning-curve and confusion PNGs (dvc plots draws both from the data)")] = True,
+            ) -> None:
+    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`,
+    then test it on the held-out real test split.
 
     Reads `paths.variants`/<variant> (made by `synthaug compose`) and selects the best epoch on
     `paths.prepared`/val. When the variant (or `train.online_augment`) asks for on-the-fly
     augmentation, every epoch sees freshly augmented copies. Writes the model folder
     `paths.models`/<variant>/<model>/seed<N> (config.json + weights.safetensors, loadable
     without params.yaml) and dvclive metrics, plots and learning curves to
-    `paths.train_metrics`/<variant>/<model>/seed<N>.
+    `paths.train_metrics`/<variant>/<model>/seed<N>; the test scores go where `synthaug
+    evaluate` puts them (`paths.evaluate_metrics`/<variant>/<model>/seed<N>). One process per
+    cell: a second one only to test would import torch again (~4 s per cell).
+
+    The recipe is the `train` section with `train.per_model.<model>` on top.
     """
     p = params_from(params, set_)
     variant, _, _, run = study_cell(p, variant, model, seed)
@@ -31,7 +42,6 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     from pipeline.classifier import build_classifier, save_classifier
     from pipeline.device import pick_device, seed_everything
-    from pipeline.figures import learning_curves
     from pipeline.models import count_params
     from pipeline.storage import atomic_output, read_dataset
 
@@ -67,7 +77,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.training import fit
 
     model_out, log_out = p.paths.models / run, p.paths.train_metrics / run
-    with atomic_output(model_out) as model_dir, atomic_output(log_out) as log_dir:
+    test_out = p.paths.evaluate_metrics / run
+    test_split = read_dataset(p.paths.prepared / "test", mmap=False) if test else None
+    with atomic_output(model_out) as model_dir, atomic_output(log_out) as log_dir, \
+            (atomic_output(test_out) if test else nullcontext()) as test_dir:
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
         live.log_params({"variant": variant, "model": cfg.model, "parameters": total,
                          **cfg.model_dump(mode="json"), "online_augment": online})
@@ -99,10 +112,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                              "best_val_accuracy": result.best_val_accuracy,
                              "epochs_run": result.epochs_run, "train_seconds": result.seconds})
         live.end()
-        learning_curves(result.history, log_dir / "learning_curves.png",
-                        title=f"{cfg.model} on {variant} ({train.meta.get('source', '?')}), "
-                              f"seed {cfg.seed}",
-                        best_epoch=result.best_epoch)
+        if figures:
+            from pipeline.figures import learning_curves
+
+            learning_curves(result.history, log_dir / "learning_curves.png",
+                            title=f"{cfg.model} on {variant} ({train.meta.get('source', '?')}), "
+                                  f"seed {cfg.seed}",
+                            best_epoch=result.best_epoch)
         save_classifier(model_dir, model, {
             **architecture,
             "train": cfg.model_dump(mode="json"),
@@ -112,6 +128,29 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             "best_val_accuracy": result.best_val_accuracy,
         })
         (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
+        if test:
+            m = test_scores(model, test_split, device, p.evaluate.batch_size, test_dir,
+                            figures, variant=variant, model=cfg.model, seed=cfg.seed)
     say(f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
         f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
         f"{', stopped early' if result.stopped_early else ''}) -> {model_out}")
+    if test:
+        say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  macro-F1 "
+            f"{m['macro_f1']:.4f} -> {test_out}")
+
+
+def test_scores(net, test, device, batch_size: int, out: Path, figures: bool, **summary) -> dict:
+    """Score `model` on the `test` data set and write the evaluate files into `out`."""
+    from pipeline.metrics import classification_metrics, write_evaluation
+    from pipeline.training import predict
+
+    pred = predict(net, test.images, device, batch_size).argmax(1).numpy()
+    m = classification_metrics(test.labels, pred, test.class_names)
+    write_evaluation(out, m, test.class_names, test.labels, pred, **summary)
+    if figures:
+        from pipeline.figures import confusion_matrix_png
+
+        confusion_matrix_png(m["confusion_matrix"], test.class_names, out / "confusion.png",
+                             title=f"{summary['model']} on {summary['variant']}, seed "
+                                   f"{summary['seed']}: test accuracy {m['accuracy']:.4f}")
+    return m

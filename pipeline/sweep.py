@@ -1,0 +1,105 @@
+"""Sweeps: test accuracy against the amount of real data and of synthetic data.
+
+Two kinds of points, each trained with the study's recipe for the model and tested on the real
+test split:
+- `real_per_class` k: a real-only training set of k images per class, drawn from the full
+  train pool exactly as `prepare.train_per_class` draws (each class a prefix of its own seeded
+  permutation), so k = prepare.train_per_class is the study's own train split and the k=5 set
+  lies inside the k=10 set.
+- `ratio` r: the sweep's variant re-composed with r synthetic images per real one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import Params
+from pipeline.storage import PackedDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    sweep: str  # "real_per_class" | "ratio"
+    value: float
+    seed: int
+
+
+def points(p: Params) -> list[Point]:
+    s = p.sweep
+    return ([Point("real_per_class", k, seed) for k in s.real_per_class for seed in s.seeds]
+            + [Point("ratio", r, seed) for r in s.ratios for seed in s.seeds])
+
+
+def train_pool(p: Params) -> PackedDataset:
+    """The whole train split, before `prepare.train_per_class` thins it (same source, dedupe
+    and split as `synthaug prepare`)."""
+    from pipeline.prepare import prepare_splits
+    from pipeline.sources import load_source
+
+    cfg = p.prepare.model_copy(update={"train_per_class": None})
+    src = load_source(cfg, p.paths.raw, progress=False)
+    split = prepare_splits(src, cfg)["train"]
+    return PackedDataset(split.images, split.labels, list(src.class_names),
+                         {"source": cfg.source})
+
+
+def per_class(pool: PackedDataset, k: int, seed: int) -> np.ndarray:
+    """Indices of k images per class, the way `prepare.train_per_class` picks them."""
+    from pipeline.prepare import subsample_per_class
+
+    return subsample_per_class(np.arange(len(pool)), pool.labels, k, seed, pool.class_names)
+
+
+def training_set(p: Params, point: Point, real: PackedDataset, pool: Callable[[], PackedDataset],
+                 synthetic: dict[str, PackedDataset]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, labels, variant name) of one point."""
+    if point.sweep == "real_per_class":
+        data = pool()
+        idx = per_class(data, int(point.value), p.prepare.seed)
+        return data.images[idx], data.labels[idx], "real"
+    from pipeline.compose import compose_variant
+
+    name = p.sweep.ratio_variant
+    cfg = p.compose.variants[name].model_copy(update={"ratio": float(point.value)})
+    v = compose_variant(name, cfg, {"real": real, **synthetic}, p.compose.seed)
+    return v.images, v.labels, name
+
+
+def run(p: Params, model: str, device: torch.device, real: PackedDataset, val: PackedDataset,
+        test: PackedDataset, synthetic: dict[str, PackedDataset],
+        todo: list[Point] | None = None) -> Iterator[dict]:
+    """Train and test `model` at every point; yields one result row per point."""
+    from pipeline.metrics import classification_metrics
+    from pipeline.training import predict, train_classifier
+
+    cache: list[PackedDataset] = []
+
+    def pool() -> PackedDataset:  # loaded once, and only when a real_per_class point needs it
+        if not cache:
+            cache.append(train_pool(p))
+        return cache[0]
+
+    todo = points(p) if todo is None else todo
+    composed = {pt.value: training_set(p, pt, real, pool, synthetic)  # fail before any training
+                for pt in todo if pt.sweep == "ratio"}  # (the synthetic draw is seed-free)
+    for point in todo:
+        images, labels, variant = (composed[point.value] if point.sweep == "ratio" else
+                                   training_set(p, point, real, pool, synthetic))
+        recipe = p.train.for_model(model, point.seed)
+        net, _, fit = train_classifier(images, labels, (val.images, val.labels), real.class_names,
+                                       recipe, p.models, device, point.seed)
+        pred = predict(net, test.images, device).argmax(1).numpy()
+        m = classification_metrics(test.labels, pred, test.class_names)
+        value = int(point.value) if point.sweep == "real_per_class" else point.value
+        yield {"sweep": point.sweep, "value": value, "seed": point.seed, "variant": variant,
+               "model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+               "train_images": len(labels), "best_epoch": fit.best_epoch,
+               "train_seconds": round(fit.seconds, 2)}
+
+
+def results_path(p: Params, model: str) -> Path:
+    return p.paths.sweep / model / "results.json"

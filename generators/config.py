@@ -39,7 +39,7 @@ class FamilyConfig(Section):
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    epochs: PositiveInt = 25
+    epochs: PositiveInt = 16
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 3e-4  # generator; the discriminator uses lr * d_lr_ratio
     d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
@@ -56,7 +56,7 @@ class GANConfig(FamilyConfig):
 class VAEConfig(FamilyConfig):
     """Conditional VAE: conv encoder/decoder, the label joins both at the dense layer."""
 
-    epochs: PositiveInt = 15
+    epochs: PositiveInt = 12
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-3
     lr_schedule: Literal["constant", "cosine"] = "cosine"
@@ -74,13 +74,13 @@ class DiffusionConfig(FamilyConfig):
     (`autoencoder_epochs`); `space: pixel` denoises images directly (the GPU configuration).
     """
 
-    epochs: PositiveInt = 150  # autoencoder epochs included
+    epochs: PositiveInt = 100  # autoencoder epochs included
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3  # the denoiser's; the autoencoder trains at AUTOENCODER_LR
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: NonNegativeInt = 100
     space: Literal["latent", "pixel"] = "latent"
-    autoencoder_epochs: NonNegativeInt = 20  # latent space only
+    autoencoder_epochs: NonNegativeInt = 15  # latent space only
     latent_channels: PositiveInt = 8  # latent: channels of the 4 x 4 latent grid
     autoencoder_width: PositiveInt = 32
     channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)
@@ -173,10 +173,7 @@ class SetConfig(Section):
 def _default_sets() -> dict[str, SetConfig]:
     return {
         "gan-prior": SetConfig(generator="gan"),
-        "gan-truncated": SetConfig(generator="gan", sampler="truncated", psi=0.7),
         "vae-prior": SetConfig(generator="vae"),
-        "vae-jitter": SetConfig(generator="vae", sampler="posterior_jitter", sigma=1.0),
-        "vae-gmm": SetConfig(generator="vae", sampler="gmm", components=3),
         "diffusion-ddim": SetConfig(generator="diffusion"),
         "diffusion-img2img": SetConfig(generator="diffusion", sampler="img2img", strength=0.6),
     }

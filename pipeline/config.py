@@ -128,16 +128,16 @@ class PrepareConfig(Section):
 
 class TrainConfig(Section):
     model: str = "cnn"
-    epochs: PositiveInt = 15
+    epochs: PositiveInt = 6
     batch_size: PositiveInt = 64
-    min_epoch_size: NonNegativeInt = 2048  # small sets: an epoch repeats passes up to this many
+    min_epoch_size: NonNegativeInt = 1024  # small sets: an epoch repeats passes up to this many
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 1e-4
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     scheduler: Literal["onecycle", "cosine", "step", "none"] = "onecycle"
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    patience: NonNegativeInt = 4  # epochs without val improvement before stopping; 0 = never
+    patience: NonNegativeInt = 3  # epochs without val improvement before stopping; 0 = never
     seed: int = 0
     device: Device = "auto"  # auto = cuda, then mps, then cpu
     amp: bool = True  # mixed precision, CUDA only
@@ -154,7 +154,9 @@ class TrainConfig(Section):
     download_weights: bool = False  # torchvision models: allow downloading into the hub cache
     # model name -> recipe fields that replace the ones above when that model trains (a
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
-    per_model: dict[str, dict[str, Any]] = {}
+    per_model: dict[str, dict[str, Any]] = {
+        "efficientnet_lite0": {"epochs": 4, "min_epoch_size": 512, "lr": 0.01,
+                               "backbone_lr_mult": 0.5}}
 
     @field_validator("per_model")
     @classmethod
@@ -235,7 +237,7 @@ class QualityConfig(Section):
     """
 
     model: str = "cnn"
-    epochs: PositiveInt = 8
+    epochs: PositiveInt = 6
     seed: int = 0
     device: Device = "auto"
     k: PositiveInt = 5  # nearest neighbours for precision / recall / density / coverage
@@ -258,8 +260,8 @@ class SweepConfig(Section):
     models: list[str] = ["cnn", "efficientnet_lite0"]
     real_per_class: list[PositiveInt] = [5, 10, 20, 100]
     ratio_variant: str = "real+diffusion"
-    ratios: list[PositiveFloat] = [0.25, 0.5, 2.0]
-    seeds: list[int] = [0, 1, 2]
+    ratios: list[PositiveFloat] = [0.5, 2.0]
+    seeds: list[int] = [0]
 
 
 class StudyConfig(Section):

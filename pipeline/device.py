@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 import torch
@@ -33,7 +34,12 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     if deterministic:
         # CPU kernels are deterministic; this also makes CUDA pick deterministic ones where
         # they exist (warn_only: a few CUDA ops have none, we'd rather train than crash)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # (the public torch.use_deterministic_algorithms also sets torch.compile's flag, and
+        # importing torch._inductor for that costs ~3.5 s per process: only when it is loaded)
+        if "torch._inductor.config" in sys.modules:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch._C._set_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     g = torch.Generator()
     g.manual_seed(seed)

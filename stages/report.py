@@ -104,6 +104,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             [{"cell": f"{v} / {m} / seed {sd}", "variant": v, "model": m, "seed": sd,
               "accuracy": cells[(v, m, sd)]["accuracy"]} for (v, m, sd) in sorted(cells)],
             indent=1) + "\n")
+        (plots / "learning_curves.json").write_text(json.dumps(
+            [{"cell": f"{v} / {m} / seed {sd}", "epoch": row["epoch"],
+              "val_accuracy": row["val_accuracy"]}
+             for (v, m, sd) in sorted(cells) for row in cells[(v, m, sd)]["history"]]) + "\n")
+        predictions = p.paths.evaluate_metrics / p.run_name(*best) / "predictions.csv"
+        if predictions.is_file():
+            (plots / "best_confusion.csv").write_bytes(predictions.read_bytes())
         accuracy_bars(rows, figs / "accuracy.png", BASELINE)
         curves_by_variant({f"{r['variant']} / {r['model']}": [cells[(r["variant"], r["model"], s)]
                                                              ["history"] for s in r["seeds"]]

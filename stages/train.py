@@ -15,27 +15,59 @@ from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, par
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
+            study_seeds: Annotated[bool, typer.Option(
+                "--study-seeds", help="train every seed of study.seeds, one after the other "
+                "(what a dvc cell does)")] = False,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True,
             test: Annotated[bool, typer.Option(
                 help="then score it on the real test split, as `synthaug evaluate` does")] = True,
             figures: Annotated[bool, typer.Option(
                 help="learning-curve and confusion PNGs (dvc plots draws both from the data)")] = True,
             ) -> None:
-    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`,
-    then test it on the held-out real test split.
+    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`
+    (or every seed of `study.seeds`), then test it on the held-out real test split.
 
-    Reads `paths.variants`/<variant> (made by `synthaug compose`) and selects the best epoch on
+    Reads `paths.variants`/VARIANT (made by `synthaug compose`) and selects the best epoch on
     `paths.prepared`/val. When the variant (or `train.online_augment`) asks for on-the-fly
-    augmentation, every epoch sees freshly augmented copies. Writes the model folder
-    `paths.models`/<variant>/<model>/seed<N> (config.json + weights.safetensors, loadable
-    without params.yaml) and dvclive metrics, plots and learning curves to
-    `paths.train_metrics`/<variant>/<model>/seed<N>; the test scores go where `synthaug
-    evaluate` puts them (`paths.evaluate_metrics`/<variant>/<model>/seed<N>). One process per
-    cell: a second one only to test would import torch again (~4 s per cell).
+    augmentation, every epoch sees freshly augmented copies. Per seed it writes the model folder
+    `paths.models`/VARIANT/MODEL/seedN (config.json + weights.safetensors, loadable without
+    params.yaml), dvclive metrics and plots to `paths.train_metrics`/VARIANT/MODEL/seedN and the
+    test scores where `synthaug evaluate` puts them (`paths.evaluate_metrics`/VARIANT/MODEL/seedN);
+    with --study-seeds also `paths.evaluate_metrics`/VARIANT/MODEL.json, every seed's test
+    scores in one row for `dvc metrics show`.
 
-    The recipe is the `train` section with `train.per_model.<model>` on top.
+    The recipe is the `train` section with `train.per_model.MODEL` on top. Training and
+    testing every seed in one process saves ~8 s per run (importing torch, and torch._dynamo
+    that torch.optim loads) over one process per step.
     """
     p = params_from(params, set_)
+    if study_seeds and seed is not None:
+        from pipeline.errors import SynthaugError
+
+        raise SynthaugError("--seed and --study-seeds: give one of them")
+    seeds = list(p.study.seeds) if study_seeds else [seed]
+    summary = {}
+    for s in seeds:
+        cell, scores = _train_one(p.model_copy(deep=True), variant, model, s, progress, test,
+                                  figures)
+        summary[f"seed{cell[2]}"] = scores
+    if study_seeds and test:
+        # every seed's test scores in one row of `dvc metrics show` (the report adds the CIs)
+        name, mdl = cell[0], cell[1]
+        out = p.paths.evaluate_metrics / name / f"{mdl}.json"
+        mean = sum(row["accuracy"] for row in summary.values()) / len(summary)
+        from pipeline.storage import atomic_output
+
+        with atomic_output(out, is_dir=False) as f:
+            f.write_text(json.dumps({"accuracy_mean": mean, **summary}, indent=2) + "\n")
+        say(f"{name} / {mdl}: mean test accuracy {100 * mean:.1f}% over {len(summary)} "
+            f"seed(s) -> {out}")
+
+
+def _train_one(p, variant, model, seed, progress: bool, test: bool,
+               figures: bool) -> tuple[tuple, dict]:
+    """Train (and test) one seed; returns the cell (variant, model, seed) and its test
+    scores (empty without test)."""
     variant, _, _, run = study_cell(p, variant, model, seed)
     import torch
     from dvclive import Live
@@ -134,9 +166,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     say(f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
         f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
         f"{', stopped early' if result.stopped_early else ''}) -> {model_out}")
-    if test:
-        say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  macro-F1 "
-            f"{m['macro_f1']:.4f} -> {test_out}")
+    cell = (variant, cfg.model, cfg.seed)
+    if not test:
+        return cell, {}
+    say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  macro-F1 "
+        f"{m['macro_f1']:.4f} -> {test_out}")
+    return cell, {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
 
 
 def test_scores(net, test, device, batch_size: int, out: Path, figures: bool, **summary) -> dict:

@@ -39,13 +39,13 @@ class FamilyConfig(Section):
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    epochs: PositiveInt = 16
+    epochs: PositiveInt = 12
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 3e-4  # generator; the discriminator uses lr * d_lr_ratio
     d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
     latent_dim: PositiveInt = 64
     embed_dim: PositiveInt = 32  # label embedding fed to G with the noise
-    width: PositiveInt = 32  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
+    width: PositiveInt = 24  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
     loss: Literal["hinge", "nonsaturating"] = "hinge"
     aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
     mode_seeking: NonNegativeFloat = 0.1  # weight of the diversity term against mode collapse
@@ -56,7 +56,7 @@ class GANConfig(FamilyConfig):
 class VAEConfig(FamilyConfig):
     """Conditional VAE: conv encoder/decoder, the label joins both at the dense layer."""
 
-    epochs: PositiveInt = 12
+    epochs: PositiveInt = 8
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-3
     lr_schedule: Literal["constant", "cosine"] = "cosine"
@@ -74,13 +74,13 @@ class DiffusionConfig(FamilyConfig):
     (`autoencoder_epochs`); `space: pixel` denoises images directly (the GPU configuration).
     """
 
-    epochs: PositiveInt = 100  # autoencoder epochs included
+    epochs: PositiveInt = 60  # autoencoder epochs included
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3  # the denoiser's; the autoencoder trains at AUTOENCODER_LR
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: NonNegativeInt = 100
     space: Literal["latent", "pixel"] = "latent"
-    autoencoder_epochs: NonNegativeInt = 15  # latent space only
+    autoencoder_epochs: NonNegativeInt = 12  # latent space only
     latent_channels: PositiveInt = 8  # latent: channels of the 4 x 4 latent grid
     autoencoder_width: PositiveInt = 32
     channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)
@@ -90,7 +90,7 @@ class DiffusionConfig(FamilyConfig):
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     # what the UNet predicts: the clean sample (x0) converges in few steps, epsilon is DDPM's
     prediction: Literal["sample", "v_prediction", "epsilon"] = "sample"
-    sample_steps: PositiveInt = 25  # DDIM steps
+    sample_steps: PositiveInt = 15  # DDIM steps
     guidance_scale: float = Field(2.0, ge=0.0)  # classifier-free guidance; 1 = none, 0 = unconditional
     label_dropout: float = Field(0.15, ge=0.0, lt=1.0)  # training with the null label (for guidance)
 
@@ -175,7 +175,6 @@ def _default_sets() -> dict[str, SetConfig]:
         "gan-prior": SetConfig(generator="gan"),
         "vae-prior": SetConfig(generator="vae"),
         "diffusion-ddim": SetConfig(generator="diffusion"),
-        "diffusion-img2img": SetConfig(generator="diffusion", sampler="img2img", strength=0.6),
     }
 
 

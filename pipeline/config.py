@@ -130,7 +130,8 @@ class TrainConfig(Section):
     model: str = "cnn"
     epochs: PositiveInt = 6
     batch_size: PositiveInt = 64
-    min_epoch_size: NonNegativeInt = 1024  # small sets: an epoch repeats passes up to this many
+    epoch_size: NonNegativeInt = 1024  # samples per epoch, from back-to-back shuffled passes;
+    # every variant gets the same steps whatever its size (0: one pass per epoch)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 1e-4
@@ -155,7 +156,7 @@ class TrainConfig(Section):
     # model name -> recipe fields that replace the ones above when that model trains (a
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
     per_model: dict[str, dict[str, Any]] = {
-        "efficientnet_lite0": {"epochs": 4, "min_epoch_size": 512, "lr": 0.01,
+        "efficientnet_lite0": {"epochs": 3, "epoch_size": 512, "lr": 0.01,
                                "backbone_lr_mult": 0.5}}
 
     @field_validator("per_model")
@@ -237,7 +238,7 @@ class QualityConfig(Section):
     """
 
     model: str = "cnn"
-    epochs: PositiveInt = 6
+    epochs: PositiveInt = 4
     seed: int = 0
     device: Device = "auto"
     k: PositiveInt = 5  # nearest neighbours for precision / recall / density / coverage

@@ -35,6 +35,22 @@ def epoch_order(n: int, passes: int, generator: torch.Generator) -> torch.Tensor
     return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
 
 
+class ShuffledStream:
+    """Shuffled passes over n samples, back to back, cut into epochs of a fixed size: a small
+    set repeats within an epoch, a large one spreads a pass over several epochs (and every
+    sample is still seen once per pass)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+        self.left = torch.empty(0, dtype=torch.long)
+
+    def take(self, size: int) -> torch.Tensor:
+        while len(self.left) < size:
+            self.left = torch.cat([self.left, torch.randperm(self.n, generator=self.generator)])
+        out, self.left = self.left[:size], self.left[size:]
+        return out
+
+
 def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """An N x C x H x W batch in the memory layout the model was put in."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -42,10 +58,13 @@ def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
             generator: torch.Generator | None = None, passes: int = 1,
-            channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float [0,1] images, labels); shuffled (`passes` times over) with a generator."""
+            channels_last: bool = False,
+            order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (float [0,1] images, labels) in `order`; without one, shuffled (`passes` times
+    over) with a generator, else in storage order."""
     n = len(y)
-    order = epoch_order(n, passes, generator) if generator is not None else torch.arange(n)
+    if order is None:
+        order = epoch_order(n, passes, generator) if generator is not None else torch.arange(n)
     order = order.to(x.device)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
@@ -154,11 +173,12 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         model.to(memory_format=torch.channels_last)
     xt, yt = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
     xv, yv = as_tensor(val[0], device), torch.as_tensor(np.asarray(val[1]), device=device)
-    # Small training sets: an epoch is several passes, so that every epoch (and so early
-    # stopping, the schedule and the comparison between variants of different sizes) covers
-    # at least cfg.min_epoch_size samples.
-    passes = max(1, math.ceil(cfg.min_epoch_size / max(1, len(yt))))
-    steps = math.ceil(len(yt) * passes / cfg.batch_size)
+    # Every epoch is cfg.epoch_size samples of a stream of shuffled passes (0: one pass), so
+    # that variants of different sizes get the same optimiser steps, early stopping and
+    # schedule: the comparison measures their data, not their step counts.
+    epoch_size = cfg.epoch_size or len(yt)
+    stream = ShuffledStream(len(yt), generator)
+    steps = math.ceil(epoch_size / cfg.batch_size)
     opt = _optimizer(model, cfg)
     sched, sched_every = _scheduler(opt, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -172,10 +192,10 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             model.on_epoch_start(epoch, cfg.epochs)
         model.train()
         run_loss, run_correct, seen = 0.0, 0, 0
+        order = stream.take(epoch_size)
         if augment is None:
-            epoch_batches = batches(xt, yt, cfg.batch_size, generator, passes, cl)
+            epoch_batches = batches(xt, yt, cfg.batch_size, channels_last=cl, order=order)
         else:
-            order = epoch_order(len(yt), passes, generator)
             epoch_batches = ((layout(xb, cl), yb) for xb, yb in
                              augment.batches(order, cfg.batch_size, epoch, device))
         bar = tqdm(epoch_batches, total=steps,

@@ -12,7 +12,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 COPY = ["pipeline", "stages", "generators", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config",
-        ".dvc/.gitignore", ".gitignore"]
+        ".dvc/.gitignore", ".dvc/plots", ".gitignore"]
 
 
 def sh(cwd, *cmd, env):
@@ -33,14 +33,19 @@ def project(tmp_path, repo_root):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["prepare"].update(train_per_class=20)
     params["train"].update(epochs=4, batch_size=16)
+    params["train"]["per_model"] = {"lenet5": {"epochs": 2}}
     params["augment"].update(copies_per_image=2)
-    params["study"].update(variants=["real", "real+online", "real+all"], seeds=[0])  # 3 cells
+    params["study"].update(variants=["real", "real+online", "real+all"], models=["cnn"],
+                           seeds=[0, 1])  # 3 cells of 2 seeds
+    params["sweep"].update(models=["lenet5"], real_per_class=[5], ratios=[0.5], seeds=[0],
+                           ratio_variant="real+mix")
     params["sample"].update(per_class=20, sets={
         "gan-prior": {"generator": "gan"},
         "vae-gmm": {"generator": "vae", "sampler": "gmm", "components": 2},
         "diffusion-ddim": {"generator": "diffusion"}})
     params["compose"]["variants"] = {  # only the variants of this study
         name: params["compose"]["variants"][name] for name in ("real", "real+online")}
+    params["compose"]["variants"]["real+mix"] = {"parts": ["real", "diffusion-ddim"], "ratio": 1.0}
     params["compose"]["variants"]["real+all"] = {
         "parts": ["real", "gan-prior", "vae-gmm", "diffusion-ddim"], "ratio": 1.0, "gate": True}
     params["compose"]["gate"]["tau"] = 0.0  # tiny generators: the gate only drops near-copies
@@ -68,8 +73,8 @@ def test_dvc_repro_end_to_end(project):
     for stage in ("prepare", "augment", "judge", "compose", "train_generator@gan",
                   "train_generator@vae", "train_generator@diffusion", "sample@gan-prior",
                   "sample@vae-gmm", "sample@diffusion-ddim", "quality", "report",
-                  "train@real-cnn-0", "train@real+all-cnn-0", "train@real+online-cnn-0",
-                  "evaluate@real+online-cnn-0"):
+                  "train@real-cnn", "train@real+all-cnn", "train@real+online-cnn",
+                  "sweep@lenet5"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
@@ -93,23 +98,35 @@ def test_dvc_repro_end_to_end(project):
     assert set(mix["gate_counts"]) == {"gan-prior", "vae-gmm", "diffusion-ddim"}
     assert "real+all" in (root / "data/variants/makeup.md").read_text()
     for variant in ("real", "real+all", "real+online"):
-        assert (root / f"models/classifiers/{variant}/cnn/seed0/weights.safetensors").is_file()
-        metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed0/metrics.json").read_text())
-        assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
-        assert (root / f"metrics/evaluate/{variant}/cnn/seed0/confusion.png").is_file()
+        for seed in (0, 1):
+            assert (root / f"models/classifiers/{variant}/cnn/seed{seed}/weights.safetensors").is_file()
+            metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed{seed}/metrics.json").read_text())
+            assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
+        cell = json.loads((root / f"metrics/evaluate/{variant}/cnn.json").read_text())
+        assert set(cell) == {"accuracy_mean", "seed0", "seed1"}
+    sweep = json.loads((root / "metrics/sweep/lenet5/results.json").read_text())["rows"]
+    assert [(r["sweep"], r["value"], r["train_images"]) for r in sweep] == [
+        ("real_per_class", 5, 50), ("ratio", 0.5, 300)]
     report = (root / "reports/report.md").read_text()
-    assert "| real+all | cnn | 1 |" in report and (root / "reports/figures/accuracy.png").is_file()
+    assert "| real+all | cnn | 2 |" in report and "## Sweeps" in report
+    for figure in ("accuracy", "learning_curves", "best_confusion", "samples",
+                   "sweep_real_per_class", "sweep_ratio"):
+        assert (root / f"reports/figures/{figure}.png").is_file(), figure
+    for data in ("accuracy.json", "learning_curves.json", "best_confusion.csv"):
+        assert (root / "reports/plots" / data).is_file(), data
 
     again = sh(root, "dvc", "repro", env=env)
     assert "Running stage" not in again and "up to date" in again
 
     shown = sh(root, "dvc", "metrics", "show", "--json", env=env)
-    assert "accuracy" in shown
+    assert "accuracy_mean" in shown and "seed1" in shown
+    html = sh(root, "dvc", "plots", "show", "-o", "plots_html", env=env)
+    assert (root / "plots_html/index.html").is_file(), html
 
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)
     exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
-    assert "Running stage 'train@real-cnn-0'" in exp and "Running stage 'prepare'" not in exp
+    assert "Running stage 'train@real-cnn'" in exp and "Running stage 'prepare'" not in exp
     for stage in ("augment", "judge", "quality", "sample@gan-prior"):  # they don't use `train`
         assert f"Running stage '{stage}'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))

@@ -18,7 +18,7 @@ NAMES = [str(i) for i in range(10)]
 # a short recipe: the metrics are under test, not the classifier. (A judge trained much less,
 # e.g. 3 x 1,024 samples, maps noise onto a few real images' large k-NN balls: precision 0.9.)
 Q = QualityConfig(epochs=4, k=3, kid_subset_size=50, imagenet_features=False, cas=False)
-RECIPE = recipe(TrainConfig(batch_size=32, min_epoch_size=2048, patience=0, amp=False), Q)
+RECIPE = recipe(TrainConfig(batch_size=32, epoch_size=2048, patience=0, amp=False), Q)
 
 
 def _take(split, n, seed):

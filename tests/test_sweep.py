@@ -15,7 +15,7 @@ def project(tmp_path, image_folder, run_cli, repo_root):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["prepare"].update(source="folder:images", size=12, train_per_class=6,
                              val_fraction=0.2, test_fraction=0.2)
-    params["train"].update(epochs=1, batch_size=8, min_epoch_size=0, patience=0)
+    params["train"].update(epochs=1, batch_size=8, epoch_size=0, patience=0)
     params["sweep"].update(models=["lenet5", "cnn"], real_per_class=[3, 6, 10], ratios=[0.5, 2.0],
                            seeds=[0, 1])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

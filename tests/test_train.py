@@ -43,7 +43,7 @@ def quick_fit(name="cnn", **cfg):
     xv, yv = blobs(10, seed=1)
     g = seed_everything(0)
     model = model_for(x, name)
-    cfg = TrainConfig(**{"epochs": 6, "batch_size": 16, "patience": 0, "min_epoch_size": 0, **cfg})
+    cfg = TrainConfig(**{"epochs": 6, "batch_size": 16, "patience": 0, "epoch_size": 0, **cfg})
     return model, fit(model, (x, y), (xv, yv), cfg, CPU, g, progress=False), (xv, yv)
 
 
@@ -66,7 +66,7 @@ def test_same_seed_same_weights_different_seed_differs():
     x, y = blobs()
     g = seed_everything(1)  # a different init seed changes the weights
     d = model_for(x)
-    fit(d, (x, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16, min_epoch_size=0), CPU, g, progress=False)
+    fit(d, (x, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16, epoch_size=0), CPU, g, progress=False)
     assert not all(torch.equal(sa[k], d.state_dict()[k]) for k in sa)
 
 
@@ -104,16 +104,15 @@ def test_missing_model_folder_and_devices(tmp_path):
             pick_device("cuda")
 
 
-def test_small_sets_get_several_passes_per_epoch():
-    from pipeline.training import batches
+def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
+    from pipeline.training import ShuffledStream
 
-    x, y = blobs(5)  # 10 images
-    xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y)
-    got = list(batches(xt, yt, 4, seed_everything(0), passes=3))
-    assert len(got) == 8  # ceil(30 / 4)
-    seen = torch.cat([b[1] for b in got])
-    assert len(seen) == 30 and seen.sum().item() == 3 * y.sum()
-    _, r, _ = quick_fit(epochs=2, min_epoch_size=200, batch_size=20)  # 60 images -> 4 passes
+    stream = ShuffledStream(10, seed_everything(0))
+    taken = torch.cat([stream.take(25), stream.take(15)])  # 4 passes over 10 samples
+    for k in range(4):  # every pass shows every sample once, in a new order
+        assert sorted(taken[10 * k:10 * k + 10].tolist()) == list(range(10))
+    assert not torch.equal(taken[:10], taken[10:20])
+    _, r, _ = quick_fit(epochs=2, epoch_size=200, batch_size=20)  # 60 images, 200 per epoch
     assert r.history[-1]["lr"] < r.history[0]["lr"]  # the onecycle schedule ran its course
 
 
@@ -127,7 +126,7 @@ def test_online_augmentation_is_the_same_for_any_worker_count():
         g = seed_everything(0)
         model = model_for(x)
         r = fit(model, (x, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16, patience=0,
-                                                            min_epoch_size=100),
+                                                            epoch_size=100),
                 CPU, g, progress=False, augment=aug)
         assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] * 1.5
         weights.append(torch.cat([p.flatten() for p in model.state_dict().values()]))
@@ -144,7 +143,7 @@ def tiny_project(tmp_path, run_cli):
         (prepared / split).mkdir(parents=True)
         write_dataset(prepared / split, x, y, ["tl", "br"], meta={"source": "blobs"})
     params = yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
-    params["train"].update(epochs=3, batch_size=16, min_epoch_size=0)
+    params["train"].update(epochs=3, batch_size=16, epoch_size=0)
     params["study"]["variants"] = ["real", "real+online"]
     params["compose"]["variants"]["real+online"]["online_augment"] = "light"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

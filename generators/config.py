@@ -45,7 +45,7 @@ class GANConfig(FamilyConfig):
     d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
     latent_dim: PositiveInt = 64
     embed_dim: PositiveInt = 32  # label embedding fed to G with the noise
-    width: PositiveInt = 24  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
+    width: PositiveInt = 32  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
     loss: Literal["hinge", "nonsaturating"] = "hinge"
     aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
     mode_seeking: NonNegativeFloat = 0.1  # weight of the diversity term against mode collapse

@@ -156,7 +156,7 @@ class TrainConfig(Section):
     # model name -> recipe fields that replace the ones above when that model trains (a
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
     per_model: dict[str, dict[str, Any]] = {
-        "efficientnet_lite0": {"epochs": 3, "epoch_size": 512, "lr": 0.01,
+        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "lr": 0.01,
                                "backbone_lr_mult": 0.5}}
 
     @field_validator("per_model")
@@ -261,7 +261,7 @@ class SweepConfig(Section):
     models: list[str] = ["cnn", "efficientnet_lite0"]
     real_per_class: list[PositiveInt] = [5, 10, 20, 100]
     ratio_variant: str = "real+diffusion"
-    ratios: list[PositiveFloat] = [0.5, 2.0]
+    ratios: list[PositiveFloat] = [2.0]
     seeds: list[int] = [0]
 
 

@@ -33,11 +33,10 @@ def project(tmp_path, repo_root):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["prepare"].update(train_per_class=20)
     params["train"].update(epochs=4, batch_size=16)
-    params["train"]["per_model"] = {"lenet5": {"epochs": 2}}
     params["augment"].update(copies_per_image=2)
     params["study"].update(variants=["real", "real+online", "real+all"], models=["cnn"],
                            seeds=[0, 1])  # 3 cells of 2 seeds
-    params["sweep"].update(models=["lenet5"], real_per_class=[5], ratios=[0.5], seeds=[0],
+    params["sweep"].update(models=["cnn"], real_per_class=[5], ratios=[0.5], seeds=[0],
                            ratio_variant="real+mix")
     params["sample"].update(per_class=20, sets={
         "gan-prior": {"generator": "gan"},
@@ -74,7 +73,7 @@ def test_dvc_repro_end_to_end(project):
                   "train_generator@vae", "train_generator@diffusion", "sample@gan-prior",
                   "sample@vae-gmm", "sample@diffusion-ddim", "quality", "report",
                   "train@real-cnn", "train@real+all-cnn", "train@real+online-cnn",
-                  "sweep@lenet5"):
+                  "sweep@cnn"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
@@ -104,7 +103,7 @@ def test_dvc_repro_end_to_end(project):
             assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
         cell = json.loads((root / f"metrics/evaluate/{variant}/cnn.json").read_text())
         assert set(cell) == {"accuracy_mean", "seed0", "seed1"}
-    sweep = json.loads((root / "metrics/sweep/lenet5/results.json").read_text())["rows"]
+    sweep = json.loads((root / "metrics/sweep/cnn/results.json").read_text())["rows"]
     assert [(r["sweep"], r["value"], r["train_images"]) for r in sweep] == [
         ("real_per_class", 5, 50), ("ratio", 0.5, 300)]
     report = (root / "reports/report.md").read_text()

@@ -209,7 +209,10 @@ def test_report_says_what_is_missing(tmp_path, run_cli, repo_root):
     text = (out / "report.md").read_text()
     assert "No sweep results for cnn, efficientnet_lite0 yet" in text
     assert "metrics/sweep/efficientnet_lite0/results.json" in text
-    assert "Not sampled yet" in text and all(name in text for name in SETS)
+    from pipeline.config import load_params
+
+    sets = load_params(repo_root / "params.yaml").sample.sets
+    assert "Not sampled yet" in text and sets and all(name in text for name in sets)
     assert "No classic augmentation copies" in text
     assert "The quality stage has not run" in text
     assert "(No confusion matrix:" in text and "confusion.json` is missing" in text

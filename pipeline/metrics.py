@@ -45,7 +45,7 @@ def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndar
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["actual", "predicted"])
         w.writerows((class_names[a], class_names[b])
-                    for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist()))
+                    for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True))
 
 
 def per_class_lines(m: dict) -> list[str]:

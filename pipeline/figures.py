@@ -177,22 +177,43 @@ def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: s
 
 def curves_by_variant(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> None:
     """Validation accuracy per epoch, one line per (variant, model) mean over seeds, with the
-    seeds' range shaded."""
+    seeds' range shaded. Names "variant / model" get one panel per model, one colour per
+    variant (the same in every panel), and the legend beside the panels."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    models = list(dict.fromkeys(name.rpartition(" / ")[2] for name in histories))
+    variants = list(dict.fromkeys(name.rpartition(" / ")[0] or name for name in histories))
+    cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 1.8, 3.6),
+                             sharey=True, squeeze=False)
     for name, runs in histories.items():
+        variant, _, model = name.rpartition(" / ")
+        variant = variant or name
+        ax = axes[0][models.index(model)]
+        colour = cmap(variants.index(variant) % cmap.N)
         epochs = max(len(h) for h in runs)
         acc = np.full((len(runs), epochs), np.nan)
         for i, h in enumerate(runs):
             acc[i, :len(h)] = [row["val_accuracy"] for row in h]
         x = np.arange(1, epochs + 1)
-        ax.plot(x, np.nanmean(acc, 0), label=name, lw=1.5)
-        ax.fill_between(x, np.nanmin(acc, 0), np.nanmax(acc, 0), alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title=title or "learning curves")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.plot(x, np.nanmean(acc, 0), label=variant, lw=1.5, color=colour)
+        ax.fill_between(x, np.nanmin(acc, 0), np.nanmax(acc, 0), alpha=0.15, color=colour)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, model in zip(axes[0], models, strict=True):
+        ax.set(xlabel="epoch", title=model if len(models) > 1 or model else "")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    labels = [v for v in variants if v in handles]
+    fig.legend([handles[v] for v in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, frameon=False)
+    fig.suptitle(title or "learning curves", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
 
 

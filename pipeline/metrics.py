@@ -31,11 +31,20 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     }
 
 
+def score(model, test, device, batch_size: int = 512) -> tuple[dict, np.ndarray]:
+    """(classification_metrics, predicted labels) of `model` on the packed data set `test`."""
+    from pipeline.training import predict
+
+    pred = predict(model, test.images, device, batch_size).argmax(1).numpy()
+    return classification_metrics(test.labels, pred, test.class_names), pred
+
+
 def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndarray,
-                     y_pred: np.ndarray, **summary) -> None:
+                     y_pred: np.ndarray, figure: bool = False, **summary) -> None:
     """A cell's test results into folder `out`: metrics.json (accuracy, macro-F1 and `summary`,
     one row for `dvc metrics show`), per_class.json, confusion.json and predictions.csv (for the
-    `dvc plots` confusion template)."""
+    `dvc plots` confusion template); with `figure`, confusion.png too (summary names the
+    model, variant and seed)."""
     head = {k: m[k] for k in ("accuracy", "macro_f1", "num_test")}
     (out / "metrics.json").write_text(json.dumps({**head, **summary}, indent=2) + "\n")
     (out / "per_class.json").write_text(json.dumps(m["per_class"], indent=2) + "\n")
@@ -46,6 +55,12 @@ def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndar
         w.writerow(["actual", "predicted"])
         w.writerows((class_names[a], class_names[b])
                     for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True))
+    if figure:
+        from pipeline.figures import confusion_matrix_png
+
+        confusion_matrix_png(m["confusion_matrix"], class_names, out / "confusion.png",
+                             title=f"{summary['model']} on {summary['variant']}, seed "
+                                   f"{summary['seed']}: test accuracy {m['accuracy']:.4f}")
 
 
 def per_class_lines(m: dict) -> list[str]:

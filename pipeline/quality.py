@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from pipeline.config import QualityConfig, TrainConfig
-from pipeline.training import predict, train_classifier  # noqa: F401 (re-exported)
+from pipeline.training import predict, train_classifier
 
 LITE0_SIZE = 64  # ImageNet features: images are resized to this inside EfficientNet-Lite0
 

@@ -73,8 +73,8 @@ def run(p: Params, model: str, device: torch.device, real: PackedDataset, val: P
         test: PackedDataset, synthetic: dict[str, PackedDataset],
         todo: list[Point] | None = None) -> Iterator[dict]:
     """Train and test `model` at every point; yields one result row per point."""
-    from pipeline.metrics import classification_metrics
-    from pipeline.training import predict, train_classifier
+    from pipeline.metrics import score
+    from pipeline.training import train_classifier
 
     cache: list[PackedDataset] = []
 
@@ -92,8 +92,7 @@ def run(p: Params, model: str, device: torch.device, real: PackedDataset, val: P
         recipe = p.train.for_model(model, point.seed)
         net, _, fit = train_classifier(images, labels, (val.images, val.labels), real.class_names,
                                        recipe, p.models, device, point.seed)
-        pred = predict(net, test.images, device).argmax(1).numpy()
-        m = classification_metrics(test.labels, pred, test.class_names)
+        m, _ = score(net, test, device)
         value = int(point.value) if point.sweep == "real_per_class" else point.value
         yield {"sweep": point.sweep, "value": value, "seed": point.seed, "variant": variant,
                "model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],

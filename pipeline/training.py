@@ -30,11 +30,6 @@ def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.to(device)
 
 
-def epoch_order(n: int, passes: int, generator: torch.Generator) -> torch.Tensor:
-    """`passes` shuffled passes over n samples, back to back."""
-    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
-
-
 class ShuffledStream:
     """Shuffled passes over n samples, back to back, cut into epochs of a fixed size: a small
     set repeats within an epoch, a large one spreads a pass over several epochs (and every
@@ -57,14 +52,13 @@ def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None = None, passes: int = 1,
-            channels_last: bool = False,
+            generator: torch.Generator | None = None, channels_last: bool = False,
             order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float [0,1] images, labels) in `order`; without one, shuffled (`passes` times
-    over) with a generator, else in storage order."""
+    """Yield (float [0,1] images, labels) in `order`; without one, one pass shuffled with a
+    generator, else in storage order."""
     n = len(y)
     if order is None:
-        order = epoch_order(n, passes, generator) if generator is not None else torch.arange(n)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     order = order.to(x.device)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]

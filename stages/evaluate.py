@@ -33,10 +33,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.classifier import load_classifier
     from pipeline.device import pick_device
     from pipeline.errors import SynthaugError
-    from pipeline.figures import confusion_matrix_png
-    from pipeline.metrics import classification_metrics, per_class_lines, write_evaluation
+    from pipeline.metrics import per_class_lines, score, write_evaluation
     from pipeline.storage import atomic_output, read_dataset
-    from pipeline.training import predict
 
     device = pick_device(p.evaluate.device)
     test = read_dataset(p.paths.prepared / "test", mmap=False)
@@ -48,14 +46,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         raise SynthaugError(f"{model_dir}: trained on classes {config['class_names']} of shape "
                             f"{config['shape']}, but the test split has {test.class_names} of "
                             f"shape {list(test.shape)}; re-run `synthaug train`")
-    pred = predict(model, test.images, device, p.evaluate.batch_size).argmax(1).numpy()
-    m = classification_metrics(test.labels, pred, test.class_names)
+    m, pred = score(model, test, device, p.evaluate.batch_size)
     with atomic_output(out_dir) as out:
-        write_evaluation(out, m, test.class_names, test.labels, pred, variant=variant,
-                         model=config["model"], seed=seed)
-        confusion_matrix_png(m["confusion_matrix"], test.class_names, out / "confusion.png",
-                             title=f"{config['model']} on {variant}, seed {seed}: test accuracy "
-                                   f"{m['accuracy']:.4f}")
+        write_evaluation(out, m, test.class_names, test.labels, pred, figure=True,
+                         variant=variant, model=config["model"], seed=seed)
     say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}")
     for line in per_class_lines(m):

@@ -29,7 +29,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.classifier import save_classifier
     from pipeline.config import TrainConfig
     from pipeline.device import pick_device
-    from pipeline.quality import recipe, test_accuracy, train_classifier
+    from pipeline.quality import recipe, test_accuracy
+    from pipeline.training import train_classifier
     from pipeline.storage import atomic_output, read_dataset
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))

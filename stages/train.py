@@ -74,6 +74,7 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
 
     from pipeline.classifier import build_classifier, save_classifier
     from pipeline.device import pick_device, seed_everything
+    from pipeline.metrics import score, write_evaluation
     from pipeline.models import count_params
     from pipeline.storage import atomic_output, read_dataset
 
@@ -161,8 +162,9 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
         })
         (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
         if test:
-            m = test_scores(model, test_split, device, p.evaluate.batch_size, test_dir,
-                            figures, variant=variant, model=cfg.model, seed=cfg.seed)
+            m, pred = score(model, test_split, device, p.evaluate.batch_size)
+            write_evaluation(test_dir, m, test_split.class_names, test_split.labels, pred,
+                             figure=figures, variant=variant, model=cfg.model, seed=cfg.seed)
     say(f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
         f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
         f"{', stopped early' if result.stopped_early else ''}) -> {model_out}")
@@ -175,19 +177,3 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
 
 
 
-
-def test_scores(net, test, device, batch_size: int, out: Path, figures: bool, **summary) -> dict:
-    """Score `model` on the `test` data set and write the evaluate files into `out`."""
-    from pipeline.metrics import classification_metrics, write_evaluation
-    from pipeline.training import predict
-
-    pred = predict(net, test.images, device, batch_size).argmax(1).numpy()
-    m = classification_metrics(test.labels, pred, test.class_names)
-    write_evaluation(out, m, test.class_names, test.labels, pred, **summary)
-    if figures:
-        from pipeline.figures import confusion_matrix_png
-
-        confusion_matrix_png(m["confusion_matrix"], test.class_names, out / "confusion.png",
-                             title=f"{summary['model']} on {summary['variant']}, seed "
-                                   f"{summary['seed']}: test accuracy {m['accuracy']:.4f}")
-    return m

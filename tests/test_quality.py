@@ -10,8 +10,9 @@ from pipeline.config import PrepareConfig, QualityConfig, TrainConfig
 from pipeline.prepare import prepare_splits
 from pipeline.quality import (FeatureExtractor, QualityContext, assess, cas, features, fid_kid,
                               gate, imagenet_extractor, near_copies, nearest_train, noise_set,
-                              prdc, recipe, train_classifier, train_radius)
+                              prdc, recipe, train_radius)
 from pipeline.sources import load_source
+from pipeline.training import train_classifier
 
 CPU = torch.device("cpu")
 NAMES = [str(i) for i in range(10)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,12 +67,20 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
                    "shape": list(shape), "class_names": list(class_names)}
 
 
-def channel_stats(images) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std of uint8 N x H x W x C images, in [0, 1] units."""
-    x = torch.as_tensor(images).float().div_(255)
-    dims = (0, 1, 2)
-    std = x.std(dim=dims).clamp_min(1e-3)
-    return x.mean(dim=dims).tolist(), std.tolist()
+def channel_stats(images, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std (unbiased) of uint8 N x H x W x C images, in [0, 1] units, read
+    `chunk` images at a time (a memory-mapped set is never loaded whole)."""
+    c = images.shape[-1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(np.array(images[i:i + chunk])).reshape(-1, c).double().div_(255)
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+    n = max(1, len(images) * images.shape[1] * images.shape[2])
+    mean = total / n
+    var = (squares - n * mean * mean).clamp_min(0) / max(1, n - 1)
+    return mean.tolist(), var.sqrt().clamp_min(1e-3).tolist()
 
 
 def save_classifier(folder: Path, model: Classifier, config: dict) -> None:

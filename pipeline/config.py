@@ -126,6 +126,94 @@ class PrepareConfig(Section):
         return self
 
 
+# --- batched on-device online augmentation (pipeline/batch_augment.py) -----------------------
+# Before TrainConfig, whose `batch_augment` field is a BatchAugmentSpec; `_format` (further
+# down) turns a nested config's error into one line and is looked up only when it runs.
+from pydantic import WrapValidator  # noqa: E402
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class BatchAugmentConfig(Section):
+    """Per-image random ops on whole float batches, on the training device. Each op runs on an
+    image with its own probability; the defaults are the identity (every p = 0).
+
+    rotate / shear: degrees, drawn in [-x, x]; translate: fraction of the size, in [-x, x];
+    scale: (min, max) zoom; erase_scale: (min, max) fraction of the area of one erased
+    rectangle (set to 0, the background); noise_sigma: Gaussian noise std on the [0, 1] scale;
+    brightness / contrast: factors drawn in [1 - x, 1 + x] (torchvision ColorJitter's meaning).
+    """
+
+    rotate: float = Field(0.0, ge=0.0, le=180.0)
+    translate: float = Field(0.0, ge=0.0, le=0.5)
+    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    shear: float = Field(0.0, ge=0.0, lt=60.0)
+    p_affine: Probability = 0.0
+    erase_p: Probability = 0.0
+    erase_scale: tuple[Probability, Probability] = (0.02, 0.1)
+    noise_p: Probability = 0.0
+    noise_sigma: float = Field(0.05, ge=0.0, le=1.0)
+    jitter_p: Probability = 0.0
+    brightness: float = Field(0.0, ge=0.0, le=1.0)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("scale", "erase_scale"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: expected (min, max), got ({lo}, {hi})")
+        if self.erase_scale[1] == 0.0 and self.erase_p > 0:
+            raise ValueError("erase_scale: the largest area must be > 0 when erase_p > 0")
+        return self
+
+
+# Digit-safe, like augment.py's presets of the same names: no flips, no colour, small
+# geometry; `medium` mirrors the albumentations `medium` preset minus its elastic step.
+BATCH_PRESETS: dict[str, BatchAugmentConfig] = {
+    "light": BatchAugmentConfig(rotate=8, translate=0.05, scale=(0.95, 1.05), p_affine=0.8),
+    "medium": BatchAugmentConfig(
+        rotate=12, translate=0.08, scale=(0.9, 1.1), shear=8, p_affine=0.9,
+        erase_p=0.3, erase_scale=(0.01, 0.06), noise_p=0.3, noise_sigma=0.05,
+        jitter_p=0.5, brightness=0.2, contrast=0.2),
+    "heavy": BatchAugmentConfig(
+        rotate=20, translate=0.12, scale=(0.8, 1.15), shear=15, p_affine=1.0,
+        erase_p=0.5, erase_scale=(0.02, 0.12), noise_p=0.4, noise_sigma=0.1,
+        jitter_p=0.7, brightness=0.35, contrast=0.35),
+}
+
+
+def _check_batch_spec(v: Any) -> str | BatchAugmentConfig:
+    """A preset name or a mapping of BatchAugmentConfig fields, with one-line errors (a plain
+    union would report every branch's failure)."""
+    if isinstance(v, str):
+        if v not in BATCH_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(BATCH_PRESETS)} or a "
+                             f"mapping of {', '.join(BatchAugmentConfig.model_fields)}")
+        return v
+    if isinstance(v, BatchAugmentConfig):
+        return v
+    if isinstance(v, dict):
+        try:
+            return BatchAugmentConfig.model_validate(v)
+        except ValidationError as e:
+            raise ValueError(_format(e)) from None
+    raise ValueError(f"expected a preset name ({', '.join(BATCH_PRESETS)}) or a mapping")
+
+
+BatchAugmentSpec = Annotated[Literal["light", "medium", "heavy"] | BatchAugmentConfig,
+                             WrapValidator(lambda v, handler: handler(_check_batch_spec(v)))]
+
+
+def resolve_batch_augment(spec: str | BatchAugmentConfig | dict) -> BatchAugmentConfig:
+    """The config a spec names: a preset's (a copy: presets stay untouched) or the spec itself."""
+    try:
+        v = _check_batch_spec(spec)
+    except ValueError as e:
+        raise SynthaugError(f"batch_augment: {e}") from None
+    return BATCH_PRESETS[v].model_copy() if isinstance(v, str) else v
+
+
 class TrainConfig(Section):
     model: str = "cnn"
     epochs: PositiveInt = 6
@@ -146,6 +234,10 @@ class TrainConfig(Section):
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
     online_augment: AugmentSpec | None = None  # preset or steps applied each epoch (CPU)
     workers: NonNegativeInt | None = None  # online augmentation processes; None = auto
+    # per-image random affine/erase/noise/jitter on each batch, on the training device
+    batch_augment: BatchAugmentSpec | None = None
+    load: Literal["auto", "memory", "mmap"] = "auto"  # training data: resident tensor or mmap
+    compile: bool = False  # torch.compile the model (a one-off compile, then faster steps)
     # transfer models only (TRANSFER_MODELS)
     strategy: Literal["linear_probe", "finetune", "gradual_unfreeze"] = "finetune"
     input_size: int = Field(32, ge=16, le=1024)  # images are resized to this inside the model

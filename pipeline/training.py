@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -19,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.config import TrainConfig
+from pipeline.distributed import SINGLE, Dist, broadcast_buffers, wrap
 
 if TYPE_CHECKING:
     from pipeline.expand import OnlineAugment
@@ -26,8 +29,45 @@ if TYPE_CHECKING:
 
 def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 N x H x W x C (maybe memory-mapped) -> uint8 N x C x H x W on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-    return x.to(device)
+    with warnings.catch_warnings():  # a read-only memmap: .contiguous() copies it right away
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        x = torch.from_numpy(np.ascontiguousarray(images))
+    return x.permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Memory free for a resident copy: GPU memory on CUDA, else available RAM (None: unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every OS has these names
+        return None
+
+
+def place(images: np.ndarray, device: torch.device, load: str = "auto") -> torch.Tensor | np.ndarray:
+    """Where training reads `images` from: `memory` -> one uint8 tensor on `device` (batches are
+    index gathers, no per-sample Python); `mmap` -> the (memory-mapped) array itself, each batch
+    read from it on demand, so a set larger than memory trains in bounded memory; `auto` ->
+    memory when the set takes at most a quarter of the free memory, else mmap."""
+    if load == "auto":
+        free = _free_bytes(device)
+        load = "memory" if free is None or images.nbytes <= free // 4 else "mmap"
+    return as_tensor(images, device) if load == "memory" else images
+
+
+def gather(x: torch.Tensor | np.ndarray, y: torch.Tensor, idx: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 N x C x H x W images and labels of `idx`, on y's device. From a memory-mapped
+    array the indices are read in ascending order (a batch is a set; sequential reads)."""
+    if isinstance(x, torch.Tensor):
+        idx = idx.to(x.device)
+        return x[idx], y[idx]
+    idx = idx.sort().values
+    xb = torch.from_numpy(x[idx.numpy()]).permute(0, 3, 1, 2)
+    pin = y.device.type == "cuda"
+    xb = (xb.pin_memory() if pin else xb).to(y.device, non_blocking=pin)
+    return xb, y[idx.to(y.device)]
 
 
 class ShuffledStream:
@@ -51,18 +91,17 @@ def layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+def batches(x: torch.Tensor | np.ndarray, y: torch.Tensor, batch_size: int,
             generator: torch.Generator | None = None, channels_last: bool = False,
             order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float [0,1] images, labels) in `order`; without one, one pass shuffled with a
-    generator, else in storage order."""
+    generator, else in storage order. `x`: a resident tensor or a (memory-mapped) array."""
     n = len(y)
     if order is None:
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    order = order.to(x.device)
     for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        yield layout(x[idx].float().div_(255), channels_last), y[idx]
+        xb, yb = gather(x, y, order[i:i + batch_size])
+        yield layout(xb.float().div_(255), channels_last), yb
 
 
 def _amp(device: torch.device, enabled: bool):
@@ -137,16 +176,21 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype,
-                      channels_last: bool = False) -> tuple[float, float]:
+def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype, channels_last: bool = False,
+                      dist: Dist = SINGLE) -> tuple[float, float]:
+    """Mean loss and accuracy on (x, y); under torchrun each rank scores every world-th sample
+    and the sums are added up, so every rank gets the same numbers."""
     model.eval()
-    total_loss, correct = 0.0, 0
+    order = torch.arange(dist.rank, len(y), dist.world)
+    total_loss = torch.zeros((), dtype=torch.float64, device=y.device)
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
     with torch.no_grad():
-        for xb, yb in batches(x, y, batch_size, channels_last=channels_last):
-            with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        for xb, yb in batches(x, y, batch_size, channels_last=channels_last, order=order):
+            with torch.autocast(y.device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(xb)
-            total_loss += criterion(logits.float(), yb).item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
+            total_loss += criterion(logits.float(), yb).double() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+    total_loss, correct = dist.sum(total_loss.item(), correct.item())
     n = max(1, len(y))
     return total_loss / n, correct / n
 
@@ -154,19 +198,23 @@ def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype,
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         cfg: TrainConfig, device: torch.device, generator: torch.Generator,
         on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
-        augment: OnlineAugment | None = None) -> FitResult:
+        augment: OnlineAugment | None = None, dist: Dist = SINGLE) -> FitResult:
     """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
 
     `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
     `augment` (built on the same training images) replaces each epoch's batches by freshly
-    augmented ones, drawn on the CPU in the same shuffled order.
+    augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
+    every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
+    batch and the gradients are averaged (pipeline.distributed): the same steps and data as one
+    process.
     """
     model.to(device)
     cl = cfg.channels_last
     if cl:
         model.to(memory_format=torch.channels_last)
-    xt, yt = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
-    xv, yv = as_tensor(val[0], device), torch.as_tensor(np.asarray(val[1]), device=device)
+    yt = torch.as_tensor(np.asarray(train[1]), device=device)
+    yv = torch.as_tensor(np.asarray(val[1]), device=device)
+    xt, xv = place(train[0], device, cfg.load), place(val[0], device, cfg.load)
     # Every epoch is cfg.epoch_size samples of a stream of shuffled passes (0: one pass), so
     # that variants of different sizes get the same optimiser steps, early stopping and
     # schedule: the comparison measures their data, not their step counts.
@@ -177,48 +225,79 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     sched, sched_every = _scheduler(opt, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     dtype, scaler = _amp(device, cfg.amp)
+    batch_aug, aug_gen = None, None
+    if cfg.batch_augment is not None:
+        from pipeline.batch_augment import BatchAugment
+        from pipeline.config import resolve_batch_augment
+
+        batch_aug = BatchAugment(resolve_batch_augment(cfg.batch_augment))
+        # its own stream on the device, one per rank (each rank augments its own part)
+        seed = int(torch.randint(2**62, (1,), generator=generator)) + dist.rank
+        aug_gen = torch.Generator(device).manual_seed(seed)
 
     best = (-1.0, math.inf)
     result = FitResult(copy.deepcopy(model.state_dict()), 0, 0.0, 0, False, 0.0)
-    start, stale = time.perf_counter(), 0
+    start, stale, net, trainable = time.perf_counter(), 0, model, None
     for epoch in range(1, cfg.epochs + 1):
         if hasattr(model, "on_epoch_start"):  # e.g. gradual unfreezing
             model.on_epoch_start(epoch, cfg.epochs)
+        now = tuple(p.requires_grad for p in model.parameters())
+        if now != trainable:  # DDP syncs the parameters that train when it is built
+            trainable, net = now, wrap(model, dist, device)
+            if cfg.compile:
+                net = torch.compile(net)
         model.train()
-        run_loss, run_correct, seen = 0.0, 0, 0
+        run_loss = torch.zeros((), dtype=torch.float64, device=device)
+        run_correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
         order = stream.take(epoch_size)
-        if augment is None:
-            epoch_batches = batches(xt, yt, cfg.batch_size, channels_last=cl, order=order)
-        else:
-            epoch_batches = ((layout(xb, cl), yb) for xb, yb in
-                             augment.batches(order, cfg.batch_size, epoch, device))
-        bar = tqdm(epoch_batches, total=steps,
+        aug_iter = None if augment is None else augment.batches(order, cfg.batch_size, epoch, device)
+        bar = tqdm(range(0, epoch_size, cfg.batch_size),
                    disable=None if progress else True,  # None: only on a terminal
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for xb, yb in bar:
+        for i in bar:
+            idx = order[i:i + cfg.batch_size]
+            part, weight = dist.part(len(idx))
+            if aug_iter is None:
+                xb, yb = gather(xt, yt, idx[part])
+                xb = xb.float().div_(255)
+            else:  # every rank draws the whole batch (CPU workers), keeps its part
+                xb, yb = next(aug_iter)
+                xb, yb = xb[part], yb[part]
+            if batch_aug is not None:
+                xb = batch_aug(xb, aug_gen)
+            xb = layout(xb, cl)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(xb)
+                logits = net(xb)
                 loss = criterion(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                scaler.scale(loss * weight).backward()
                 scaler.step(opt)
                 scaler.update()
             else:
-                loss.backward()
+                (loss * weight).backward()
                 opt.step()
             if sched_every == "batch":
                 sched.step()
-            run_loss += loss.item() * len(yb)
-            run_correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(yb)
-            bar.set_postfix(loss=f"{run_loss / seen:.4f}")
+            n = len(yb) if weight else 0
+            # sums stay on the device: no host sync per step
+            run_loss += loss.detach().double() * n
+            run_correct += (logits.argmax(1) == yb).sum() * (n > 0)
+            seen += n
+            if bar.disable is False and i % (16 * cfg.batch_size) == 0:
+                bar.set_postfix(loss=f"{run_loss.item() / max(1, seen):.4f}")
+        if aug_iter is not None:
+            aug_iter.close()  # its worker processes end with the epoch
         if sched_every == "epoch":
             sched.step()
-        val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype, cl)
-        row = {"epoch": epoch, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
+        broadcast_buffers(model, dist)  # BatchNorm statistics: rank 0's, on every rank
+        train_loss, train_correct, seen = dist.sum(run_loss.item(), run_correct.item(), seen)
+        val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype, cl, dist)
+        row = {"epoch": epoch, "train_loss": train_loss / seen, "train_accuracy": train_correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - start}
+               "seconds": time.perf_counter() - start,
+               "samples": int(seen)}  # trained on this epoch, all ranks together
         result.history.append(row)
         result.epochs_run = epoch
         improved = (val_acc, -val_loss) > (best[0], -best[1])

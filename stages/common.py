@@ -1,11 +1,13 @@
 """Shared CLI plumbing: the --params / -S options and the one-line error handling."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Iterator
 
 import typer
 
@@ -41,8 +43,27 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def say(msg: str = "") -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 speaks for all
+        return
     typer.echo(msg)
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def output(path: Path, dist, is_dir: bool = True) -> Iterator[Path]:
+    """`storage.atomic_output(path)` on rank 0 (or without torchrun); on the other ranks a
+    scratch path that vanishes, so every rank runs the same code and only one writes."""
+    from pipeline.storage import atomic_output
+
+    if dist.main:
+        with atomic_output(path, is_dir) as out:
+            yield out
+        return
+    with tempfile.TemporaryDirectory(prefix=f"rank{dist.rank}-") as tmp:
+        out = Path(tmp) / path.name
+        if is_dir:
+            out.mkdir()
+        yield out
 
 
 VariantOpt = Annotated[str | None, typer.Option(

@@ -45,13 +45,16 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         from pipeline.errors import SynthaugError
 
         raise SynthaugError("--seed and --study-seeds: give one of them")
+    from pipeline.distributed import from_env
+
+    dist = from_env()  # under torchrun: this process's rank; else a single process
     seeds = list(p.study.seeds) if study_seeds else [seed]
     summary = {}
     for s in seeds:
         cell, scores = _train_one(p.model_copy(deep=True), variant, model, s, progress, test,
-                                  figures)
+                                  figures, dist)
         summary[f"seed{cell[2]}"] = scores
-    if study_seeds and test:
+    if study_seeds and test and dist.main:
         # every seed's test scores in one row of `dvc metrics show` (the report adds the CIs)
         name, mdl = cell[0], cell[1]
         out = p.paths.evaluate_metrics / name / f"{mdl}.json"
@@ -65,7 +68,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
 
 def _train_one(p, variant, model, seed, progress: bool, test: bool,
-               figures: bool) -> tuple[tuple, dict]:
+               figures: bool, dist) -> tuple[tuple, dict]:
     """Train (and test) one seed; returns the cell (variant, model, seed) and its test
     scores (empty without test)."""
     variant, _, _, run = study_cell(p, variant, model, seed)
@@ -76,7 +79,8 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
     from pipeline.device import pick_device, seed_everything
     from pipeline.metrics import score, write_evaluation
     from pipeline.models import count_params
-    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.storage import read_dataset
+    from stages.common import output
 
     cfg = p.train
     from pipeline.errors import SynthaugError
@@ -86,10 +90,10 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
     if not is_dataset(train_dir):
         raise SynthaugError(f"{train_dir}: no training set for variant {variant!r}; run "
                             "`synthaug compose` (or `dvc repro`) first")
-    train = read_dataset(train_dir, mmap=False)
+    train = read_dataset(train_dir)  # memory-mapped: `fit` loads it or reads it per batch (train.load)
     online = train.meta.get("online_augment") or cfg.online_augment
     val = read_dataset(p.paths.prepared / "val", mmap=False)
-    device = pick_device(cfg.device)
+    device = dist.device(pick_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
@@ -112,8 +116,9 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
     model_out, log_out = p.paths.models / run, p.paths.train_metrics / run
     test_out = p.paths.evaluate_metrics / run
     test_split = read_dataset(p.paths.prepared / "test", mmap=False) if test else None
-    with atomic_output(model_out) as model_dir, atomic_output(log_out) as log_dir, \
-            (atomic_output(test_out) if test else nullcontext()) as test_dir:
+    # under torchrun only rank 0 writes; the other ranks write into scratch folders
+    with output(model_out, dist) as model_dir, output(log_out, dist) as log_dir, \
+            (output(test_out, dist) if test else nullcontext()) as test_dir:
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
         live.log_params({"variant": variant, "model": cfg.model, "parameters": total,
                          **cfg.model_dump(mode="json"), "online_augment": online})
@@ -131,7 +136,7 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
 
         def on_epoch(row: dict) -> None:
             for key, value in row.items():
-                if key not in ("epoch", "best"):
+                if key not in ("epoch", "best", "samples"):
                     live.log_metric(key, value)
             live.next_step()
             say(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc "
@@ -139,7 +144,8 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
                 f"{row['val_accuracy']:.4f}  {row['seconds']:6.1f}s{'  *' if row['best'] else ''}")
 
         result = fit(model, (train.images, train.labels), (val.images, val.labels), cfg, device,
-                     generator, on_epoch=on_epoch, progress=progress, augment=augment)
+                     generator, on_epoch=on_epoch, progress=progress and dist.main,
+                     augment=augment, dist=dist)
         live.summary.update({"variant": variant, "model": cfg.model, "seed": cfg.seed,
                              "best_epoch": result.best_epoch,
                              "best_val_accuracy": result.best_val_accuracy,

@@ -68,20 +68,23 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     from generators.common import build_generator, sample_images, save_generator
     from generators.training import GeneratorTrainer
     from pipeline.device import pick_device, seed_everything
+    from pipeline.distributed import from_env
     from pipeline.figures import sample_grid
-    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.storage import read_dataset
+    from stages.common import output
 
     cfg = p.train_generator
     fcfg = cfg.family(generator)
     train = read_dataset(p.paths.prepared / "train", mmap=False)
     val = read_dataset(p.paths.prepared / "val", mmap=False)
-    device = pick_device(cfg.device)
+    dist = from_env()  # under torchrun: this process's rank (rank 0 writes), else one process
+    device = dist.device(pick_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
     model = build_generator(generator, fcfg, train.shape, train.class_names)
     trainer = GeneratorTrainer(model, cfg, (train.images, train.labels),
-                               (val.images, val.labels), device, rng)
+                               (val.images, val.labels), device, rng, dist)
     total = sum(t.numel() for t in model.parameters())
     say(f"train-generator {generator}: {total:,} parameters, {len(train)} train / {len(val)} val "
         f"images of {'x'.join(map(str, train.shape))}, {len(train.class_names)} classes, "
@@ -98,7 +101,14 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
         else:
             say(f"config or data changed since {ckpt} was written: starting over")
         del state
-    if trainer.epoch == 0 and work.exists():
+    if dist.active:  # every rank has read the checkpoint before rank 0 changes the folder
+        torch.distributed.barrier()
+    if not dist.main:  # the other ranks log into a scratch folder that nobody keeps
+        import tempfile
+
+        work = Path(tempfile.mkdtemp(prefix=f"rank{dist.rank}-"))
+        ckpt, live_dir = work / "checkpoint.pt", work / "live"
+    elif trainer.epoch == 0 and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(live_dir / "plots", ignore_errors=True)  # rebuilt from the history below
@@ -135,7 +145,7 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
         say(f"epoch {e:3d}  {losses}  {row['seconds']:5.1f}s")
         if cfg.grid_every and e % cfg.grid_every == 0 and not trainer.done:
             grid(live_dir / "grids" / f"epoch_{e:03d}.png", f"{generator}: epoch {e}")
-        if e % cfg.checkpoint_every == 0 or trainer.done:
+        if (e % cfg.checkpoint_every == 0 or trainer.done) and dist.main:
             save_checkpoint(ckpt, {"key": key, **trainer.state_dict()})
 
     seconds = sum(r["seconds"] for r in trainer.history)
@@ -144,8 +154,8 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     grid(live_dir / "samples.png", f"{generator} ({trainer.epoch} epochs): one row per class")
     (live_dir / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
     out_model = p.paths.generators / generator
-    with atomic_output(out_model) as model_dir, \
-            atomic_output(p.paths.generator_metrics / generator) as log_dir:
+    with output(out_model, dist) as model_dir, \
+            output(p.paths.generator_metrics / generator, dist) as log_dir:
         save_generator(model_dir, trainer.ema, {
             "train_generator": cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
             "trained_on": {"content_hash": train.meta.get("content_hash"),

@@ -5,6 +5,10 @@ torchvision.transforms.v2, on the same MNIST-5k images in one run, printed as ra
 
 Bars (issue 3): stage on 1 process within 10% of the bare loop (ratio >= 0.90); stage on 2
 processes >= 1.6x the bare loop. Each figure is the best of --repeats runs.
+
+Also timed (issue 7): pipeline.batch_augment's BatchAugment preset of the same name (no elastic
+step) on whole batches of --batch images, uint8 -> float included, on the CPU with 1 thread
+and with every core, and on CUDA when there is one (synchronised before the clock stops).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=512)  # BatchAugment batch size
     args = ap.parse_args()
 
     import albumentations as A
@@ -79,6 +84,25 @@ def main() -> None:
             for _ in range(args.copies):
                 tv(im)
 
+    from pipeline.batch_augment import BatchAugment
+    from pipeline.config import BATCH_PRESETS
+
+    batch_aug = BatchAugment(args.preset) if args.preset in BATCH_PRESETS else None
+
+    def batched(device, threads):
+        x8 = timgs.to(device)
+        gen = torch.Generator(device).manual_seed(0)
+
+        def run():
+            torch.set_num_threads(threads)
+            for _ in range(args.copies):
+                for i in range(0, len(x8), args.batch):
+                    batch_aug(x8[i:i + args.batch].float().div_(255), gen)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            torch.set_num_threads(1)
+        return run
+
     def stage(workers):
         return lambda: expand(images, labels, args.preset, args.copies, 0, workers=workers,
                               progress=False)
@@ -91,6 +115,15 @@ def main() -> None:
     rates["augment stage, 2 processes"] = best_rate(stage(2), n, args.repeats)
     if cpu_count() > 2:
         rates[f"augment stage, {cpu_count()} processes"] = best_rate(stage(0), n, args.repeats)
+    where = f"BatchAugment {args.preset}, batch {args.batch}"
+    if batch_aug is not None:  # light / medium / heavy only
+        rates[f"{where}, CPU 1 thread"] = best_rate(batched("cpu", 1), n, args.repeats)
+    if batch_aug is not None and cpu_count() > 1:
+        rates[f"{where}, CPU {cpu_count()} threads"] = best_rate(batched("cpu", cpu_count()), n,
+                                                                args.repeats)
+    if batch_aug is not None and torch.cuda.is_available():
+        batched("cuda", 1)()  # warm-up: CUDA context and kernels
+        rates[f"{where}, CUDA"] = best_rate(batched("cuda", 1), n, args.repeats)
     base = rates["bare albumentations loop (1 process)"]
     width = max(map(len, rates))
     print(f"{'':{width}}  {'img/s':>8}  vs bare loop")

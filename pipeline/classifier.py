@@ -68,8 +68,11 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
 
 
 def channel_stats(images, chunk: int = 8192) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std (unbiased) of uint8 N x H x W x C images, in [0, 1] units, read
-    `chunk` images at a time (a memory-mapped set is never loaded whole)."""
+    """Per-channel mean/std (unbiased) of uint8 N x H x W x C images, in [0, 1] units. A set of
+    more than `chunk` images (maybe memory-mapped) is read chunk by chunk, never whole."""
+    if len(images) <= chunk:  # one float32 pass (what every model trained so far used)
+        x = torch.from_numpy(np.array(images)).float().div_(255)
+        return x.mean(dim=(0, 1, 2)).tolist(), x.std(dim=(0, 1, 2)).clamp_min(1e-3).tolist()
     c = images.shape[-1]
     total = torch.zeros(c, dtype=torch.float64)
     squares = torch.zeros(c, dtype=torch.float64)
@@ -77,9 +80,9 @@ def channel_stats(images, chunk: int = 8192) -> tuple[list[float], list[float]]:
         x = torch.from_numpy(np.array(images[i:i + chunk])).reshape(-1, c).double().div_(255)
         total += x.sum(0)
         squares += (x * x).sum(0)
-    n = max(1, len(images) * images.shape[1] * images.shape[2])
+    n = len(images) * images.shape[1] * images.shape[2]
     mean = total / n
-    var = (squares - n * mean * mean).clamp_min(0) / max(1, n - 1)
+    var = (squares - n * mean * mean).clamp_min(0) / (n - 1)
     return mean.tolist(), var.sqrt().clamp_min(1e-3).tolist()
 
 

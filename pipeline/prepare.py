@@ -5,6 +5,8 @@ one picture could sit in train and test), the split is stratified and seeded, an
 low-data subsample (`train_per_class`) only ever thins the train split, so val/test stay the
 same whatever k is. Everything is deterministic in (source, params, seed): no timestamps, no
 absolute paths, stable orders, so reruns write byte-identical files.
+A split keeps row indices into the source's images, not a copy of them: a memory-mapped folder
+source is hashed and written chunk by chunk (`storage.write_dataset(rows=...)`), never gathered.
 """
 from __future__ import annotations
 
@@ -23,15 +25,39 @@ MAX_CONFLICTS = 100  # label conflicts listed in meta.json (the count is always 
 
 @dataclass
 class Split:
-    images: np.ndarray  # uint8 N x H x W x C
+    source: np.ndarray  # the source's uint8 images (maybe a memmap); this split is source[rows]
+    rows: np.ndarray  # int64 N, ascending indices into source: a stable order
     labels: np.ndarray  # int64 N
     origins: list[str]
     hashes: list[str]  # sha1 per image (storage.image_hashes)
 
     @property
+    def images(self) -> np.ndarray:
+        """This split's images (uint8 N x H x W x C), gathered into memory."""
+        return np.asarray(self.source[self.rows])
+
+    @property
+    def lazy_images(self) -> Rows:
+        """The images one index at a time, gathering nothing up front (e.g. for a preview)."""
+        return Rows(self.source, self.rows)
+
+    @property
     def provenance(self) -> list[dict]:
         """Manifest rows for storage.write_dataset."""
         return [{"origin": o, "sha1": h} for o, h in zip(self.origins, self.hashes)]
+
+
+class Rows:
+    """`source[rows]` indexed lazily: rows[i] is read from source only when asked for."""
+
+    def __init__(self, source: np.ndarray, rows: np.ndarray):
+        self.source, self.rows = source, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.source[self.rows[i]]
 
 
 class Splits(dict):
@@ -111,7 +137,7 @@ def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
     out = Splits()
     for name in SPLITS:
         sel = keep[parts[name]]  # indices into the source, ascending: a stable order
-        out[name] = Split(src.images[sel], src.labels[sel], [src.origins[i] for i in sel],
+        out[name] = Split(src.images, sel, src.labels[sel], [src.origins[i] for i in sel],
                           [hashes[i] for i in parts[name]])
     seen: dict[str, str] = {}
     for name in SPLITS:  # cheap guarantee against leakage, whatever changes above

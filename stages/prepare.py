@@ -29,16 +29,18 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
     p = params_from(params, set_)
     cfg = p.prepare
-    src = load_source(cfg, p.paths.raw)
-    splits = prepare_splits(src, cfg)
     with atomic_output(p.paths.prepared) as tmp:
-        for name in SPLITS:
+        # a folder source is decoded into a memory-mapped scratch file in here: on the output's
+        # disk, not in a /tmp that may be RAM-backed (its name is removed as soon as it is mapped)
+        src = load_source(cfg, p.paths.raw, scratch=tmp)
+        splits = prepare_splits(src, cfg)
+        for name in SPLITS:  # each split is gathered from the source and written in chunks
             s = splits[name]
             (tmp / name).mkdir()
-            write_dataset(tmp / name, s.images, s.labels, src.class_names, s.provenance,
-                          split_meta(src, cfg, splits, name))
+            write_dataset(tmp / name, s.source, s.labels, src.class_names, s.provenance,
+                          split_meta(src, cfg, splits, name), rows=s.rows)
         train = splits["train"]
-        sample_grid(train.images, train.labels, src.class_names, tmp / "preview.png",
+        sample_grid(train.lazy_images, train.labels, src.class_names, tmp / "preview.png",
                     seed=cfg.seed, title=f"{cfg.source}: training images, one row per class")
     for note in src.notes:
         say(f"note: {note}")

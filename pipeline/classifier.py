@@ -54,7 +54,8 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
                                        download=cfg.download_weights, strategy=cfg.strategy,
                                        input_size=cfg.input_size,
                                        backbone_lr_mult=cfg.backbone_lr_mult,
-                                       unfreeze_every=cfg.unfreeze_every)
+                                       unfreeze_every=cfg.unfreeze_every,
+                                       freeze_bn=cfg.freeze_bn)
         return model, {"model": name, "layers": [], "shape": list(shape),
                        "class_names": list(class_names),
                        "transfer": {**model.settings(), "pretrained": source}}

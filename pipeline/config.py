@@ -243,13 +243,14 @@ class TrainConfig(Section):
     input_size: int = Field(32, ge=16, le=1024)  # images are resized to this inside the model
     backbone_lr_mult: PositiveFloat = 1.0  # backbone lr = lr * this (finetune, gradual_unfreeze)
     unfreeze_every: PositiveInt = 1  # gradual_unfreeze: epochs per newly unfrozen block group
+    freeze_bn: bool = False  # backbone BatchNorm keeps ImageNet running stats (eval) in training
     weights: Path | None = None  # ImageNet weights file; default: package / torch hub cache
     download_weights: bool = False  # torchvision models: allow downloading into the hub cache
     # model name -> recipe fields that replace the ones above when that model trains (a
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
     per_model: dict[str, dict[str, Any]] = {
-        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "lr": 0.01,
-                               "backbone_lr_mult": 0.5}}
+        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.003,
+                               "backbone_lr_mult": 0.33, "freeze_bn": True}}
 
     @field_validator("per_model")
     @classmethod

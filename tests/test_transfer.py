@@ -74,7 +74,7 @@ def test_weights_land_in_the_backbone_and_head_is_new():
                        state["_blocks.15._project_conv.weight"])
     assert model.net._fc.weight.shape == (10, 1280)
     assert record["transfer"] == {"strategy": "finetune", "input_size": 32, "backbone_lr_mult": 1.0,
-                                  "unfreeze_every": 1,
+                                  "unfreeze_every": 1, "freeze_bn": False,
                                   "pretrained": "efficientnet-lite0-57934424.pth"}
 
 
@@ -113,6 +113,28 @@ def test_finetune_trains_everything_with_discriminative_lr():
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
     model.eval()
     assert bn_modes(model.groups) == {False}
+
+
+def test_freeze_bn_trains_the_weights_but_keeps_imagenet_statistics():
+    from torch import nn
+
+    model, _ = build("finetune", freeze_bn=True)
+    model.on_epoch_start(1, 5)
+    model.train()
+    assert all(p.requires_grad for p in model.parameters()) and bn_modes(model.groups) == {False}
+    bns = [m for g in model.groups for b in g for m in b.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in bns]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8)).backward()
+    opt.step()
+    assert all(torch.equal(m.running_mean, mean) for m, (mean, _) in zip(bns, before))
+    assert any(not torch.equal(m.weight, w) for m, (_, w) in zip(bns, before))  # scale learns
+    plain, _ = build("finetune")  # without it, batch statistics drag the running ones along
+    plain.train()
+    plain(torch.rand(8, 1, 28, 28))
+    moved = [m for g in plain.groups for b in g for m in b.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert any(not torch.equal(m.running_mean, mean) for m, (mean, _) in zip(moved, before))
 
 
 def test_gradual_unfreeze_schedule_top_down():

@@ -230,6 +230,7 @@ class TrainConfig(Section):
     seed: int = 0
     device: Device = "auto"  # auto = cuda, then mps, then cpu
     amp: bool = True  # mixed precision, CUDA only
+    cpu_bf16: bool = True  # bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX)
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
     online_augment: AugmentSpec | None = None  # preset or steps applied each epoch (CPU)
@@ -250,7 +251,7 @@ class TrainConfig(Section):
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
     per_model: dict[str, dict[str, Any]] = {
         "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.003,
-                               "backbone_lr_mult": 0.33, "freeze_bn": True}}
+                               "backbone_lr_mult": 0.33, "freeze_bn": True, "cpu_bf16": False}}
 
     @field_validator("per_model")
     @classmethod

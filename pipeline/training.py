@@ -104,8 +104,11 @@ def batches(x: torch.Tensor | np.ndarray, y: torch.Tensor, batch_size: int,
         yield layout(xb.float().div_(255), channels_last), yb
 
 
-def _amp(device: torch.device, enabled: bool):
-    """Autocast dtype for mixed precision: bf16 where the GPU has it, else fp16 + scaler."""
+def _amp(device: torch.device, enabled: bool, cpu: bool = False):
+    """Autocast dtype for mixed precision: bf16 where the GPU has it, else fp16 + scaler; on the
+    CPU (`cpu`) bf16 where oneDNN runs it natively (AVX512-BF16, AMX), else none."""
+    if device.type == "cpu" and cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16, None
     if not enabled or device.type != "cuda":
         return None, None
     if torch.cuda.is_bf16_supported():
@@ -224,7 +227,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     opt = _optimizer(model, cfg)
     sched, sched_every = _scheduler(opt, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    dtype, scaler = _amp(device, cfg.amp)
+    dtype, scaler = _amp(device, cfg.amp, cfg.cpu_bf16)
     batch_aug, aug_gen = None, None
     if cfg.batch_augment is not None:
         from pipeline.batch_augment import BatchAugment

@@ -40,7 +40,7 @@ def project(tmp_path):
     # lenet5 has no BatchNorm (whose batch statistics would be per rank) and no dropout: the
     # two-process run must then take the very same steps as the single process
     params["train"].update(model="lenet5", epochs=3, batch_size=16, epoch_size=100, device="cpu",
-                           threads=1)
+                           threads=1, cpu_bf16=False)  # fp32: equal up to summation order
     params["study"]["variants"] = ["real"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path

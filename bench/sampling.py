@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def rate(fn, n: int, repeats: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
+from augment import best_rate  # noqa: E402  (bench/ is the script's own folder)
 
 
 def main() -> None:
@@ -54,9 +45,10 @@ def main() -> None:
         labels = np.arange(args.images) % 10
         gen = lambda: torch.Generator(device).manual_seed(0)  # noqa: E731
         sample_images(model, labels[:10], gen(), args.batch_size)  # warm-up
-        batched = rate(lambda: sample_images(model, labels, gen(), args.batch_size), args.images)
+        batched = best_rate(lambda: sample_images(model, labels, gen(), args.batch_size),
+                            args.images, 2)
         few = labels[:args.baseline_images]
-        single = rate(lambda: sample_images(model, few, gen(), 1), len(few))
+        single = best_rate(lambda: sample_images(model, few, gen(), 1), len(few), 2)
         print(f"{family:9s} batched {batched:9.0f} img/s   one per call {single:8.0f} img/s   "
               f"ratio {batched / single:6.1f}x", flush=True)
 

@@ -258,3 +258,26 @@ def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):
     write_dataset(test, x, y, ["a", "b"])
     r = run_cli(tiny_project, "evaluate")
     assert r.exit_code == 2 and "re-run `synthaug train`" in r.output
+
+
+def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monkeypatch):
+    import pipeline.training as training
+
+    x, y = blobs()
+    np.save(tmp_path / "images.npy", x)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    weights = []
+    for load in ("memory", "mmap"):
+        g = seed_everything(0)
+        model = model_for(x, "lenet5")  # no dropout: the order within a batch does not matter
+        fit(model, (mapped, y), blobs(10, seed=1), TrainConfig(epochs=2, batch_size=16,
+            patience=0, epoch_size=100, load=load, cpu_bf16=False), CPU, g, progress=False)
+        weights.append(torch.cat([p.flatten() for p in model.state_dict().values()]))
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-6)
+    # auto: resident when it fits in a quarter of the free memory, else read from the map
+    assert isinstance(training.place(mapped, CPU, "auto"), torch.Tensor)
+    monkeypatch.setattr(training, "_free_bytes", lambda device: 4 * mapped.nbytes - 1)
+    assert training.place(mapped, CPU, "auto") is mapped
+    xb, yb = training.gather(mapped, torch.as_tensor(y), torch.tensor([5, 1, 3]))
+    assert torch.equal(xb, torch.from_numpy(x[[1, 3, 5]]).permute(0, 3, 1, 2))  # ascending rows
+    assert yb.tolist() == y[[1, 3, 5]].tolist()

@@ -36,6 +36,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     with --study-seeds also `paths.evaluate_metrics`/VARIANT/MODEL.json, every seed's test
     scores in one row for `dvc metrics show`.
 
+    Data parallel on several GPUs or processes: `torchrun --nproc_per_node N -m stages train
+    ...`; the ranks split every batch, average the gradients and rank 0 writes.
+
     The recipe is the `train` section with `train.per_model.MODEL` on top. Training and
     testing every seed in one process saves ~8 s per run (importing torch, and torch._dynamo
     that torch.optim loads) over one process per step.

@@ -56,6 +56,7 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots,
     history.json, grids/epoch_N.png every grid_every epochs, samples.png at the end: one row
     per class). Killed runs (even kill -9) continue from the last checkpoint when rerun.
+    Data parallel: `torchrun --nproc_per_node N -m stages train-generator GENERATOR`.
     """
     from generators.common import generator_class
 

@@ -250,8 +250,9 @@ class TrainConfig(Section):
     # model name -> recipe fields that replace the ones above when that model trains (a
     # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
     per_model: dict[str, dict[str, Any]] = {
-        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.003,
-                               "backbone_lr_mult": 0.33, "freeze_bn": True, "cpu_bf16": False}}
+        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.002,
+                               "backbone_lr_mult": 0.5, "freeze_bn": True, "input_size": 40,
+                               "cpu_bf16": False}}
 
     @field_validator("per_model")
     @classmethod

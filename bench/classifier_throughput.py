@@ -1,6 +1,7 @@
 """bench/classifier_throughput: training images/s of `pipeline.training.fit` against a
 PyTorch-examples-style DataLoader loop (pytorch/examples mnist/main.py: a Dataset of PIL images,
-ToTensor + Normalize per sample, DataLoader(shuffle, num_workers=1), a plain step loop), on the
+ToTensor + Normalize per sample, DataLoader(shuffle) with 0 workers as the examples
+run on CPU and 1 as on CUDA, a plain step loop), on the
 same MNIST-5k images, model, optimiser, batch size and threads, in one run, printed as a ratio.
 
     .venv/bin/python bench/classifier_throughput.py [--model cnn] [--epochs 3] [--batch-size 64]
@@ -43,7 +44,7 @@ class PILDigits:
         return self.transform(Image.fromarray(self.images[i], mode="L")), int(self.labels[i])
 
 
-def baseline_rates(model, images, labels, cfg, device, epochs: int) -> list[float]:
+def baseline_rates(model, images, labels, cfg, device, epochs: int, workers: int) -> list[float]:
     """images/s per epoch of the examples' loop (same optimiser kind, not fused)."""
     import torch
     from torch.utils.data import DataLoader
@@ -52,7 +53,7 @@ def baseline_rates(model, images, labels, cfg, device, epochs: int) -> list[floa
     mean, std = float(images.mean() / 255), float(images.std() / 255)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     loader = DataLoader(PILDigits(images, labels, tf), batch_size=cfg.batch_size, shuffle=True,
-                        num_workers=1, pin_memory=device.type == "cuda")
+                        num_workers=workers, pin_memory=device.type == "cuda")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     model.to(device).train()
@@ -85,16 +86,8 @@ def fit_rates(model, images, labels, val, cfg, device, epochs: int) -> list[floa
     return [len(labels) / (b - a) for a, b in zip([0.0, *seconds], seconds)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="cnn")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--compile", action="store_true", help="train.compile for fit")
-    ap.add_argument("--fp32", action="store_true", help="fit without train.cpu_bf16")
-    ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
+def measure(args) -> float:
+    """The best epoch's images/s of one way (`args.only`), in this process."""
     import torch
 
     from pipeline.classifier import build_classifier
@@ -112,15 +105,51 @@ def main() -> None:
         seed_everything(0)
         return build_classifier(args.model, {}, shape, [str(i) for i in range(10)], train[0], cfg)[0]
 
-    print(f"{args.model}, batch {args.batch_size}, {len(train[1])} MNIST-5k images per epoch, "
-          f"{device}, {torch.get_num_threads()} threads", flush=True)
-    base = max(r for _ in range(args.repeats)
-               for r in baseline_rates(fresh(), *train, cfg, device, args.epochs)[1:])
-    print(f"DataLoader loop (baseline): {base:8.0f} img/s", flush=True)
-    ours = max(r for _ in range(args.repeats)
-               for r in fit_rates(fresh(), *train, val, cfg, device, args.epochs)[1:])
-    print(f"pipeline.training.fit:      {ours:8.0f} img/s   ratio {ours / base:.2f}x "
-          f"(bar: >= 3x on CPU)")
+    if args.only == "fit":
+        runs = [fit_rates(fresh(), *train, val, cfg, device, args.epochs) for _ in range(args.repeats)]
+    else:
+        workers = int(args.only[-1])
+        runs = [baseline_rates(fresh(), *train, cfg, device, args.epochs, workers)
+                for _ in range(args.repeats)]
+    return max(r for run in runs for r in run[1:])  # the first epoch of a run warms up
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="cnn")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--compile", action="store_true", help="train.compile for fit")
+    ap.add_argument("--fp32", action="store_true", help="fit without train.cpu_bf16")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", choices=["loop0", "loop1", "fit"], help=argparse.SUPPRESS)
+    args, rest = ap.parse_known_args()
+    if args.only:
+        print(measure(args))
+        return
+    import subprocess
+
+    import torch
+
+    # each way in a fresh process: a DataLoader's workers leave a process slower after them
+    def run(only: str) -> float:
+        out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", only],
+                             capture_output=True, text=True, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+
+    print(f"{args.model}, batch {args.batch_size}, 4000 MNIST-5k images per epoch, "
+          f"{args.device}, {torch.get_num_threads()} threads, best epoch of {args.repeats} x "
+          f"{args.epochs}", flush=True)
+    # the examples use no worker on CPU and one on CUDA: both, and the faster is the baseline
+    rates = {}
+    for workers in (0, 1):
+        rates[workers] = run(f"loop{workers}")
+        print(f"DataLoader loop, {workers} worker(s): {rates[workers]:8.0f} img/s", flush=True)
+    base = max(rates.values())
+    ours = run("fit")
+    print(f"pipeline.training.fit:          {ours:8.0f} img/s   ratio {ours / base:.2f}x the "
+          f"faster loop (bar: >= 3x on CPU)")
 
 
 if __name__ == "__main__":

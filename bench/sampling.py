@@ -41,7 +41,7 @@ def main() -> None:
     for family in args.families:
         torch.manual_seed(0)
         model = build_generator(family, p.train_generator.family(family), (1, 28, 28), names)
-        model = model.to(device).eval()
+        model = model.to(device).to(memory_format=torch.channels_last).eval()  # as loaded
         labels = np.arange(args.images) % 10
         gen = lambda: torch.Generator(device).manual_seed(0)  # noqa: E731
         sample_images(model, labels[:10], gen(), args.batch_size)  # warm-up

@@ -156,7 +156,9 @@ def load_generator(folder: Path, device: str | torch.device = "cpu") -> tuple[Ge
     model = cls(cls.config_cls.model_validate(config["config"]), tuple(config["shape"]),
                 config["class_names"])
     model.load_state_dict(weights, strict=True)
-    return model.to(device).eval(), config
+    # channels-last, as it trained: sampling in the default layout spent half its time
+    # converting activations between layouts (GAN: 2x slower on CPU)
+    return model.to(device).to(memory_format=torch.channels_last).eval(), config
 
 
 @torch.no_grad()

@@ -357,7 +357,7 @@ class SweepConfig(Section):
     real_per_class: list[PositiveInt] = [5, 10, 20, 100]
     ratio_variant: str = "real+diffusion"
     ratios: list[PositiveFloat] = [2.0]
-    seeds: list[int] = [0]
+    seeds: list[int] = [0, 1, 2]
 
 
 class StudyConfig(Section):

@@ -78,7 +78,7 @@ def test_save_load_round_trip_gives_the_same_samples(name, tmp_path):
     x, y = batch()
     for part in model.parts():  # move the weights (and BN statistics) off their init
         model(x, y, part, torch.Generator().manual_seed(0))["loss"].backward()
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # the layout it trains and loads in
     save_generator(tmp_path / "g", model, {"note": 1})
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["config.json", "weights.safetensors"]
     loaded, config = load_generator(tmp_path / "g")

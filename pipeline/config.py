@@ -21,6 +21,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -129,7 +130,6 @@ class PrepareConfig(Section):
 # --- batched on-device online augmentation (pipeline/batch_augment.py) -----------------------
 # Before TrainConfig, whose `batch_augment` field is a BatchAugmentSpec; `_format` (further
 # down) turns a nested config's error into one line and is looked up only when it runs.
-from pydantic import WrapValidator  # noqa: E402
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 

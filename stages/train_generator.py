@@ -144,7 +144,7 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
         losses = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
                            if k not in ("epoch", "seconds") and not k.startswith("lr_"))
         say(f"epoch {e:3d}  {losses}  {row['seconds']:5.1f}s")
-        if cfg.grid_every and e % cfg.grid_every == 0 and not trainer.done:
+        if cfg.grid_every and e % cfg.grid_every == 0 and not trainer.done and dist.main:
             grid(live_dir / "grids" / f"epoch_{e:03d}.png", f"{generator}: epoch {e}")
         if (e % cfg.checkpoint_every == 0 or trainer.done) and dist.main:
             save_checkpoint(ckpt, {"key": key, **trainer.state_dict()})
@@ -152,7 +152,8 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     seconds = sum(r["seconds"] for r in trainer.history)
     live.summary.update({"epochs": trainer.epoch, "train_seconds": seconds})
     live.end()
-    grid(live_dir / "samples.png", f"{generator} ({trainer.epoch} epochs): one row per class")
+    if dist.main:  # the other ranks' folders are thrown away: no sampling for them
+        grid(live_dir / "samples.png", f"{generator} ({trainer.epoch} epochs): one row per class")
     (live_dir / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
     out_model = p.paths.generators / generator
     with output(out_model, dist) as model_dir, \

@@ -13,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pipeline.config import Params
 from pipeline.storage import PackedDataset
+
+if TYPE_CHECKING:
+    from pipeline.prepare import Rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +38,19 @@ def points(p: Params) -> list[Point]:
             + [Point("ratio", r, seed) for r in s.ratios for seed in s.seeds])
 
 
-def train_pool(p: Params) -> PackedDataset:
+@dataclasses.dataclass(frozen=True)
+class TrainPool:
+    """The whole train split, read lazily: `images[idx]` gathers only the rows a point draws
+    (a folder source stays in its memory-mapped scratch file, however large)."""
+    images: Rows
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def train_pool(p: Params) -> TrainPool:
     """The whole train split, before `prepare.train_per_class` thins it (same source, dedupe
     and split as `synthaug prepare`)."""
     from pipeline.prepare import prepare_splits
@@ -43,18 +59,17 @@ def train_pool(p: Params) -> PackedDataset:
     cfg = p.prepare.model_copy(update={"train_per_class": None})
     src = load_source(cfg, p.paths.raw, progress=False)
     split = prepare_splits(src, cfg)["train"]
-    return PackedDataset(split.images, split.labels, list(src.class_names),
-                         {"source": cfg.source})
+    return TrainPool(split.lazy_images, split.labels, list(src.class_names))
 
 
-def per_class(pool: PackedDataset, k: int, seed: int) -> np.ndarray:
+def per_class(pool: TrainPool, k: int, seed: int) -> np.ndarray:
     """Indices of k images per class, the way `prepare.train_per_class` picks them."""
     from pipeline.prepare import subsample_per_class
 
     return subsample_per_class(np.arange(len(pool)), pool.labels, k, seed, pool.class_names)
 
 
-def training_set(p: Params, point: Point, real: PackedDataset, pool: Callable[[], PackedDataset],
+def training_set(p: Params, point: Point, real: PackedDataset, pool: Callable[[], TrainPool],
                  synthetic: dict[str, PackedDataset]) -> tuple[np.ndarray, np.ndarray, str]:
     """(images, labels, variant name) of one point."""
     if point.sweep == "real_per_class":
@@ -76,9 +91,9 @@ def run(p: Params, model: str, device: torch.device, real: PackedDataset, val: P
     from pipeline.metrics import score
     from pipeline.training import train_classifier
 
-    cache: list[PackedDataset] = []
+    cache: list[TrainPool] = []
 
-    def pool() -> PackedDataset:  # loaded once, and only when a real_per_class point needs it
+    def pool() -> TrainPool:  # loaded once, and only when a real_per_class point needs it
         if not cache:
             cache.append(train_pool(p))
         return cache[0]

@@ -123,6 +123,36 @@ def test_models_are_reproducible_from_spec():
     assert all(a.state_dict()[k].shape == v.shape for k, v in b.state_dict().items())
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_relu_after_pool_is_bit_exact(bf16):
+    """build_model runs a conv's ReLU after its max pool: same outputs and gradients, bit for bit,
+    as ReLU-then-pool (the spec's order), in float32 and under CPU bf16 autocast."""
+    from torch import nn
+
+    from pipeline.models import _walk, with_head
+
+    cnn = BUILTIN["cnn"]((1, 28, 28))
+    padded = [Conv(filters=8, kernel=3, padding="same", activation="relu"),
+              Pool(type="maxpool", size=2, padding="same")]  # 3x3 -> 2x2, -inf padded
+    layers = cnn[:6] + padded + cnn[6:]
+    torch.manual_seed(0)
+    fast = build_model(layers, (1, 28, 28), 10).train()
+    spec_order = nn.Sequential(*_walk(with_head(layers, 10), (1, 28, 28))).train()
+    spec_order.load_state_dict(fast.state_dict())
+    moved = [m for m in fast if getattr(m, "act", None) is not None and hasattr(m, "pads")]
+    assert len(moved) == 4  # every conv + max pool pair
+    x = torch.randn(16, 1, 28, 28)
+    grads = []
+    for model in (fast, spec_order):
+        torch.manual_seed(1)  # the same dropout mask
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        out.float().square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
 def test_residual_shortcut_projection_only_when_needed():
     model = build_model([Residual(filters=8), Residual(filters=8), Residual(filters=8, stride=2),
                          GlobalAvgPool()], (8, 16, 16), 4)

@@ -175,3 +175,31 @@ def test_release_keeps_mapped_pages_out_of_rss(tmp_path):
         assert bound(grew), (release, grew)
         assert (a[::997] == 7).all()  # released pages come back from the file intact
         del a
+
+
+def test_sweep_pool_gathers_only_the_drawn_rows(tmp_path):
+    """sweep.train_pool over a folder: the whole train split stays in the memory-mapped
+    scratch file; a real_per_class point gathers its k images per class, the same ones the
+    in-memory split gives."""
+    import sklearn.model_selection  # noqa: F401
+    import tqdm  # noqa: F401
+
+    from pipeline.config import Params
+    from pipeline.sweep import per_class, train_pool
+
+    root = rgb_folder(tmp_path / "imgs", per_class=300, size=64)
+    data = 1200 * 64 * 64 * 3
+    cfg = cfg_for(root, size=64)
+    p = Params(prepare=cfg)
+    tracemalloc.start()
+    try:
+        pool = train_pool(p)
+        idx = per_class(pool, 5, cfg.seed)
+        picked = pool.images[idx]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(pool.images.source, np.memmap)
+    assert picked.shape == (20, 64, 64, 3) and peak < data / 8, (peak, data)
+    whole = prepare_splits(load_source(cfg, tmp_path, progress=False), cfg)["train"]
+    assert np.array_equal(picked, whole.images[idx]) and len(pool) == len(whole.labels)

@@ -94,6 +94,13 @@ def _check_class_sizes(labels: np.ndarray, class_names: list[str]) -> None:
                 "a stratified train/val/test split needs at least 3 per class")
 
 
+def check_seed(cfg: PrepareConfig) -> None:
+    """scikit-learn and numpy take seeds in [0, 2**32); say so under the seed's own name (a
+    bad seed would otherwise surface as a splitting error that blames the fractions)."""
+    if not 0 <= cfg.seed < 2**32:
+        raise SynthaugError(f"prepare.seed: must be between 0 and {2**32 - 1} (got {cfg.seed})")
+
+
 def _split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -115,18 +122,20 @@ def subsample_per_class(train: np.ndarray, labels: np.ndarray, k: int, seed: int
     """k training indices per class. Each class takes a prefix of its own seeded permutation,
     so for one seed the k=5 set lies inside the k=10 set (clean low-data sweeps)."""
     rng = np.random.default_rng(seed)
-    chosen = []
-    for c, name in enumerate(class_names):
-        pool = train[labels[train] == c]
-        if len(pool) < k:
-            raise SynthaugError(f"prepare.train_per_class: {k} requested but class {name!r} has "
-                                f"only {len(pool)} training image(s)")
-        chosen.append(rng.permutation(pool)[:k])
-    return np.sort(np.concatenate(chosen))
+    pools = [train[labels[train] == c] for c in range(len(class_names))]
+    short = [(name, len(pool)) for name, pool in zip(class_names, pools) if len(pool) < k]
+    if short:
+        largest = min(len(pool) for pool in pools)  # the largest k every class can give
+        fix = f"set it to {largest} or less, or " if largest else "set it to "
+        raise SynthaugError(f"prepare.train_per_class: {k} requested but class {short[0][0]!r} "
+                            f"has only {short[0][1]} training image(s); {fix}null to keep "
+                            "every training image")
+    return np.sort(np.concatenate([rng.permutation(pool)[:k] for pool in pools]))
 
 
 def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
     """Dedupe, split stratified by class (seeded), optionally keep k train images per class."""
+    check_seed(cfg)
     keep, hashes, removed, conflicts = dedupe(src)
     labels = src.labels[keep]
     _check_class_sizes(labels, src.class_names)

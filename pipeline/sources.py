@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import PrepareConfig
 from pipeline.errors import SynthaugError
@@ -27,6 +29,7 @@ from pipeline.storage import release, rows_per_chunk, scratch_array
 RESAMPLE = Image.Resampling.BILINEAR
 MAX_LISTED = 20  # bad files named in the error message
 SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+CHUNK_PIXELS = 1 << 16  # 16-bit conversion: pixels scaled at a time (512 KB of int64)
 
 
 @dataclass
@@ -44,9 +47,7 @@ class RawSource:
 def _to_mode(img: Image.Image, channels: int, background: int) -> Image.Image:
     """Any PIL mode -> "L" or "RGB", alpha composited over a gray `background`."""
     if img.mode in SIXTEEN_BIT:
-        # PIL's convert("L") clips 16-bit values at 255; scale the full range instead
-        a = np.asarray(img, dtype=np.int64).clip(0, 65535)
-        img = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+        img = _sixteen_to_l(img)
     elif img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("PA", "La", "RGBa"):
@@ -56,6 +57,22 @@ def _to_mode(img: Image.Image, channels: int, background: int) -> Image.Image:
         img = Image.alpha_composite(bg, img.convert("RGBA"))
     # "1", "CMYK", "YCbCr", "F", ... all have a defined conversion in PIL
     return img.convert("L" if channels == 1 else "RGB")
+
+
+def _sixteen_to_l(img: Image.Image) -> Image.Image:
+    """16-bit gray -> "L" over the full range (PIL's convert("L") clips at 255), a band of rows
+    at a time: one uint8 copy of the picture, not several int64 ones (a 12000 x 12000 PNG)."""
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, CHUNK_PIXELS // max(1, w))
+    for top in range(0, h, rows):
+        a = np.asarray(img.crop((0, top, w, min(h, top + rows))), dtype=np.int64)
+        np.clip(a, 0, 65535, out=a)
+        a *= 255
+        a += 32767
+        a //= 65535
+        out[top:top + len(a)] = a
+    return Image.frombuffer("L", (w, h), out, "raw", "L", 0, 1)  # shares `out`: no copy
 
 
 def _fit(img: Image.Image, size: int, policy: str, background: int) -> Image.Image:
@@ -112,12 +129,26 @@ def _digits(cfg: PrepareConfig) -> RawSource:
                      [str(i) for i in range(10)], [f"digits:{i}" for i in range(len(d.target))])
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (phone photos are stored sideways, with a tag to turn them)."""
+    if img.getexif().get(ExifTags.Base.Orientation, 1) in (0, 1):
+        return img  # no tag (or "as stored"): no copy
+    return ImageOps.exif_transpose(img)
+
+
 def read_image(path: Path, cfg: PrepareConfig) -> np.ndarray | str:
     """The converted image, or the reason it is bad ("truncated", "not an image", ...)."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # prepare.max_pixels is the guard; PIL's warning is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            w, h = img.size  # from the header: nothing is decoded yet
+            if cfg.max_pixels is not None and w * h > cfg.max_pixels:
+                return (f"too large ({w} x {h} = {w * h:,} pixels > prepare.max_pixels "
+                        f"{cfg.max_pixels:,})")
             img.load()  # decode now: truncation only shows up here
-            return to_array(img, cfg)
+            return to_array(_upright(img), cfg)
     except UnidentifiedImageError:
         return "not an image"
     except PermissionError:
@@ -134,13 +165,59 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _class_files(folder: Path) -> list[Path]:
-    """All non-hidden files under a class folder (recursively, like ImageFolder), sorted."""
+SKIPPED = {  # what reading a folder source leaves out -> its note
+    "stray": "{n} file(s) at the top of the source folder ignored (images belong in one "
+             "sub-folder per class)",
+    "hidden": "{n} hidden folder(s) ignored (names starting with '.'; rename one to use it)",
+    "again": "{n} folder(s) reached again through a symbolic link (a loop, or a second link "
+             "to a folder already read) skipped: each folder is read once",
+    "special": "{n} entr(y/ies) that are not regular files (FIFOs, sockets, devices) skipped",
+    "unreadable": "{n} folder(s) that could not be listed skipped",
+}
+
+
+def _enter(folder: Path, seen: set, skipped: dict) -> bool:
+    """True the first time `folder` (by device and inode) is reached: a link that leads back
+    up (a loop) or to a folder already read is followed once, never again."""
+    try:
+        st = folder.stat()
+    except OSError:
+        skipped["unreadable"].append(folder)
+        return False
+    if (st.st_dev, st.st_ino) in seen:
+        skipped["again"].append(folder)
+        return False
+    seen.add((st.st_dev, st.st_ino))
+    return True
+
+
+def _class_files(folder: Path, seen: set, skipped: dict) -> list[Path]:
+    """The regular, non-hidden files under a class folder (recursively, like ImageFolder),
+    sorted; each folder is read once, and nothing else is ever opened (a FIFO would block)."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        out += [Path(dirpath) / f for f in sorted(filenames) if not _hidden(f)]
+    onerror = lambda e: skipped["unreadable"].append(Path(e.filename))  # noqa: E731
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=True):
+        here = Path(dirpath)
+        skipped["hidden"] += [here / d for d in dirnames if _hidden(d)]
+        dirnames[:] = [d for d in sorted(dirnames)
+                       if not _hidden(d) and _enter(here / d, seen, skipped)]
+        for f in sorted(f for f in filenames if not _hidden(f)):
+            try:
+                regular = stat.S_ISREG((here / f).stat().st_mode)
+            except OSError:  # a broken link: read_image names it as a bad file
+                regular = True
+            (out if regular else skipped["special"]).append(here / f)
     return out
+
+
+def _skip_notes(root: Path, skipped: dict) -> list[str]:
+    notes = []
+    for kind, paths in skipped.items():
+        if paths:
+            shown = ", ".join(p.relative_to(root).as_posix() for p in paths[:5])
+            notes.append(f"{SKIPPED[kind].format(n=len(paths))}: {shown}"
+                         + (" ..." if len(paths) > 5 else ""))
+    return notes
 
 
 def _bad_message(root: Path, bad: list[tuple[str, str]]) -> str:
@@ -155,18 +232,18 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None
 
     if not root.is_dir():
         raise SynthaugError(f"prepare.source: folder {root} not found")
-    entries = sorted(p for p in root.iterdir() if not _hidden(p.name))
-    class_dirs = [p for p in entries if p.is_dir()]
-    stray = [p.name for p in entries if not p.is_dir()]
+    seen, skipped = set(), {kind: [] for kind in SKIPPED}
+    _enter(root, seen, skipped)
+    entries = sorted(root.iterdir())
+    skipped["hidden"] += [p for p in entries if _hidden(p.name) and p.is_dir()]  # e.g. "..cat"
+    entries = [p for p in entries if not _hidden(p.name)]
+    class_dirs = [p for p in entries if p.is_dir() and _enter(p, seen, skipped)]
+    skipped["stray"] += [p for p in entries if not p.is_dir()]  # never opened: may be a FIFO
     if not class_dirs:
         raise SynthaugError(f"prepare.source: {root} has no class folders (expected one "
                             "sub-folder of images per class)")
-    notes = []
-    if stray:
-        notes.append(f"{len(stray)} file(s) at the top of the source folder ignored (images "
-                     f"belong in one sub-folder per class): {', '.join(stray[:5])}"
-                     + (" ..." if len(stray) > 5 else ""))
-    files = [(c.name, f) for c in class_dirs for f in _class_files(c)]
+    files = [(c.name, f) for c in class_dirs for f in _class_files(c, seen, skipped)]
+    notes = _skip_notes(root, skipped)
     # one row per file, on disk: each image is decoded straight into its row, so peak memory
     # does not grow with the pixels. Good images take the next free row (skipped files leave
     # no holes); the unused tail rows (and the one spare row an empty folder needs: a map cannot

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.distributed import SINGLE, Dist, broadcast_buffers, wrap
+from pipeline.errors import SynthaugError
 
 if TYPE_CHECKING:
     from pipeline.expand import OnlineAugment
@@ -252,6 +253,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         model.train()
         run_loss = torch.zeros((), dtype=torch.float64, device=device)
         run_correct = torch.zeros((), dtype=torch.long, device=device)
+        # the first step whose loss was not finite (-1: none), kept on the device: no sync
+        step_no = torch.zeros((), dtype=torch.long, device=device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
         seen = 0
         order = stream.take(epoch_size)
         aug_iter = None if augment is None else augment.batches(order, cfg.batch_size, epoch, device)
@@ -287,6 +291,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             # sums stay on the device: no host sync per step
             run_loss += loss.detach().double() * n
             run_correct += (logits.argmax(1) == yb).sum() * (n > 0)
+            step_no += 1
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
+                                    step_no, first_bad)
             seen += n
             if bar.disable is False and i % (16 * cfg.batch_size) == 0:
                 bar.set_postfix(loss=f"{run_loss.item() / max(1, seen):.4f}")
@@ -296,6 +303,12 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             sched.step()
         broadcast_buffers(model, dist)  # BatchNorm statistics: rank 0's, on every rank
         train_loss, train_correct, seen = dist.sum(run_loss.item(), run_correct.item(), seen)
+        if not math.isfinite(train_loss):  # once an epoch, on the sum: a NaN model is no result
+            bad = int(first_bad.item())  # -1 here: another rank's loss went first
+            where = (f"at step {(epoch - 1) * steps + bad} (epoch {epoch}, batch {bad})"
+                     if bad > 0 else f"in epoch {epoch}")
+            raise SynthaugError(f"train.lr: the training loss is not finite {where} with "
+                                f"train.lr={cfg.lr}; lower train.lr, or check the data")
         val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype, cl, dist)
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_accuracy": train_correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -24,6 +24,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     """
     p = params_from(params, set_)
     cfg = p.augment
+    out = guard_output(p, "augmented")
     from pipeline.augment import build_augmenter
     from pipeline.expand import cpu_count, expand, preview_pick
     from pipeline.figures import augment_grid
@@ -45,7 +46,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     provenance = [{"origin": "augment", "augment": name, "parent": int(par),
                    "parent_origin": parent_origin[par], "copy": int(k), "seed": int(s)}
                   for par, k, s in zip(ex.parents, ex.copies, ex.seeds)]
-    with atomic_output(p.paths.augmented) as tmp:
+    with atomic_output(out, marker=True) as tmp:
         write_dataset(tmp, ex.images, ex.labels, train.class_names, provenance, {
             "source": train.meta.get("source"), "kind": "augmented",
             "parent_content_hash": train.meta.get("content_hash"),

@@ -28,6 +28,49 @@ def params_from(params: Path, overrides: list[str] | None) -> Params:
     return load_params(params, overrides or [])
 
 
+def path_relation(a: Path, b: Path) -> str | None:
+    """How folder `a` relates to folder `b` (both resolved), in words; None: apart."""
+    if a == b:
+        return "is the same folder as"
+    if b.is_relative_to(a):
+        return "contains"
+    if a.is_relative_to(b):
+        return "is inside"
+    return None
+
+
+REPORT_PARTS = ("figures", "plots", "report.md", "results.json")  # what `report` replaces
+
+
+def _claimed(p: Params) -> dict[str, Path]:
+    """Every path a stage replaces or reads as a whole, by the setting that names it (the
+    report stage replaces only its parts: other outputs may live in paths.report)."""
+    out = {f"paths.{k}": Path(v) for k, v in p.paths if k != "report"}
+    out.update({f"paths.report ({n})": p.paths.report / n for n in REPORT_PARTS})
+    kind, _, rest = p.prepare.source.partition(":")
+    if kind == "folder":
+        out["the image source (prepare.source)"] = Path(rest)
+    return out
+
+
+def guard_output(p: Params, key: str) -> Path:
+    """paths.<key>, once it is certain that replacing it deletes nobody's data: refused (a
+    SynthaugError naming both settings) when it is, contains or is inside the image source or
+    another stage's output. Checked before any work, on resolved paths (links followed).
+    (Under `dvc repro` DVC deletes a stage's outs before it runs: a check stage that runs
+    first must call this for every output to protect those.)"""
+    out = getattr(p.paths, key)
+    mine = Path(os.path.realpath(out))
+    for name, other in _claimed(p).items():
+        if name == f"paths.{key}":
+            continue
+        how = path_relation(mine, Path(os.path.realpath(other)))
+        if how:
+            raise SynthaugError(f"paths.{key}: {out} {how} {name} ({other}); replacing it "
+                                f"would delete those files; set paths.{key} to a folder of its own")
+    return out
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn SynthaugError into `error: <message>` on stderr and exit code 2."""
 

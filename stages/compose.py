@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -28,6 +28,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     from pipeline.storage import atomic_output, is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
+    out = guard_output(p, "variants")
     wanted = {name: p.compose.variants[name] for name in p.study.variants}
     needed = {part for v in wanted.values() for part in v.parts} | {"real"}
     where = {"real": p.paths.prepared / "train", "classic": p.paths.augmented}
@@ -46,7 +47,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     variants = {name: compose_variant(name, cfg, parts, p.compose.seed, eligible)
                 for name, cfg in wanted.items()}
     table = makeup_table(variants)
-    with atomic_output(p.paths.variants) as tmp:
+    with atomic_output(out, marker=True) as tmp:
         for name, v in variants.items():
             (tmp / name).mkdir()
             meta = v.meta

@@ -8,7 +8,6 @@ import typer
 
 from stages.common import say, user_errors
 
-MARKER = ".synthaug-export"  # lets a re-export replace its own output, and nothing else
 
 
 def _safe(name: str, i: int) -> str:
@@ -48,9 +47,16 @@ def command(
     goes to TO/SPLIT/CLASS/. INDEX is the row in the data set's manifest.csv. TO is
     replaced atomically; an existing TO that is not an earlier export is left alone.
     """
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import atomic_output, is_dataset
+    import os
 
+    from pipeline.errors import SynthaugError
+    from pipeline.storage import MARKERS, atomic_output, is_dataset
+    from stages.common import path_relation
+
+    how = path_relation(Path(os.path.realpath(to)), Path(os.path.realpath(dataset)))
+    if how:  # replacing TO would delete (or write into) the data being exported
+        raise SynthaugError(f"--to {to}: {how} the data set folder {dataset}; "
+                            "choose a folder outside it")
     if is_dataset(dataset):
         parts = {None: dataset}
     else:
@@ -59,14 +65,15 @@ def command(
             raise SynthaugError(f"{dataset}: not a packed data set (no images.npy and meta.json) "
                                 "nor a folder of them; run `synthaug prepare` first?")
         parts = {d.name: d for d in subs}
-    if to.exists() and not (to / MARKER).exists() and (not to.is_dir() or any(to.iterdir())):
+    # an earlier export carries a marker (the atomic replace checks it too; this says so early)
+    if to.exists() and not any((to / m).exists() for m in MARKERS) and (
+            not to.is_dir() or any(to.iterdir())):
         raise SynthaugError(f"--to {to}: exists and is not an earlier export; "
                             "choose a new folder or remove it")
     total = 0
-    with atomic_output(to) as tmp:
+    with atomic_output(to, marker=True) as tmp:
         for name, folder in parts.items():
             n = _export_one(folder, tmp / name if name else tmp)
             total += n
             say(f"{folder}: {n} PNG files -> {to / name if name else to}")
-        (tmp / MARKER).write_text("written by `synthaug export`; safe to delete\n")
     say(f"wrote {total} PNG files under {to}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -22,14 +22,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     meta.json) and preview.png (a grid of training images per class) atomically: on any
     error nothing is written.
     """
-    from pipeline.prepare import SPLITS, counts_table, prepare_splits, split_meta
+    from pipeline.prepare import SPLITS, check_seed, counts_table, prepare_splits, split_meta
     from pipeline.sources import load_source
     from pipeline.figures import sample_grid
     from pipeline.storage import atomic_output, write_dataset
 
     p = params_from(params, set_)
     cfg = p.prepare
-    with atomic_output(p.paths.prepared) as tmp:
+    check_seed(cfg)  # before the images are decoded, not after
+    with atomic_output(guard_output(p, "prepared")) as tmp:
         # a folder source is decoded into a memory-mapped scratch file in here: on the output's
         # disk, not in a /tmp that may be RAM-backed (its name is removed as soon as it is mapped)
         src = load_source(cfg, p.paths.raw, scratch=tmp)
@@ -51,6 +52,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     if splits.label_conflicts:
         say(f"note: {len(splits.label_conflicts)} duplicate(s) carried a different label; "
             "kept the first (listed in meta.json)")
+    if len(src.class_names) == 1:
+        say(f"warning: only one class ({src.class_names[0]!r}): a classifier trained on it "
+            "has nothing to tell apart; add a sub-folder per class to the source")
     c, h, w = src.images.shape[3], src.images.shape[1], src.images.shape[2]
     say(f"{cfg.source}: {len(src.labels)} images, {len(src.class_names)} classes, "
         f"{c}x{h}x{w} -> {p.paths.prepared}")

@@ -1,0 +1,163 @@
+"""Issue 17, items 1 and 7: outputs never delete what synthaug did not write, killed runs'
+leftovers are cleared, and output modes follow the umask."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.errors import SynthaugError
+from pipeline.storage import MARKER, atomic_output, write_dataset
+
+
+def one_line_error(r, *fragments):
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.output
+    for f in fragments:
+        assert f in r.stderr, r.stderr
+
+
+def files_of(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def packed(folder, n=12, classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    write_dataset(folder, rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8),
+                  np.arange(n) % classes, [f"c{i}" for i in range(classes)])
+
+
+def test_prepare_into_the_folder_above_the_images_is_refused(run_cli, image_folder, tmp_path):
+    image_folder(tmp_path / "mine" / "images", per_class=6)
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    before = files_of(tmp_path / "mine")
+    (tmp_path / "params.yaml").write_text(
+        "paths:\n  prepared: mine\nprepare:\n  source: folder:mine/images\n"
+        "  train_per_class: null\n")
+    r = run_cli(tmp_path, "prepare")
+    one_line_error(r, "paths.prepared", "prepare.source")
+    assert files_of(tmp_path / "mine") == before  # nothing deleted
+
+
+def test_augment_onto_the_prepared_splits_is_refused(run_cli, tmp_path):
+    for split in ("train", "val", "test"):
+        packed(tmp_path / "data" / "prepared" / split)
+    before = files_of(tmp_path / "data")
+    (tmp_path / "params.yaml").write_text("paths:\n  augmented: data/prepared\n")
+    one_line_error(run_cli(tmp_path, "augment"), "paths.augmented", "paths.prepared")
+    (tmp_path / "params.yaml").write_text("paths:\n  variants: data/prepared/variants\n")
+    one_line_error(run_cli(tmp_path, "compose"), "paths.variants", "is inside paths.prepared")
+    assert files_of(tmp_path / "data") == before
+
+
+def test_export_into_its_own_data_set_is_refused(run_cli, tmp_path):
+    packed(tmp_path / "set")
+    one_line_error(run_cli(tmp_path, "export", "set", "--to", "set/png"), "--to", "is inside")
+    assert not (tmp_path / "set" / "png").exists()
+
+
+def test_atomic_output_replaces_only_its_own_folders(tmp_path):
+    out = tmp_path / "out"
+    with atomic_output(out, marker=True) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (out / MARKER).is_file()
+    with atomic_output(out, marker=True) as tmp:  # its own output: replaced
+        (tmp / "a.txt").write_text("2")
+    assert (out / "a.txt").read_text() == "2"
+
+    foreign = tmp_path / "foreign"
+    (foreign / "photos").mkdir(parents=True)
+    (foreign / "photos" / "x.jpg").write_text("precious")
+    with pytest.raises(SynthaugError, match="not replaced: it holds photos/x.jpg") as e:
+        with atomic_output(foreign) as tmp:
+            (tmp / "photos").mkdir()  # a folder of the same name is not enough
+            (tmp / "photos" / "result.json").write_text("{}")
+    assert "\n" not in str(e.value)
+    assert (foreign / "photos" / "x.jpg").read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no debris
+
+    # an earlier output without a marker (older synthaug): the same names, or packed data sets
+    legacy = tmp_path / "legacy"
+    packed(legacy / "train")
+    (legacy / "preview.png").write_bytes(b"png")
+    with atomic_output(legacy) as tmp:
+        packed(tmp / "train", seed=1)
+        (tmp / "preview.png").write_bytes(b"png2")
+    assert (legacy / "preview.png").read_bytes() == b"png2"
+
+    (tmp_path / "empty").mkdir()
+    with atomic_output(tmp_path / "empty") as tmp:
+        (tmp / "f").write_text("ok")
+    user_file = tmp_path / "file.txt"
+    user_file.write_text("keep")
+    with pytest.raises(SynthaugError, match="it is a file"):
+        with atomic_output(user_file):
+            raise AssertionError("refused before any work")
+    with pytest.raises(SynthaugError, match="folder that is not empty"):
+        with atomic_output(foreign, is_dir=False):
+            pass
+    assert user_file.read_text() == "keep"
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait(timeout=60)
+    return p.pid
+
+
+def test_stale_leftovers_are_removed_live_ones_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER).write_text("")
+    dead = dead_pid()
+    stale = [tmp_path / f".out.tmp-{dead}-abc123", tmp_path / f".out.old-{dead}",
+             tmp_path / ".out.tmp-k2j4h5l6"]  # the last: an older synthaug's name, no PID
+    live = [tmp_path / f".out.tmp-{os.getppid()}-zz", tmp_path / ".out.tmp-fresh123"]
+    other = tmp_path / f".other.tmp-{dead}-abc123"  # another output's: not ours to judge
+    for d in stale + live + [other]:
+        d.mkdir()
+        (d / "big.npy").write_bytes(b"x" * 100)
+    day_ago = time.time() - 2 * 86400
+    os.utime(stale[2], (day_ago, day_ago))
+    with atomic_output(out, marker=True) as tmp:
+        (tmp / "new").write_text("1")
+    assert not any(d.exists() for d in stale)
+    assert all(d.exists() for d in live) and other.exists()
+
+
+def test_killed_between_the_renames_brings_the_previous_output_back(tmp_path):
+    old = tmp_path / f".out.old-{dead_pid()}"  # moved aside, then the run died
+    old.mkdir()
+    (old / MARKER).write_text("")
+    (old / "v").write_text("previous")
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "out", marker=True):
+            raise RuntimeError("this run fails too")
+    assert (tmp_path / "out" / "v").read_text() == "previous" and not old.exists()
+
+
+@pytest.mark.parametrize("umask,dir_mode,file_mode", [(0o022, 0o755, 0o644),
+                                                      (0o027, 0o750, 0o640)])
+def test_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
+    previous = os.umask(umask)
+    try:
+        with atomic_output(tmp_path / "out", marker=True) as tmp:
+            (tmp / "sub").mkdir(mode=0o700)
+            weights = tmp / "sub" / "weights.safetensors"
+            weights.write_bytes(b"w")
+            weights.chmod(0o600)  # what safetensors' save_file leaves
+        with atomic_output(tmp_path / "m.json", is_dir=False) as f:
+            f.write_text("{}")
+    finally:
+        os.umask(previous)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "out") == mode(tmp_path / "out" / "sub") == dir_mode
+    assert mode(tmp_path / "out" / "sub" / "weights.safetensors") == file_mode
+    assert mode(tmp_path / "m.json") == file_mode

@@ -2,9 +2,9 @@
 
 A generator is an `nn.Module` built from (family config, image shape (C, H, W), class names):
 - `parts()`: named groups of parameters, one optimiser each (a GAN has two);
-  `active_parts(epoch)`: the parts trained in that epoch, in order (a latent diffusion model
-  trains its autoencoder first, then the denoiser); `ema_prefix`: the weights averaged for
-  sampling.
+  `active_parts(step)`: the parts trained at that optimiser step (0-based), in order (a latent
+  diffusion model trains its autoencoder first, then the denoiser); `ema_prefix`: the weights
+  averaged for sampling.
 - `forward(x, y, part, generator)`: float images in [0, 1] (N x C x H x W) and labels ->
   a dict of scalar losses for `part`; "loss" is the one to back-propagate.
 - `sample(labels, generator)`: uint8 N x C x H x W images of those labels; all randomness
@@ -57,7 +57,7 @@ class GeneratorModel(nn.Module, abc.ABC):
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
         self.canvas = canvas_size(self.shape)
-        self.epoch = 0  # set by the training loop (schedules such as KL warm-up read it)
+        self.step = 0  # set by the training loop (schedules such as KL warm-up read it)
 
     # -- training interface -------------------------------------------------------------
     def parts(self) -> dict[str, dict]:
@@ -65,8 +65,12 @@ class GeneratorModel(nn.Module, abc.ABC):
         return {self.family: {"params": list(self.parameters()), "lr": self.config.lr,
                               "betas": (0.9, 0.999)}}
 
-    def active_parts(self, epoch: int) -> list[str]:
+    def active_parts(self, step: int) -> list[str]:
         return list(self.parts())
+
+    def batch_size(self, step: int) -> int:
+        """Images per batch at that step (a latent diffusion model's autoencoder has its own)."""
+        return self.config.batch_size
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor, y: torch.Tensor, part: str,
@@ -149,13 +153,22 @@ def save_generator(folder: Path, model: GeneratorModel, extra: dict | None = Non
 
 
 def load_generator(folder: Path, device: str | torch.device = "cpu") -> tuple[GeneratorModel, dict]:
+    from pydantic import ValidationError
+
     config, weights = load_folder(folder, device)
     if config.get("kind") != "generator":
         raise SynthaugError(f"{folder}: not a generator folder (kind {config.get('kind')!r})")
-    cls = generator_class(config["family"])
-    model = cls(cls.config_cls.model_validate(config["config"]), tuple(config["shape"]),
-                config["class_names"])
-    model.load_state_dict(weights, strict=True)
+    cls = generator_class(config.get("family"))
+    try:
+        model = cls(cls.config_cls.model_validate(config["config"]), tuple(config["shape"]),
+                    config["class_names"])
+        model.load_state_dict(weights, strict=True)
+    except (KeyError, TypeError, ValueError, ValidationError, RuntimeError) as e:
+        # a generator saved by another version of synthaug, or an edited config.json
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SynthaugError(f"{folder / 'config.json'}: does not describe these weights "
+                            f"({first}); retrain it with `synthaug train-generator "
+                            f"{config.get('family')}` (or `dvc repro`)") from None
     # channels-last, as it trained: sampling in the default layout spent half its time
     # converting activations between layouts (GAN: 2x slower on CPU)
     return model.to(device).to(memory_format=torch.channels_last).eval(), config

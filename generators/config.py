@@ -1,7 +1,7 @@
 """Typed generator configs (torch-free, so `synthaug --help` stays fast).
 
 One config per family: its architecture plus how long and how fast it trains (the families
-want different epochs and learning rates). `TrainGeneratorConfig` is the params.yaml section
+want different step budgets and learning rates). `TrainGeneratorConfig` is the params.yaml section
 `train_generator`: the settings all three share, and one sub-section per family. A family
 config travels inside the saved generator folder (config.json), so a generator rebuilds
 without params.yaml.
@@ -27,25 +27,32 @@ AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction 
 
 
 class FamilyConfig(Section):
-    """Settings every family has; the defaults are the CPU study's (500 MNIST images)."""
+    """Settings every family has. Budgets are optimiser steps (batches), not epochs: quality
+    follows the number of updates, so 100 or 500 training images get the same training."""
 
-    epochs: PositiveInt = 50
+    steps: PositiveInt = 1000  # optimiser steps (GAN: one D and one G update each)
+    max_seconds: NonNegativeFloat = 0  # stop early after this much training time; 0 = no cap
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-4
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decay to 10% of lr
     warmup_steps: NonNegativeInt = 0  # linear learning-rate warm-up per optimiser
 
+    @property
+    def total_steps(self) -> int:
+        """Every optimiser step of a run (latent diffusion adds its autoencoder's)."""
+        return self.steps
+
 
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    epochs: PositiveInt = 12
+    steps: PositiveInt = 1600
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 3e-4  # generator; the discriminator uses lr * d_lr_ratio
     d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
     latent_dim: PositiveInt = 64
     embed_dim: PositiveInt = 32  # label embedding fed to G with the noise
-    width: PositiveInt = 32  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
+    width: PositiveInt = 16  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
     loss: Literal["hinge", "nonsaturating"] = "hinge"
     aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
     mode_seeking: NonNegativeFloat = 0.1  # weight of the diversity term against mode collapse
@@ -56,43 +63,66 @@ class GANConfig(FamilyConfig):
 class VAEConfig(FamilyConfig):
     """Conditional VAE: conv encoder/decoder, the label joins both at the dense layer."""
 
-    epochs: PositiveInt = 8
+    steps: PositiveInt = 1200
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-3
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     latent_dim: PositiveInt = 16
     embed_dim: PositiveInt = 16
-    width: PositiveInt = 32  # channels of the first conv block; doubled per down-sampling
+    width: PositiveInt = 16  # channels of the first conv block; doubled per down-sampling
     beta: PositiveFloat = 1.0  # weight of the KL term
-    kl_warmup_epochs: NonNegativeInt = 5  # beta ramps up linearly over these epochs
+    kl_warmup_steps: NonNegativeInt = 300  # beta ramps up linearly over these steps
 
 
 class DiffusionConfig(FamilyConfig):
-    """Class-conditional diffusion: diffusers UNet2DModel, DDPM training, DDIM sampling.
+    """Class-conditional diffusion: diffusers' DDPM training and DDIM sampling.
 
     `space: latent` (CPU default) denoises the latents of a small autoencoder trained first
-    (`autoencoder_epochs`); `space: pixel` denoises images directly (the GPU configuration).
+    (`autoencoder_steps`) with a residual MLP; `space: pixel` denoises images directly with
+    diffusers' UNet2DModel (the GPU configuration). `denoiser` picks one explicitly.
     """
 
-    epochs: PositiveInt = 60  # autoencoder epochs included
+    steps: PositiveInt = 2000  # the denoiser's steps (the autoencoder's come first)
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3  # the denoiser's; the autoencoder trains at AUTOENCODER_LR
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: NonNegativeInt = 100
     space: Literal["latent", "pixel"] = "latent"
-    autoencoder_epochs: NonNegativeInt = 12  # latent space only
+    autoencoder_steps: NonNegativeInt = 600  # latent space only
+    autoencoder_batch_size: PositiveInt = 32  # latent space: its batches (batch_size: the denoiser's)
     latent_channels: PositiveInt = 8  # latent: channels of the 4 x 4 latent grid
-    autoencoder_width: PositiveInt = 32
-    channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)
-    layers_per_block: PositiveInt = 1
-    attention: bool = False  # self-attention in the lowest-resolution blocks
+    autoencoder_width: PositiveInt = 16
+    # auto: mlp in latent space, unet in pixel space (mlp works in latent space only)
+    denoiser: Literal["auto", "mlp", "unet"] = "auto"
+    mlp_width: PositiveInt = 256  # mlp: hidden width of its residual blocks
+    mlp_blocks: PositiveInt = 3  # mlp: residual blocks
+    channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)  # unet levels
+    layers_per_block: PositiveInt = 1  # unet
+    attention: bool = False  # unet: self-attention in the lowest-resolution blocks
     train_timesteps: PositiveInt = 1000
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
-    # what the UNet predicts: the clean sample (x0) converges in few steps, epsilon is DDPM's
+    # what the denoiser predicts: the clean sample (x0) converges in few steps, epsilon is DDPM's
     prediction: Literal["sample", "v_prediction", "epsilon"] = "sample"
-    sample_steps: PositiveInt = 15  # DDIM steps
+    sample_steps: PositiveInt = 25  # DDIM steps
     guidance_scale: float = Field(2.0, ge=0.0)  # classifier-free guidance; 1 = none, 0 = unconditional
     label_dropout: float = Field(0.15, ge=0.0, lt=1.0)  # training with the null label (for guidance)
+
+    @model_validator(mode="after")
+    def _denoiser_fits_space(self):
+        if self.denoiser == "mlp" and self.space == "pixel":
+            raise ValueError("denoiser 'mlp' works in latent space only; pixel space needs "
+                             "denoiser: unet")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + (self.autoencoder_steps if self.space == "latent" else 0)
+
+    @property
+    def denoiser_kind(self) -> str:
+        if self.denoiser != "auto":
+            return self.denoiser
+        return "mlp" if self.space == "latent" else "unet"
 
 
 class TrainGeneratorConfig(Section):
@@ -103,8 +133,9 @@ class TrainGeneratorConfig(Section):
     amp: bool = True  # mixed precision, CUDA only
     threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # EMA of the weights used for sampling
-    checkpoint_every: PositiveInt = 5  # epochs between resume checkpoints
-    grid_every: NonNegativeInt = 25  # epochs between sample grids; 0 = only at the end
+    log_every: PositiveInt = 100  # steps per history row (mean losses, learning rates)
+    checkpoint_every: PositiveInt = 500  # steps between resume checkpoints (and val losses)
+    grid_every: NonNegativeInt = 0  # steps between sample grids; 0 = only the final one
     grid_per_class: PositiveInt = 10  # images per row of a sample grid
     gan: GANConfig = GANConfig()
     vae: VAEConfig = VAEConfig()
@@ -175,6 +206,8 @@ def _default_sets() -> dict[str, SetConfig]:
         "gan-prior": SetConfig(generator="gan"),
         "vae-prior": SetConfig(generator="vae"),
         "diffusion-ddim": SetConfig(generator="diffusion"),
+        "vae-jitter": SetConfig(generator="vae", sampler="posterior_jitter", sigma=1.0),
+        "diffusion-img2img": SetConfig(generator="diffusion", sampler="img2img", strength=0.6),
     }
 
 

@@ -7,14 +7,19 @@ An auxiliary classifier on D's features (AC-GAN, trained on real images only) pu
 the right class within a few hundred steps; without it (`aux_weight: 0`) few-step runs draw
 clean strokes under the wrong labels.
 A mode-seeking term (Mao et al. 2019) keeps G from drawing one image per class: it pays the
-inverse of how far apart two latents' images of one label are.
+inverse of how far apart two latents' images of one label are (the two halves of each fake
+batch share their labels, so the term costs no extra pass).
+Each step draws one batch of fakes: D's step learns on it detached, G's step reuses it with
+its graph against the updated D (as PyTorch's DCGAN example does): one G pass per step.
 With few images D memorises the real set; DiffAugment (Zhao et al. 2020: the same random
 shifts and cutout on real and fake images, differentiable) keeps it honest.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +89,18 @@ def diffaugment(x: torch.Tensor, generator: torch.Generator, cutout: bool) -> to
     return x * keep.unsqueeze(1).to(x.dtype)
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No weight gradients for `module` in the graph built inside (restored after)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 class ConditionalGAN(GeneratorModel):
     family = "gan"
     config_cls = GANConfig
@@ -93,6 +110,7 @@ class ConditionalGAN(GeneratorModel):
         super().__init__(config, shape, class_names)
         self.g = Generator(config, self.shape[0], self.canvas, self.num_classes)
         self.d = Discriminator(config, self.shape[0], self.canvas, self.num_classes)
+        self._fakes = None  # the step's fakes, from D's step to G's
 
     def parts(self) -> dict[str, dict]:
         # D first: each G step then faces the freshly updated D; one D step per G step (DCGAN)
@@ -112,37 +130,53 @@ class ConditionalGAN(GeneratorModel):
             return x
         return self.to_canvas((self.crop(x) + 1) / 2)
 
+    def _fake_batch(self, y: torch.Tensor, generator: torch.Generator):
+        """(fakes on the canvas, their labels, their latents) for a batch of real labels y.
+        With the mode-seeking term, the two halves share their labels: image i and i + n/2
+        are two latents of one label, the pair the term compares."""
+        if self.config.mode_seeking and len(y) >= 2:
+            h = len(y) // 2
+            y = torch.cat([y[:h], y[:h], y[2 * h:]])
+        z = self.noise((len(y), self.config.latent_dim), generator)
+        return self.fake(y, generator, z), y, z
+
     def forward(self, x, y, part, generator):
         policy = self.config.diffaugment
         aug = ((lambda v: v) if policy == "off" else
                (lambda v: diffaugment(v, generator, cutout=policy.endswith("cutout"))))
         hinge = self.config.loss == "hinge"
         if part == "discriminator":
-            with torch.no_grad():
-                fake = self.fake(y, generator)
-            real_out, real_cls = self.d(aug(self.to_canvas(x)), y)
-            fake_out, _ = self.d(aug(fake), y)
-            real_out, fake_out = real_out.float(), fake_out.float()
+            # one batch of fakes per step (the DCGAN recipe): D learns on it detached, and the
+            # generator's step that follows scores the same images, with their graph, against
+            # the updated D, so G runs once per step instead of twice
+            self._fakes = self._fake_batch(y, generator)
+            fake, yf, _ = self._fakes
+            n = len(x)  # real and fake through D in one batch (D has no batch statistics)
+            out, cls = self.d(aug(torch.cat([self.to_canvas(x), fake.detach()])), torch.cat([y, yf]))
+            real_out, fake_out = out[:n].float(), out[n:].float()
             if hinge:
                 loss = F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
             else:
                 loss = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
-            aux = F.cross_entropy(real_cls.float(), y)  # the classifier learns on real images only
+            aux = F.cross_entropy(cls[:n].float(), y)  # the classifier learns on real images only
             return {"loss": loss + self.config.aux_weight * aux, "real": real_out.mean().detach(),
                     "fake": fake_out.mean().detach(), "aux": aux.detach()}
-        z = self.noise((len(y), self.config.latent_dim), generator)
-        fake = self.fake(y, generator, z)
-        fake_out, fake_cls = self.d(aug(fake), y)
+        fakes, self._fakes = self._fakes, None
+        if fakes is None or len(fakes[1]) != len(y):  # no D step before this one
+            fakes = self._fake_batch(y, generator)
+        fake, yf, z = fakes
+        with frozen(self.d):  # G's step needs gradients through D, not for D's weights
+            fake_out, fake_cls = self.d(aug(fake), yf)
         fake_out = fake_out.float()
         loss = -fake_out.mean() if hinge else F.softplus(-fake_out).mean()
-        aux = F.cross_entropy(fake_cls.float(), y)  # G: draw what D's classifier calls y
+        aux = F.cross_entropy(fake_cls.float(), yf)  # G: draw what D's classifier calls y
         out = {"loss": loss + self.config.aux_weight * aux, "aux": aux.detach()}
-        if self.config.mode_seeking:
+        if self.config.mode_seeking and len(yf) >= 2:
             # Mao et al. 2019: two latents, one label; G is rewarded for images as far apart
             # as their latents (a G that ignores z, i.e. mode collapse, pays 1 / eps)
-            z2 = self.noise(tuple(z.shape), generator)
-            ratio = ((fake - self.fake(y, generator, z2)).float().abs().mean(dim=(1, 2, 3))
-                     / (z - z2).abs().mean(dim=1)).mean()
+            h = len(yf) // 2
+            ratio = ((fake[:h] - fake[h:2 * h]).float().abs().mean(dim=(1, 2, 3))
+                     / (z[:h] - z[h:2 * h]).abs().mean(dim=1)).mean()
             out["loss"] = out["loss"] + self.config.mode_seeking / (ratio + 1e-5)
             out["diversity"] = ratio.detach()
         return out

@@ -157,6 +157,14 @@ class Sampler(abc.ABC):
     def draw(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[dict]]:
         """Float images in [0, 1] of a batch of labels, and each image's extra provenance."""
 
+    def walk(self, generator: torch.Generator, steps: int) -> tuple[np.ndarray, str]:
+        """uint8 (num_classes * steps) x H x W x C, class-major: how this sampler moves through
+        the latent space, one row per class; and the figure's title. By default the slerp
+        between two prior latents of each class."""
+        with eval_mode(self.model):
+            return (latent_walks(self.model, generator, steps, **self.options),
+                    "latent walk per class (slerp between two prior latents)")
+
     def parents(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[np.ndarray, torch.Tensor]:
         """A training image of each label, chosen uniformly: (indices, [0, 1] images)."""
         idx = []
@@ -208,6 +216,19 @@ class PosteriorJitterSampler(Sampler):
         eps = self.model.noise(tuple(mu.shape), generator)
         z = mu + self.cfg.sigma * torch.exp(0.5 * logvar) * eps
         return self.model.decode(z, labels), [{"parent": int(i)} for i in idx]
+
+    def walk(self, generator, steps):
+        """Per class: from one real image's posterior mean to another's, in straight steps."""
+        k = self.model.num_classes
+        labels = torch.arange(k, device=self.model.device).repeat_interleave(2)
+        with eval_mode(self.model):
+            _, x = self.parents(labels, generator)
+            mu = self.model.encode(x, labels)[0].view(k, 2, -1)
+            t = torch.linspace(0, 1, steps, device=mu.device).view(1, steps, 1)
+            z = (mu[:, :1] * (1 - t) + mu[:, 1:] * t).flatten(0, 1)
+            rows = torch.arange(k, device=mu.device).repeat_interleave(steps)
+            return (to_hwc(self.model.decode(z, rows)),
+                    "posterior walk per class: from one real image's latent (left) to another's")
 
 
 class GMMSampler(Sampler):
@@ -269,6 +290,19 @@ class Img2ImgSampler(Sampler):
         noise = self.model.noise((len(labels), *self.model.latent_shape), generator)
         out = self.model.img2img(x, labels, noise, self.cfg.strength, **self.options)
         return out, [{"parent": int(i)} for i in idx]
+
+    def walk(self, generator, steps):
+        """Per class: a real image (left), then img2img of it at rising strength, one noise
+        draw per row (strength 1, right: plain sampling from that noise)."""
+        k = self.model.num_classes
+        with eval_mode(self.model):
+            _, x = self.parents(torch.arange(k, device=self.model.device), generator)
+            noise = self.model.noise((k, *self.model.latent_shape), generator)
+            cols = [x] + [self.model.img2img(x, torch.arange(k, device=x.device), noise, float(s),
+                                             **self.options)
+                          for s in np.linspace(0, 1, steps)[1:]]
+            return (to_hwc(torch.stack(cols, 1).flatten(0, 1)),
+                    "img2img per class: a real image (left), then rising strength up to 1 (right)")
 
 
 SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (

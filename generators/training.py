@@ -1,13 +1,16 @@
 """The one training loop for every generator family.
 
-Per batch it trains each active part of the model in order (GAN: discriminator, then
-generator; VAE: the whole model; latent diffusion: the autoencoder in its first epochs, the
-denoiser after), each with its own Adam optimiser and learning-rate schedule, then updates an
-exponential moving average (EMA) of the weights that sampling uses. Data live as one uint8
-tensor on the device, cut into shuffled batches (as pipeline.training does for classifiers).
+A run is a budget of optimiser steps (`total_steps` of the family config), not of epochs:
+batches come from back-to-back shuffled passes over the split, so a split of 100 images gets
+as many updates as one of 5,000. Per step it trains each active part of the model in order
+(GAN: discriminator, then generator; VAE: the whole model; latent diffusion: the autoencoder
+in its first `autoencoder_steps`, the denoiser after), each with its own Adam optimiser and
+learning-rate schedule, then updates an exponential moving average (EMA) of the weights that
+sampling uses. Data live as one uint8 tensor on the device, cut into batches by index (as
+pipeline.training does for classifiers).
 
 Everything a run depends on is in `state_dict()`: weights, EMA, optimisers, schedules, the
-grad scaler, RNG states, epoch and history. Restoring it and training on gives the same
+grad scaler, RNG states and the batch stream's position, step and history. Restoring it and training on gives the same
 weights, bit for bit on CPU, as never having stopped: that is what resuming relies on.
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 from generators.common import GeneratorModel
 from generators.config import FamilyConfig, TrainGeneratorConfig
 from pipeline.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
-from pipeline.training import _amp, as_tensor, batches, gather, layout
+from pipeline.training import ShuffledStream, _amp, as_tensor, batches, gather, layout
 
 VAL_BATCH = 256
 
@@ -41,6 +44,9 @@ def lr_lambda(cfg: FamilyConfig, total: int) -> Callable[[int], float]:
 
 
 class GeneratorTrainer:
+    """Trains `model` for its config's step budget (`total_steps`), in rounds of
+    `train_steps(n)`; `done` once the budget (or the `max_seconds` cap) is spent."""
+
     def __init__(self, model: GeneratorModel, cfg: TrainGeneratorConfig,
                  train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  device: torch.device, generator: torch.Generator, dist: Dist = SINGLE):
@@ -50,25 +56,27 @@ class GeneratorTrainer:
         self.model, self.cfg, self.device = (model.to(device).to(memory_format=torch.channels_last),
                                              cfg, device)
         self.fcfg: FamilyConfig = model.config
+        self.total = self.fcfg.total_steps
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         self.x, self.y = as_tensor(train[0], device), torch.as_tensor(np.asarray(train[1]), device=device)
         self.xv, self.yv = as_tensor(val[0], device), torch.as_tensor(np.asarray(val[1]), device=device)
-        self.steps_per_epoch = math.ceil(len(self.y) / self.fcfg.batch_size)
+        # batches from back-to-back shuffled passes: a step budget, whatever the split's size
         self.shuffle_gen = generator  # CPU: batch order
+        self.stream = ShuffledStream(len(self.y), generator)
         seed = int(torch.randint(2**62, (1,), generator=generator))
         self.dist = dist
         # on device: noise, labels; each rank its own stream (its own part of the batch)
         self.noise_gen = torch.Generator(device).manual_seed(seed + dist.rank)
         self.val_seed = seed + 1
         self.parts = model.parts()
+        active = [model.active_parts(s) for s in range(self.total)]
         self.optimizers, self.schedulers = {}, {}
         for name, part in self.parts.items():
-            epochs = sum(name in model.active_parts(e) for e in range(1, self.fcfg.epochs + 1))
             opt = torch.optim.Adam(part["params"], lr=part["lr"], betas=part["betas"],
                                    **({"fused": True} if device.type in ("cpu", "cuda") else {}))
             self.optimizers[name] = opt
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                opt, lr_lambda(self.fcfg, epochs * self.steps_per_epoch))
+                opt, lr_lambda(self.fcfg, sum(name in a for a in active)))
         self.dtype, self.scaler = _amp(device, cfg.amp)
         live, ema = model.state_dict(), self.ema.state_dict()
         # pairs of (ema, live) tensors: averaged ones (float weights under ema_prefix), copied ones
@@ -76,16 +84,23 @@ class GeneratorTrainer:
                      if k.startswith(model.ema_prefix) and v.is_floating_point()]
         self._copy = [(ema[k], v) for k, v in live.items()
                       if not (k.startswith(model.ema_prefix) and v.is_floating_point())]
-        self.epoch, self.step, self.history = 0, 0, []
+        self._trainable: list[str] | None = None
+        self.step, self.seconds, self.cut_short, self.history = 0, 0.0, False, []
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.fcfg.epochs
+        return self.step >= self.total or self.cut_short
 
-    def _set_trainable(self, part: str) -> None:
+    def _set_trainable(self, parts: list[str]) -> None:
+        """Gradients for the parts trained now only (the autoencoder, say, is frozen after its
+        steps); all parts of one step stay trainable, so a step may reuse one part's graph
+        in another's loss (the GAN's fakes)."""
+        if parts == self._trainable:
+            return
         for name, p in self.parts.items():
             for param in p["params"]:
-                param.requires_grad_(name == part)
+                param.requires_grad_(name in parts)
+        self._trainable = list(parts)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -95,27 +110,30 @@ class GeneratorTrainer:
         for e, v in self._copy:
             e.copy_(v)
 
-    def train_epoch(self, progress: bool = False) -> dict:
-        """One pass over the training set; returns the epoch's row (mean losses, lr, time)."""
+    def train_steps(self, n: int, bar=None) -> dict:
+        """Up to `n` more optimiser steps (fewer at the end of the budget or of `max_seconds`);
+        returns their row: last step, mean losses, learning rates, seconds. `bar`: a tqdm bar
+        to advance per step."""
         start = time.perf_counter()
-        self.epoch += 1
-        model = self.model
-        model.epoch = self.ema.epoch = self.epoch
-        parts = model.active_parts(self.epoch)
+        model, d = self.model, self.dist
+        cap = self.fcfg.max_seconds
         model.train()
-        sums, seen = defaultdict(float), 0
-        order = torch.randperm(len(self.y), generator=self.shuffle_gen)
-        bs, d = self.fcfg.batch_size, self.dist
-        bar = tqdm(range(0, len(order), bs), disable=None if progress and d.main else True,
-                   leave=False, desc=f"epoch {self.epoch}/{self.fcfg.epochs}", unit="batch")
-        for i in bar:
-            idx = order[i:i + bs]
+        sums, seen, parts = defaultdict(float), 0, []
+        for _ in range(n):
+            if self.done:
+                break
+            if cap and self.seconds + time.perf_counter() - start >= cap:
+                self.cut_short = True  # reported by the caller; the budget was not spent
+                break
+            model.step = self.ema.step = self.step
+            parts = model.active_parts(self.step)
+            self._set_trainable(parts)
+            idx = self.stream.take(model.batch_size(self.step))
             part, weight = d.part(len(idx))
             xb, yb = gather(self.x, self.y, idx[part])
             xb = layout(xb.float().div_(255), True)
-            n = len(yb) if weight else 0
+            w = len(yb) if weight else 0
             for name in parts:
-                self._set_trainable(name)
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                     losses = model(xb, yb, name, self.noise_gen)
                 opt = self.optimizers[name]
@@ -129,19 +147,21 @@ class GeneratorTrainer:
                     opt.step()
                 self.schedulers[name].step()
                 for k, v in losses.items():
-                    sums[f"{name}_{k}"] += float(v.detach()) * n
+                    sums[f"{name}_{k}"] += float(v.detach()) * w
             if self.scaler is not None:
                 self.scaler.update()
             broadcast_buffers(model, d)
             self.step += 1
             self._update_ema()
-            seen += n
+            seen += w
+            if bar is not None:
+                bar.update(1)
         keys = list(sums)  # the same order on every rank
         *totals, seen = d.sum(*(sums[k] for k in keys), seen)
-        sums = dict(zip(keys, totals))
-        row = {"epoch": self.epoch, **{k: v / seen for k, v in sums.items()},
-               **{f"lr_{n}": self.optimizers[n].param_groups[0]["lr"] for n in parts}}
+        row = {"step": self.step, **{k: v / max(1, seen) for k, v in zip(keys, totals)},
+               **{f"lr_{p}": self.optimizers[p].param_groups[0]["lr"] for p in parts}}
         row["seconds"] = time.perf_counter() - start
+        self.seconds += row["seconds"]
         return row
 
     @torch.no_grad()
@@ -150,7 +170,7 @@ class GeneratorTrainer:
         gen = torch.Generator(self.device).manual_seed(self.val_seed)
         sums, seen = defaultdict(float), 0
         for xb, yb in batches(self.xv, self.yv, VAL_BATCH):
-            for name in self.model.active_parts(self.epoch):
+            for name in self.model.active_parts(max(0, self.step - 1)):
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                     losses = self.ema(xb, yb, name, gen)
                 for k, v in losses.items():
@@ -161,7 +181,8 @@ class GeneratorTrainer:
     def state_dict(self) -> dict:
         rng = {"shuffle": self.shuffle_gen.get_state(), "noise": self.noise_gen.get_state(),
                "torch": torch.get_rng_state()}
-        return {"epoch": self.epoch, "step": self.step, "history": self.history,
+        return {"step": self.step, "seconds": self.seconds, "cut_short": self.cut_short,
+                "stream": self.stream.left.clone(), "history": self.history,
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
@@ -180,5 +201,7 @@ class GeneratorTrainer:
         self.shuffle_gen.set_state(state["rng"]["shuffle"])
         self.noise_gen.set_state(state["rng"]["noise"])
         torch.set_rng_state(state["rng"]["torch"])
-        self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
-        self.model.epoch = self.ema.epoch = self.epoch
+        self.stream.left = state["stream"].clone()
+        self.step, self.seconds, self.cut_short = state["step"], state["seconds"], state["cut_short"]
+        self.history = list(state["history"])
+        self.model.step = self.ema.step = self.step

@@ -3,7 +3,7 @@
 The label joins at the dense layers: the encoder sees [conv features, embed(y)], the decoder
 starts from [z, embed(y)]. Pixels are Bernoulli (binary cross-entropy on intensities in
 [0, 1]); the loss is the negative ELBO per pixel with the KL term weighted by beta, ramped up
-over `kl_warmup_epochs` (validation always uses the full beta, so its numbers compare).
+over `kl_warmup_steps` (validation always uses the full beta, so its numbers compare).
 `encode` / `decode` are public: latent-space samplers build on them.
 """
 from __future__ import annotations
@@ -70,10 +70,10 @@ class ConditionalVAE(GeneratorModel):
         return torch.sigmoid(self.decode_logits(z, y).float())
 
     def beta(self) -> float:
-        warm = self.config.kl_warmup_epochs
+        warm = self.config.kl_warmup_steps
         if not self.training or not warm:
             return self.config.beta
-        return self.config.beta * min(1.0, self.epoch / warm)
+        return self.config.beta * min(1.0, (self.step + 1) / warm)
 
     def forward(self, x, y, part, generator):
         mu, logvar = self.encode(x, y)

@@ -108,6 +108,9 @@ class PrepareConfig(Section):
     seed: int = 0
     on_bad_image: Literal["error", "skip"] = "error"
     download: bool = False  # torchvision sources only; off by default (offline first)
+    # folder sources: a file with more pixels (read from its header, before decoding) is a bad
+    # image; bounds the memory one picture can take. None: only PIL's decompression-bomb guard
+    max_pixels: PositiveInt | None = 64_000_000
 
     @field_validator("source")
     @classmethod
@@ -337,6 +340,9 @@ class QualityConfig(Section):
     seed: int = 0
     device: Device = "auto"
     k: PositiveInt = 5  # nearest neighbours for precision / recall / density / coverage
+    # precision leaves out the balls of this share of real images with the largest k-NN radii
+    # (outliers' balls are wide enough to hold noise)
+    outlier_radii: float = Field(0.1, ge=0.0, lt=1.0)
     kid_subset_size: PositiveInt = 100
     copy_threshold: float = Field(0.5, gt=0.0, le=1.0)  # near-copy: distance to the nearest
     # training image < this x that training image's distance to its own nearest neighbour
@@ -531,14 +537,31 @@ def validate_params(data: dict, source: str = "params") -> Params:
         raise SynthaugError(f"{source}: {_format(e)}") from None
 
 
+def _yaml_error(path: Path, e: yaml.YAMLError) -> SynthaugError:
+    """One line, `file:line:col: not valid YAML: problem` (PyYAML's own text spans lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
+    return SynthaugError(f"{where}: not valid YAML: {' '.join(problem.split())}")
+
+
 def load_params(path: Path | str = "params.yaml", overrides: list[str] | None = None) -> Params:
     path = Path(path)
     if not path.exists():
         raise SynthaugError(f"{path}: params file not found")
+    if path.is_dir():
+        raise SynthaugError(f"{path}: is a folder; --params takes a YAML file (e.g. params.yaml)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SynthaugError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                            f"{e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise SynthaugError(f"{path}: cannot read the params file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise SynthaugError(f"{path}: not valid YAML ({e})") from None
+        raise _yaml_error(path, e) from None
     if not isinstance(data, dict):
         raise SynthaugError(f"{path}: expected a mapping of sections at the top level")
     apply_overrides(data, overrides or [])

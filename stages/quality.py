@@ -27,6 +27,9 @@ METRICS = {
 # the quality ranking; judge agreement is a label check (AC-GAN-style generators beat real data
 # on it by design), reported but not ranked
 RANKED = [k for k in METRICS if k != "judge_accuracy"]
+# fidelity metrics: a generator that draws prototypical images may rightly score above real-val
+# on them (Naeem et al. 2020); the check asks only that noise comes last
+FIDELITY = ("precision", "density")
 
 
 @user_errors
@@ -136,8 +139,9 @@ def ranks(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def ranking_check(rows: list[dict]) -> dict[str, str]:
-    """metric -> "yes" when real-val is best and noise worst (ties allowed: "yes (tied)"),
-    else "no"."""
+    """metric -> "yes" when the ranking holds: noise last, and on the distance and diversity
+    metrics real-val first ("yes (tied)" with ties); on the fidelity metrics sets above
+    real-val are named, not failed; else "no"."""
     out = {}
     for k, order in ranks(rows).items():
         value = {r["name"]: r[k] for r in order}
@@ -146,6 +150,10 @@ def ranking_check(rows: list[dict]) -> dict[str, str]:
         best, worst = order[0][k], order[-1][k]
         first, last = value["real-val"] == best, value["noise"] == worst
         ties = (sum(v == best for v in value.values()) > 1) or (sum(v == worst for v in value.values()) > 1)
+        if k in FIDELITY and last and not first:
+            above = [r["name"] for r in order if -METRICS[k][1] * (r[k] - value["real-val"]) < 0]
+            out[k] = f"yes; above real-val: {', '.join(above)} (prototypical images)"
+            continue
         out[k] = ("yes (tied)" if ties else "yes") if first and last else "no"
     return out
 
@@ -179,8 +187,12 @@ def _markdown(p, rows: list[dict]) -> str:
     if best is not None:
         parts += [(f"Best CAS: **{best['name']}**, {best['cas']:.1%} = {best['cas_ratio']:.0%} of "
                    "the real-trained classifier's test accuracy."), ""]
-    parts += ["## Ranking check", "", "| metric | best | worst | real-val first, noise last |",
-              "|---|---|---|---|", *checks, "",
+    parts += ["## Ranking check", "",
+              ("Noise must come last on every metric, and real-val first on the distance and "
+               "diversity ones (FID, KID, recall, coverage, CAS). Precision and density measure "
+               "fidelity only: a generator that draws typical, prototypical images may rightly "
+               "score above real-val on them, which is named here, not failed."), "",
+              "| metric | best | worst | holds |", "|---|---|---|---|", *checks, "",
               "![FID-domain vs CAS](figures/fid_vs_cas.png)", "", "## Sets", ""]
     for r in rows:
         if r["kind"] == "synthetic":

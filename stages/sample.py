@@ -30,7 +30,9 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
 
     Writes paths.synthetic/SET/ atomically: the packed set (images.npy, labels.npy,
     manifest.csv with generator, sampler, settings, seed and parent real image per image,
-    meta.json), grid.png (one row per class), walk.png (a latent walk per class) and
+    meta.json), grid.png (one row per class), walk.png (per class, how the sampler moves:
+    a prior slerp; posterior_jitter: between two real images' latents; img2img: a real image
+    at rising strength) and
     interpolation.png (interpolation strips between two latents of one class; their ends are
     the two latents' own images).
     """
@@ -46,12 +48,7 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     import torch
 
     from generators.common import load_generator
-    from generators.samplers import (
-        balanced_labels,
-        build_sampler,
-        interpolation,
-        latent_walks,
-    )
+    from generators.samplers import balanced_labels, build_sampler, interpolation
     from pipeline.device import pick_device
     from pipeline.figures import interpolation_strip, sample_grid
     from pipeline.storage import atomic_output, read_dataset, write_dataset
@@ -89,11 +86,10 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
                 f", {k} {v}" for k, v in cfg.settings().items())
             sample_grid(images, labels, train.class_names, tmp / "grid.png", title=title)
             walk_rng = torch.Generator().manual_seed(seed)
-            walks = latent_walks(model, walk_rng, steps, **options)
+            walks, walk_title = sampler.walk(walk_rng, steps)
             interpolation_strip(walks.reshape(len(train.class_names), steps, *walks.shape[1:]),
                                 train.class_names, tmp / "walk.png",
-                                title=f"{cfg.generator}: latent walk per class (slerp between "
-                                      "two prior latents)")
+                                title=f"{name}: {walk_title}")
             strips, rows = [], []
             for c in np.unique(labels)[:3]:
                 z = torch.randn((2, *model.latent_shape), generator=walk_rng)

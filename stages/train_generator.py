@@ -1,45 +1,22 @@
 """`synthaug train-generator <gan|vae|diffusion>`: fit one label-conditioned generator.
 
-Resumable: every `checkpoint_every` epochs the whole training state goes (atomically) to
+Resumable: every `checkpoint_every` steps the whole training state goes (atomically) to
 `paths.checkpoints`/train_generator/<family>/checkpoint.pt, outside DVC's outs (DVC deletes
 those before it reruns a stage). A rerun with the same config and data continues from there;
-a changed config or data set starts over. The finished generator and its metrics folder are
-written atomically, then the checkpoint is removed.
+a changed config or data set, or an unreadable checkpoint, starts over. The finished
+generator and its metrics folder are written atomically, then the checkpoint is removed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
-
-# shared settings that change neither the result nor the run's identity
-NOT_HASHED = ("device", "threads", "checkpoint_every", "grid_every", "grid_per_class")
-
-
-def run_key(family: str, p, train_hash: str) -> str:
-    """Identity of a run: the family's config, the shared settings that matter, the data."""
-    shared = p.train_generator.model_dump(mode="json", exclude={*NOT_HASHED, "gan", "vae", "diffusion"})
-    blob = json.dumps({"family": family, "config": p.train_generator.family(family).model_dump(mode="json"),
-                       "shared": shared, "data": train_hash}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write-then-rename: a kill mid-write leaves the previous checkpoint intact."""
-    import torch
-
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @user_errors
@@ -50,11 +27,14 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
 
     GENERATOR is gan (conditional DCGAN), vae (conditional VAE) or diffusion (class-conditional
     diffusion with diffusers); its settings are `train_generator.<GENERATOR>`, the shared ones
-    (seed, device, amp, checkpoint_every, grid_every, ...) live in `train_generator`.
+    (seed, device, amp, log_every, checkpoint_every, grid_every, ...) live in
+    `train_generator`. Budgets are optimiser steps (`steps`; latent diffusion adds
+    `autoencoder_steps`), whatever the size of the split; `max_seconds` caps the time and is
+    reported when it cuts a run short.
 
     Writes `paths.generators`/GENERATOR (config.json + weights.safetensors, loadable without
     params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots,
-    history.json, grids/epoch_N.png every grid_every epochs, samples.png at the end: one row
+    history.json, grids/step_N.png every grid_every steps, samples.png at the end: one row
     per class). Killed runs (even kill -9) continue from the last checkpoint when rerun.
     Data parallel: `torchrun --nproc_per_node N -m stages train-generator GENERATOR`.
     """
@@ -65,8 +45,10 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     import numpy as np
     import torch
     from dvclive import Live
+    from tqdm.auto import tqdm
 
     from generators.common import build_generator, sample_images, save_generator
+    from generators.resume import load_checkpoint, run_key, save_checkpoint
     from generators.training import GeneratorTrainer
     from pipeline.device import pick_device, seed_everything
     from pipeline.distributed import from_env
@@ -89,19 +71,17 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     total = sum(t.numel() for t in model.parameters())
     say(f"train-generator {generator}: {total:,} parameters, {len(train)} train / {len(val)} val "
         f"images of {'x'.join(map(str, train.shape))}, {len(train.class_names)} classes, "
-        f"{fcfg.epochs} epochs, on {device}")
+        f"{trainer.total} steps of {fcfg.batch_size}, on {device}")
 
     work = p.paths.checkpoints / "train_generator" / generator
     ckpt, live_dir = work / "checkpoint.pt", work / "live"
-    key = run_key(generator, p, train.meta.get("content_hash", ""))
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("key") == key:
-            trainer.load_state_dict(state)
-            say(f"resuming from epoch {trainer.epoch} ({ckpt})")
-        else:
-            say(f"config or data changed since {ckpt} was written: starting over")
-        del state
+    key = run_key(generator, cfg, train.meta.get("content_hash", ""))
+    state, note = load_checkpoint(ckpt, key, device)
+    if state is not None:
+        trainer.load_state_dict(state)
+    if note:
+        say(note)
+    del state
     if dist.active:  # every rank has read the checkpoint before rank 0 changes the folder
         torch.distributed.barrier()
     if not dist.main:  # the other ranks log into a scratch folder that nobody keeps
@@ -109,7 +89,7 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
 
         work = Path(tempfile.mkdtemp(prefix=f"rank{dist.rank}-"))
         ckpt, live_dir = work / "checkpoint.pt", work / "live"
-    elif trainer.epoch == 0 and work.exists():
+    elif trainer.step == 0 and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(live_dir / "plots", ignore_errors=True)  # rebuilt from the history below
@@ -128,32 +108,42 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
 
     def log(row: dict) -> None:
         for k, v in row.items():
-            if k not in ("epoch", "seconds"):
+            if k not in ("step", "seconds"):
                 live.log_metric(k, v)
         live.next_step()
 
     for row in trainer.history:  # a resumed run replays what the killed one logged
         log(row)
+    every = [cfg.log_every, cfg.checkpoint_every] + ([cfg.grid_every] if cfg.grid_every else [])
+    overhead = 0.0  # validation, checkpoints and grids: seconds outside the optimiser steps
+    bar = tqdm(total=trainer.total, initial=trainer.step, unit="step", desc=generator,
+               disable=None if progress and dist.main else True, leave=False)
     while not trainer.done:
-        row = trainer.train_epoch(progress)
-        e = trainer.epoch
-        if e % cfg.checkpoint_every == 0 or trainer.done:
+        row = trainer.train_steps(min(n - trainer.step % n for n in every), bar)
+        s, start = trainer.step, time.perf_counter()
+        if s % cfg.checkpoint_every == 0 or trainer.done:
             row.update(trainer.validate())
-        trainer.history.append(row)
+        trainer.history.append(row)  # a round ends at a log, checkpoint or grid step
         log(row)
         losses = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                           if k not in ("epoch", "seconds") and not k.startswith("lr_"))
-        say(f"epoch {e:3d}  {losses}  {row['seconds']:5.1f}s")
-        if cfg.grid_every and e % cfg.grid_every == 0 and not trainer.done and dist.main:
-            grid(live_dir / "grids" / f"epoch_{e:03d}.png", f"{generator}: epoch {e}")
-        if (e % cfg.checkpoint_every == 0 or trainer.done) and dist.main:
-            save_checkpoint(ckpt, {"key": key, **trainer.state_dict()})
-
-    seconds = sum(r["seconds"] for r in trainer.history)
-    live.summary.update({"epochs": trainer.epoch, "train_seconds": seconds})
+                           if k not in ("step", "seconds") and not k.startswith("lr_"))
+        say(f"step {s:5d}/{trainer.total}  {losses}  {trainer.seconds:6.1f}s")
+        if cfg.grid_every and s % cfg.grid_every == 0 and not trainer.done and dist.main:
+            grid(live_dir / "grids" / f"step_{s:06d}.png", f"{generator}: step {s}")
+        if (s % cfg.checkpoint_every == 0 or trainer.done) and dist.main:
+            save_checkpoint(ckpt, key, trainer.state_dict())
+        overhead += time.perf_counter() - start
+    bar.close()
+    if trainer.cut_short:
+        say(f"{generator}: max_seconds {fcfg.max_seconds:g} reached: stopped after "
+            f"{trainer.step} of {trainer.total} steps")
+    live.summary.update({"steps": trainer.step, "planned_steps": trainer.total,
+                         "cut_short": trainer.cut_short, "train_seconds": trainer.seconds,
+                         "ms_per_step": 1000 * trainer.seconds / max(1, trainer.step),
+                         "overhead_seconds": overhead})
     live.end()
     if dist.main:  # the other ranks' folders are thrown away: no sampling for them
-        grid(live_dir / "samples.png", f"{generator} ({trainer.epoch} epochs): one row per class")
+        grid(live_dir / "samples.png", f"{generator} ({trainer.step} steps): one row per class")
     (live_dir / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
     out_model = p.paths.generators / generator
     with output(out_model, dist) as model_dir, \
@@ -162,8 +152,10 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
             "train_generator": cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
             "trained_on": {"content_hash": train.meta.get("content_hash"),
                            "source": train.meta.get("source")},
-            "epochs": trainer.epoch})
+            "steps": trainer.step})
         shutil.copytree(live_dir, log_dir, dirs_exist_ok=True)
     shutil.rmtree(work)
-    say(f"{generator}: {trainer.epoch} epochs in {seconds:.1f} s -> {out_model}, "
+    say(f"{generator}: {trainer.step} steps in {trainer.seconds:.1f} s "
+        f"({1000 * trainer.seconds / max(1, trainer.step):.0f} ms per step; validation, "
+        f"checkpoints and grids {overhead:.1f} s) -> {out_model}, "
         f"{p.paths.generator_metrics / generator / 'samples.png'}")

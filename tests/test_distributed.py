@@ -111,11 +111,11 @@ def test_a_generator_trains_on_two_gloo_processes(tmp_path):
     for sub in ("models", "metrics"):
         shutil.move(tmp_path / sub, one / sub)
     r = _synthaug(tmp_path, "train-generator", "gan", "--no-progress", torchrun=2)
-    assert r.stdout.count("gan: 2 epochs in") == 1
+    assert r.stdout.count("gan: 6 steps in") == 1
     assert metric_files(tmp_path / "metrics") == metric_files(one / "metrics")
     h1 = json.loads((one / "metrics/generators/gan/history.json").read_text())
     h2 = json.loads((tmp_path / "metrics/generators/gan/history.json").read_text())
-    assert [list(r) for r in h2] == [list(r) for r in h1]  # same epochs, same losses logged
+    assert [list(r) for r in h2] == [list(r) for r in h1]  # same steps, same losses logged
     assert all(np.isfinite(v) for row in h2 for v in row.values())
     # the first steps are the same batches and weights (only the noise differs per rank), so
     # the discriminator's first losses agree closely with the single process's

@@ -18,8 +18,10 @@ from pipeline.errors import SynthaugError
 TINY = {
     "gan": GANConfig(width=8, latent_dim=8, embed_dim=4),
     "vae": VAEConfig(width=8, latent_dim=4, embed_dim=4),
-    "diffusion": DiffusionConfig(channels=[16, 32], autoencoder_width=8, latent_channels=4,
-                                 train_timesteps=50, sample_steps=3),
+    "diffusion": DiffusionConfig(mlp_width=16, mlp_blocks=2, autoencoder_width=8,
+                                 latent_channels=4, train_timesteps=50, sample_steps=3),
+    "latent-unet": DiffusionConfig(denoiser="unet", channels=[16, 32], autoencoder_width=8,
+                                   latent_channels=4, train_timesteps=50, sample_steps=3),
     "pixel": DiffusionConfig(space="pixel", channels=[8, 16], train_timesteps=50, sample_steps=2),
 }
 CLASSES = ["a", "b", "c"]
@@ -27,7 +29,7 @@ CLASSES = ["a", "b", "c"]
 
 def tiny(name: str, shape=(1, 28, 28)):
     torch.manual_seed(0)
-    family = "diffusion" if name == "pixel" else name
+    family = "diffusion" if name in ("pixel", "latent-unet") else name
     return build_generator(family, TINY[name], shape, CLASSES)
 
 
@@ -42,8 +44,8 @@ def test_losses_finite_and_gradients_flow(name):
     x, y = batch()
     parts = model.parts()
     # the latent diffusion model trains its autoencoder first, then the denoiser
-    assert [p for e in (1, 10**6) for p in model.active_parts(e)] == (
-        ["autoencoder", "denoiser"] if name == "diffusion" else
+    assert [p for step in (0, 10**6) for p in model.active_parts(step)] == (
+        ["autoencoder", "denoiser"] if name in ("diffusion", "latent-unet") else
         ["discriminator", "generator"] * 2 if name == "gan" else list(parts) * 2)
     for part, spec in parts.items():
         model.zero_grad()
@@ -105,7 +107,7 @@ def test_vae_encode_decode_for_latent_samplers():
 def test_unknown_family_and_impossible_unet_fail_with_one_line():
     with pytest.raises(SynthaugError, match=r"^generator: unknown generator 'flow'; allowed: gan, vae, diffusion$"):
         build_generator("flow", TINY["gan"], (1, 28, 28), CLASSES)
-    cfg = DiffusionConfig(channels=[8, 8, 8, 8])  # 4 levels cannot halve a 4 x 4 latent 3 times
+    cfg = DiffusionConfig(channels=[8, 8, 8, 8], denoiser="unet")  # cannot halve 4 x 4 3 times
     with pytest.raises(SynthaugError, match="train_generator.diffusion.channels"):
         build_generator("diffusion", cfg, (1, 28, 28), CLASSES)
 
@@ -124,3 +126,49 @@ def test_config_module_is_torch_free_and_imports_on_its_own(repo_root):
     r = subprocess.run([sys.executable, "-c", code], check=False, cwd=repo_root, capture_output=True,
                        text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def bars(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """28 x 28 images of a bright bar whose height is the class, on dim noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), n_per_class)
+    images = rng.integers(0, 40, (len(labels), 28, 28, 1), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4 + 8 * label:10 + 8 * label, 4:24] = 220
+    return images, labels
+
+
+# family -> (config, steps, the losses that must fall: history key -> (first rows, last rows))
+LEARNS = {
+    "gan": (GANConfig(steps=120, batch_size=16, width=8, latent_dim=8, embed_dim=4),
+            ["discriminator_aux"]),  # D learns the classes (G's follow later)
+    "vae": (VAEConfig(steps=120, batch_size=16, width=8, latent_dim=4, embed_dim=4,
+                      kl_warmup_steps=0), ["vae_loss"]),
+    "diffusion": (DiffusionConfig(steps=120, autoencoder_steps=120, batch_size=16, mlp_width=64,
+                                  mlp_blocks=2, autoencoder_width=8, latent_channels=4,
+                                  warmup_steps=0), ["autoencoder_loss", "denoiser_loss"]),
+}
+
+
+@pytest.mark.parametrize("family", list(LEARNS))
+def test_tiny_training_makes_the_losses_fall(family):
+    """A few hundred steps on a toy set: each part's loss falls (the GAN's: the class losses,
+    as its adversarial ones need not), and samples come out in the data's shape."""
+    from generators.config import TrainGeneratorConfig
+    from generators.training import GeneratorTrainer
+
+    fcfg, keys = LEARNS[family]
+    cfg = TrainGeneratorConfig(**{family: fcfg})
+    x, y = bars(16)
+    torch.manual_seed(0)
+    model = build_generator(family, fcfg, (1, 28, 28), CLASSES)
+    trainer = GeneratorTrainer(model, cfg, (x, y), (x[::4], y[::4]), torch.device("cpu"),
+                               torch.Generator().manual_seed(0))
+    rows = []
+    while not trainer.done:
+        rows.append(trainer.train_steps(20))
+    for key in keys:
+        seen = [r[key] for r in rows if key in r]
+        assert len(seen) >= 3 and seen[-1] < 0.7 * seen[0], (key, seen)
+    out = sample_images(trainer.ema, [0, 1, 2, 2], torch.Generator().manual_seed(0))
+    assert out.dtype == np.uint8 and out.shape == (4, 28, 28, 1)

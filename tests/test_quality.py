@@ -131,6 +131,19 @@ def _prdc_reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
                                  for i in range(len(real))])}
 
 
+def test_precision_leaves_out_the_balls_of_outliers():
+    """A far outlier among the reals has a ball wide enough to hold images unlike any real
+    one; with its ball left out, they are no longer called precise (the other metrics keep
+    every ball)."""
+    real = torch.tensor([[float(i)] for i in range(9)] + [[30.0]])  # radius 1, the outlier 22
+    fake = torch.tensor([[4.0], [15.0], [16.0], [17.0]])  # one real-like, three in no-man's land
+    assert prdc(real, fake, k=1)["precision"] == 1.0
+    pruned = prdc(real, fake, k=1, outliers=0.1)
+    assert pruned["precision"] == 0.25
+    assert {k: v for k, v in pruned.items() if k != "precision"} == {
+        k: v for k, v in prdc(real, fake, k=1).items() if k != "precision"}
+
+
 def test_prdc_toy_cases():
     # by hand, k = 1: every real ball has radius 1; the fake balls radius 9.5
     real = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
@@ -242,7 +255,12 @@ def test_figures(tmp_path, rows, ctx):
 def test_ranking_check_wants_real_val_first_and_noise_last():
     from stages.quality import ranking_check
 
-    rows = [{"name": "real-val", "fid_domain": 1.0, "recall": 0.9, "precision": 0.7},
-            {"name": "gan", "fid_domain": 5.0, "recall": 0.0, "precision": 0.8},
-            {"name": "noise", "fid_domain": 100.0, "recall": 0.0, "precision": 0.0}]
-    assert ranking_check(rows) == {"fid_domain": "yes", "recall": "yes (tied)", "precision": "no"}
+    rows = [{"name": "real-val", "fid_domain": 1.0, "recall": 0.9, "precision": 0.7, "density": 0.9},
+            {"name": "gan", "fid_domain": 5.0, "recall": 0.0, "precision": 0.8, "density": 0.5},
+            {"name": "noise", "fid_domain": 100.0, "recall": 0.0, "precision": 0.0, "density": 0.6}]
+    # fidelity metrics: above real-val is named, not failed; noise not last fails
+    assert ranking_check(rows) == {"fid_domain": "yes", "recall": "yes (tied)",
+                                   "precision": "yes; above real-val: gan (prototypical images)",
+                                   "density": "no"}
+    rows[0]["fid_domain"] = 6.0  # real-val not first on a distance metric: fails
+    assert ranking_check(rows)["fid_domain"] == "no"

@@ -17,14 +17,15 @@ from pipeline.config import Params, load_params
 from pipeline.storage import write_dataset
 
 TINY = {
-    "checkpoint_every": 1, "grid_every": 2, "grid_per_class": 2,
-    "gan": {"epochs": 2, "batch_size": 8, "width": 8, "latent_dim": 8, "embed_dim": 4},
-    "vae": {"epochs": 4, "batch_size": 8, "width": 8, "latent_dim": 4, "embed_dim": 4,
-            "kl_warmup_epochs": 2},
-    "diffusion": {"epochs": 3, "autoencoder_epochs": 1, "batch_size": 8, "channels": [16, 32],
-                  "autoencoder_width": 8, "latent_channels": 4, "train_timesteps": 50,
-                  "sample_steps": 2, "warmup_steps": 2},
+    "log_every": 2, "checkpoint_every": 2, "grid_every": 4, "grid_per_class": 2,
+    "gan": {"steps": 6, "batch_size": 8, "width": 8, "latent_dim": 8, "embed_dim": 4},
+    "vae": {"steps": 8, "batch_size": 8, "width": 8, "latent_dim": 4, "embed_dim": 4,
+            "kl_warmup_steps": 4},
+    "diffusion": {"steps": 6, "autoencoder_steps": 2, "batch_size": 8, "mlp_width": 16,
+                  "mlp_blocks": 1, "autoencoder_width": 8, "latent_channels": 4,
+                  "train_timesteps": 50, "sample_steps": 2, "warmup_steps": 2},
 }
+TOTAL = {"gan": 6, "vae": 8, "diffusion": 8}  # optimiser steps (diffusion: + autoencoder's)
 MODEL_FILES = ["config.json", "weights.safetensors"]
 
 
@@ -53,12 +54,12 @@ def metric_files(folder: Path) -> list[str]:
 def test_train_generator_writes_exactly_these_files(run_cli, project, family):
     r = run_cli(project, "train-generator", family, "--no-progress")
     assert r.exit_code == 0, r.output
-    epochs = TINY[family]["epochs"]
-    assert f"{family}: {epochs} epochs in" in r.output
+    total = TOTAL[family]
+    assert f"{family}: {total} steps in" in r.output
     assert sorted(p.name for p in (project / "models/generators" / family).iterdir()) == MODEL_FILES
     logs = project / "metrics/generators" / family
     files = metric_files(logs)
-    grids = [f"grids/epoch_{e:03d}.png" for e in range(2, epochs, 2)]
+    grids = [f"grids/step_{s:06d}.png" for s in range(4, total, 4)]
     fixed = ["history.json", "metrics.json", "params.yaml", "samples.png", *grids]
     assert [f for f in files if not f.startswith("plots/")] == sorted(fixed)
     plots = {f.removeprefix("plots/metrics/").removesuffix(".tsv") for f in files if f.startswith("plots/")}
@@ -66,7 +67,9 @@ def test_train_generator_writes_exactly_these_files(run_cli, project, family):
              "diffusion": ["autoencoder", "denoiser"]}[family]
     assert {f"{p}_loss" for p in parts} | {f"val_{p}_loss" for p in parts} <= plots
     history = json.loads((logs / "history.json").read_text())
-    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert [h["step"] for h in history] == list(range(2, total + 1, 2))  # one row per log_every
+    summary = json.loads((logs / "metrics.json").read_text())
+    assert summary["steps"] == summary["planned_steps"] == total and not summary["cut_short"]
     assert not (project / "checkpoints/train_generator" / family).exists()  # done: no resume state
     config = json.loads((project / "models/generators" / family / "config.json").read_text())
     assert config["family"] == family and config["class_names"] == ["top", "middle", "bottom"]
@@ -83,54 +86,102 @@ def test_resume_after_interrupt_ends_like_an_uninterrupted_run(run_cli, project,
 
     from generators.training import GeneratorTrainer
 
-    real_epoch = GeneratorTrainer.train_epoch
+    real_steps = GeneratorTrainer.train_steps
 
-    def dies_in_epoch_4(self, progress=False):
-        if self.epoch == 3:
-            raise KeyboardInterrupt  # stands in for kill -9: the checkpoint of epoch 3 is on disk
-        return real_epoch(self, progress)
+    def dies_after_step_4(self, n, bar=None):
+        if self.step == 4:
+            raise KeyboardInterrupt  # stands in for kill -9: the checkpoint of step 4 is on disk
+        return real_steps(self, n, bar)
 
-    monkeypatch.setattr(GeneratorTrainer, "train_epoch", dies_in_epoch_4)
+    monkeypatch.setattr(GeneratorTrainer, "train_steps", dies_after_step_4)
     r = run_cli(project, "train-generator", "vae")
     assert r.exit_code != 0
     ckpt = project / "checkpoints/train_generator/vae/checkpoint.pt"
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
-    monkeypatch.setattr(GeneratorTrainer, "train_epoch", real_epoch)
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    monkeypatch.setattr(GeneratorTrainer, "train_steps", real_steps)
     r = run_cli(project, "train-generator", "vae")
     assert r.exit_code == 0, r.output
-    assert "resuming from epoch 3" in r.output and "epoch   1 " not in r.output
+    assert "resuming from step 4" in r.output and "step     2/" not in r.output
     resumed = weights(project)
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     history = json.loads((project / "metrics/generators/vae/history.json").read_text())
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in reference_history]
     steps = (project / "metrics/generators/vae/plots/metrics/vae_loss.tsv").read_text().splitlines()
-    assert len(steps) == 1 + 4  # header + one row per epoch, the replayed ones included
+    assert len(steps) == 1 + 4  # header + one row per log_every steps, replayed ones included
 
 
 def test_changed_config_starts_over(run_cli, project, monkeypatch):
     from generators.training import GeneratorTrainer
 
-    real_epoch = GeneratorTrainer.train_epoch
+    real_steps = GeneratorTrainer.train_steps
 
-    def dies_in_epoch_2(self, progress=False):
-        if self.epoch == 1:
+    def dies_after_step_2(self, n, bar=None):
+        if self.step == 2:
             raise KeyboardInterrupt
-        return real_epoch(self, progress)
+        return real_steps(self, n, bar)
 
-    monkeypatch.setattr(GeneratorTrainer, "train_epoch", dies_in_epoch_2)
+    monkeypatch.setattr(GeneratorTrainer, "train_steps", dies_after_step_2)
     assert run_cli(project, "train-generator", "vae").exit_code != 0
-    monkeypatch.setattr(GeneratorTrainer, "train_epoch", real_epoch)
+    monkeypatch.setattr(GeneratorTrainer, "train_steps", real_steps)
     r = run_cli(project, "train-generator", "vae", "-S", "train_generator.vae.lr=0.001",
-                "-S", "train_generator.vae.epochs=1")
+                "-S", "train_generator.vae.steps=2")
     assert r.exit_code == 0, r.output
-    assert "starting over" in r.output and "epoch   1 " in r.output
+    assert "starting over" in r.output and "step     2/2 " in r.output
+
+
+def test_junk_checkpoint_is_reported_and_training_starts_over(run_cli, project):
+    ckpt = project / "checkpoints/train_generator/vae/checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint at all")
+    r = run_cli(project, "train-generator", "vae", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert f"{ckpt.relative_to(project)}: unreadable checkpoint" in r.output
+    assert "starting over" in r.output and "vae: 8 steps in" in r.output
+    # and the next run is not troubled by it: the finished run removed its work folder
+    assert not ckpt.exists()
+
+
+def test_max_seconds_cuts_the_run_short_and_says_so(run_cli, project):
+    r = run_cli(project, "train-generator", "vae", "--no-progress",
+                "-S", "train_generator.vae.steps=100000", "-S", "train_generator.vae.max_seconds=1")
+    assert r.exit_code == 0, r.output
+    assert "vae: max_seconds 1 reached: stopped after" in r.output
+    summary = json.loads((project / "metrics/generators/vae/metrics.json").read_text())
+    assert summary["cut_short"] and 0 < summary["steps"] < summary["planned_steps"] == 100000
+    assert summary["train_seconds"] < 3
+
+
+def test_the_step_budget_does_not_depend_on_the_split_size(project):
+    """100 and 500 training images get the same number of optimiser steps (and batches of
+    the same size): quality follows updates, not passes."""
+    from generators.common import build_generator
+    from generators.config import TrainGeneratorConfig, VAEConfig
+    from generators.training import GeneratorTrainer
+
+    cfg = TrainGeneratorConfig(vae=VAEConfig(steps=30, batch_size=16, width=8, latent_dim=4,
+                                             embed_dim=4))
+    rng = np.random.default_rng(0)
+    steps = {}
+    for n in (100, 500):
+        x = rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+        y = np.arange(n) % 3
+        model = build_generator("vae", cfg.vae, (1, 28, 28), ["a", "b", "c"])
+        trainer = GeneratorTrainer(model, cfg, (x, y), (x[:8], y[:8]), torch.device("cpu"),
+                                   torch.Generator().manual_seed(0))
+        seen = []
+        real_take = trainer.stream.take
+        trainer.stream.take = lambda size: seen.append(size) or real_take(size)
+        while not trainer.done:
+            trainer.train_steps(7)
+        steps[n] = (trainer.step, seen)
+    assert steps[100] == steps[500] == (30, [16] * 30)
 
 
 def test_kill_9_then_rerun_continues(project, repo_root):
     """A real `kill -9` mid-run: the rerun picks up the last checkpoint and finishes."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train_generator"]["vae"]["epochs"] = 20  # long enough to be killed mid-way
+    params["train_generator"]["vae"]["steps"] = 400  # long enough to be killed mid-way
     params["train_generator"]["grid_every"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "stages", "train-generator", "vae", "--no-progress"]
@@ -146,14 +197,14 @@ def test_kill_9_then_rerun_continues(project, repo_root):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    killed_at = torch.load(ckpt, weights_only=True)["epoch"]
-    assert 1 <= killed_at < 20
+    killed_at = torch.load(ckpt, weights_only=True)["step"]
+    assert 2 <= killed_at < 400
     assert not (project / "models/generators/vae").exists()
     r = subprocess.run(cmd, check=False, cwd=project, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "resuming from epoch" in r.stdout
-    assert int(r.stdout.split("resuming from epoch ")[1].split()[0]) >= killed_at
+    assert "resuming from step" in r.stdout
+    assert int(r.stdout.split("resuming from step ")[1].split()[0]) >= killed_at
     assert sorted(p.name for p in (project / "models/generators/vae").iterdir()) == MODEL_FILES
 
 
@@ -168,8 +219,12 @@ def test_params_yaml_section_matches_defaults(repo_root):
     (["vae", "-S", "train_generator.vae.latent_dim=0"],
      "train_generator.vae.latent_dim: Input should be greater than 0 (got 0)"),
     (["diffusion", "-S", "train_generator.diffusion.space=voxel"], "train_generator.diffusion.space"),
-    (["diffusion", "-S", "train_generator.diffusion.channels=[8, 8, 8, 8]"],
+    (["diffusion", "-S", "train_generator.diffusion.channels=[8, 8, 8, 8]",
+      "-S", "train_generator.diffusion.denoiser=unet"],
      "train_generator.diffusion.channels: 4 levels halve a 4 x 4 input 3 times"),
+    (["diffusion", "-S", "train_generator.diffusion.space=pixel",
+      "-S", "train_generator.diffusion.denoiser=mlp"],
+     "train_generator.diffusion: denoiser 'mlp' works in latent space only"),
 ])
 def test_bad_input_fails_with_one_line_naming_the_parameter(run_cli, project, args, message):
     r = run_cli(project, "train-generator", *args)

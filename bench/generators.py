@@ -1,0 +1,147 @@
+"""bench/generators: what each generator family's step budget buys, to choose defaults from.
+
+Per family, at the params.yaml budget (x1) and at twice it (x2, or the --budgets given): train
+the generator in this process (as `synthaug train-generator` does), draw the prior set (as
+`synthaug sample` does) and score it (as `synthaug quality` does) against the real train split
+with the judge. Prints per run: seconds per 1,000 steps, training and sampling seconds, CAS /
+real, coverage, recall, precision, density and judge agreement, so that a default is chosen
+from the trade-off, with the machine named.
+
+CAS here is scored on the real VAL split (a classifier trained on the synthetic set alone,
+model selection on the real train split, divided by the judge's val accuracy): choosing
+defaults never looks at the test split. `synthaug quality` reports the test-split CAS.
+Run it where `synthaug prepare` and `synthaug judge` (or `dvc repro`) ran:
+
+    .venv/bin/python bench/generators.py [--families gan vae diffusion] [--budgets 1 2]
+        [-S train_generator.gan.width=16 ...] [--seed 0] [--json out.json] [--grids DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    """CPU model, cores and the ISA that matters for torch's CPU kernels."""
+    import os
+    import platform
+
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else (
+        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other")
+    forced = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (f"{model}, {os.cpu_count()} cores, {isa}"
+            + (f" (ONEDNN_MAX_CPU_ISA={forced})" if forced else "")
+            + f", torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def run(family: str, budget: float, p, data: dict, ctx, seed: int, device) -> dict:
+    import torch
+
+    from generators.common import build_generator
+    from generators.config import SetConfig
+    from generators.samplers import balanced_labels, build_sampler
+    from generators.training import GeneratorTrainer
+    from pipeline.device import seed_everything
+    from pipeline.quality import assess
+
+    cfg = p.train_generator.model_copy(deep=True)
+    cfg.seed = seed
+    fcfg = cfg.family(family)
+    fcfg.steps = max(1, round(fcfg.steps * budget))
+    if family == "diffusion":
+        fcfg.autoencoder_steps = round(fcfg.autoencoder_steps * budget)
+    train, val = data["train"], data["val"]
+    rng = seed_everything(seed, deterministic=True)
+    model = build_generator(family, fcfg, train.shape, train.class_names)
+    trainer = GeneratorTrainer(model, cfg, (train.images, train.labels), (val.images, val.labels),
+                               device, rng)
+    while not trainer.done:
+        trainer.train_steps(cfg.log_every)
+    start = time.perf_counter()
+    labels = balanced_labels(len(train.class_names), p.sample.per_class)
+    sampler = build_sampler(trainer.ema, SetConfig(generator=family)).fit(train.images, train.labels)
+    images, _ = sampler.sample(labels, torch.Generator().manual_seed(seed), p.sample.batch_size)
+    sample_s = time.perf_counter() - start
+    row = assess(f"{family}-prior", images, labels, ctx, (train.images, train.labels))
+    return {"family": family, "budget": budget, "steps": trainer.step,
+            "ms_per_step": 1000 * trainer.seconds / max(1, trainer.step),
+            "train_seconds": trainer.seconds, "sample_seconds": sample_s,
+            "cas_ratio": row["cas_ratio"], "coverage": row["coverage"], "recall": row["recall"],
+            "precision": row["precision"], "density": row["density"],
+            "judge": row["judge_accuracy"], "failing": row["failing_classes"],
+            "near_copies": row["near_copy_fraction"]}, images, labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", nargs="+", default=["gan", "vae", "diffusion"])
+    ap.add_argument("--budgets", nargs="+", type=float, default=[1.0, 2.0],
+                    help="multiples of each family's steps (and autoencoder_steps)")
+    ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="params override, as `synthaug -S`")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--seed", type=int, default=0, help="train_generator.seed for every run")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--grids", type=Path, help="write each run's sample grid (PNG) here")
+    args = ap.parse_args()
+
+    import torch
+
+    from pipeline.classifier import load_classifier
+    from pipeline.config import TrainConfig, load_params
+    from pipeline.figures import sample_grid
+    from pipeline.quality import QualityContext, recipe
+    from pipeline.storage import read_dataset
+
+    p = load_params(args.params, args.overrides)
+    device = torch.device("cpu")
+    data = {s: read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val")}
+    judge, _ = load_classifier(p.paths.judge, device)
+    q = p.quality.model_copy(update={"imagenet_features": False})
+    # scored on val: the CAS classifier selects on train, the judge's val accuracy is "real"
+    ctx = QualityContext.build(data["train"], data["train"], data["val"], judge, q,
+                               recipe(TrainConfig(), q), p.models, device)
+    print(f"# {machine()}; CAS on the val split; overrides: {' '.join(args.overrides) or 'none'}",
+          flush=True)
+    head = (f"{'family':<10} {'budget':>6} {'steps':>6} {'ms/step':>8} {'s/1k':>6} {'train s':>8} "
+            f"{'sample s':>8} {'CAS/real':>8} {'cover':>6} {'recall':>6} {'prec':>6} "
+            f"{'dens':>6} {'judge':>6}  failing")
+    print(head, flush=True)
+    rows = []
+    for family in args.families:
+        for budget in args.budgets:
+            r, images, labels = run(family, budget, p, data, ctx, args.seed, device)
+            rows.append(r)
+            if args.grids:
+                args.grids.mkdir(parents=True, exist_ok=True)
+                sample_grid(images, labels, data["train"].class_names,
+                            args.grids / f"{family}_x{budget:g}_seed{args.seed}.png",
+                            title=f"{family} x{budget:g} ({r['steps']} steps), seed {args.seed}")
+            print(f"{family:<10} {budget:>5g}x {r['steps']:>6} {r['ms_per_step']:>8.1f} "
+                  f"{r['ms_per_step']:>6.0f} {r['train_seconds']:>8.1f} {r['sample_seconds']:>8.1f} "
+                  f"{r['cas_ratio']:>8.2f} {r['coverage']:>6.2f} {r['recall']:>6.2f} "
+                  f"{r['precision']:>6.2f} {r['density']:>6.2f} {r['judge']:>6.1%}  "
+                  f"{', '.join(r['failing']) or '-'}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Resuming a killed generator run: its identity, and atomic checkpoints that are checked on read.
+
+A checkpoint is the trainer's whole `state_dict()` plus the run's `key` (the family config,
+the shared settings that change results, and the training data's content hash). A rerun with
+the same key continues bit for bit; another key, or a checkpoint that cannot be read, starts
+over with a note instead of failing on every rerun.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from generators.config import TrainGeneratorConfig
+
+# shared settings that change neither the result nor the run's identity
+NOT_HASHED = ("device", "threads", "log_every", "checkpoint_every", "grid_every", "grid_per_class")
+
+
+def run_key(family: str, cfg: TrainGeneratorConfig, train_hash: str) -> str:
+    """Identity of a run: the family's config, the shared settings that matter, the data."""
+    shared = cfg.model_dump(mode="json", exclude={*NOT_HASHED, "gan", "vae", "diffusion"})
+    blob = json.dumps({"family": family, "config": cfg.family(family).model_dump(mode="json"),
+                       "shared": shared, "data": train_hash}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def save_checkpoint(path: Path, key: str, state: dict) -> None:
+    """Write-then-rename: a kill mid-write leaves the previous checkpoint intact."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"key": key, **state}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, key: str, device) -> tuple[dict | None, str]:
+    """(state, note): the state to resume from, or None with the reason to start over."""
+    import torch
+
+    if not path.is_file():
+        return None, ""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, foreign or junk file: any unpickling error
+        return None, f"{path}: unreadable checkpoint ({type(e).__name__}); starting over"
+    if not isinstance(state, dict) or state.get("key") != key:
+        return None, f"config or data changed since {path} was written: starting over"
+    return state, f"resuming from step {state.get('step')} ({path})"

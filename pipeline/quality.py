@@ -12,7 +12,8 @@ confidence drives the quality gate. Optionally FID is also measured in ImageNet 
   width, so a set is never pushed through a network twice.
 - `prdc`: precision/recall of k-NN manifolds (Kynkaanniemi et al. 2019) and density/coverage
   (Naeem et al. 2020); balls are closed (distance <= the k-NN radius), as in Kynkaanniemi's
-  definition.
+  definition. Each set is scored on a subset of the real val split's size (`equal_size`):
+  recall and coverage grow with the number of fakes.
 - memorisation: `nearest_train` (RMS pixel distance in [0, 1] units), `train_radius` and
   `near_copies` (closer to a training image than copy_threshold x that image's distance to its
   own nearest neighbour).
@@ -382,6 +383,16 @@ class QualityContext:
                    train_radius(tr[0]), judge_agreement(judge, *te, device, names))
 
 
+def equal_size(feats: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """At most n rows of feats, a seeded random subset. Recall and coverage grow with the
+    number of fakes (more balls, more chances to hit a real one): every set is scored at the
+    real val split's size, so that it compares with the real-val row."""
+    if len(feats) <= n:
+        return feats
+    keep = np.sort(np.random.default_rng(seed).choice(len(feats), n, replace=False))
+    return feats[torch.from_numpy(keep)]
+
+
 def _median(values: np.ndarray) -> float | None:
     return float(np.median(values)) if len(values) else None
 
@@ -414,7 +425,8 @@ def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContex
     dist_metrics = fid_kid(ctx.train_feats, feats, q.kid_subset_size, q.seed)
     row.update(fid_domain=dist_metrics["fid"], kid_domain=dist_metrics["kid"],
                kid_domain_std=dist_metrics["kid_std"])
-    row.update(prdc(ctx.train_feats, feats, q.k, outliers=q.outlier_radii))
+    row.update(prdc(ctx.train_feats, equal_size(feats, len(ctx.val[1]), q.seed), q.k,
+                    outliers=q.outlier_radii))
     lap("domain")
     row["fid_lite0"] = None
     if ctx.lite0 is not None:

@@ -8,6 +8,16 @@ import pytest
 from PIL import Image
 
 
+def one_line_error(r, *fragments):
+    """A CLI result that failed as a user error: exit 2, one `error: ` line on stderr naming
+    each fragment, no traceback."""
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.output
+    for f in fragments:
+        assert f in r.stderr, r.stderr
+
+
 @pytest.fixture
 def run_cli(monkeypatch):
     """run_cli(cwd, *args) -> click Result of `synthaug *args` run inside `cwd`."""

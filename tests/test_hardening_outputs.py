@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import SynthaugError
+from tests.conftest import one_line_error
 from pipeline.storage import MARKER, atomic_output, write_dataset
-
-
-def one_line_error(r, *fragments):
-    assert r.exit_code == 2, r.output
-    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
-    assert "Traceback" not in r.output
-    for f in fragments:
-        assert f in r.stderr, r.stderr
 
 
 def files_of(folder):

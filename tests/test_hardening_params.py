@@ -8,17 +8,10 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.errors import SynthaugError
+from tests.conftest import one_line_error
 from pipeline.classifier import channel_stats, make_classifier
 from pipeline.models import resolve_layers
 from pipeline.training import fit
-
-
-def one_line_error(r, *fragments):
-    assert r.exit_code == 2, r.output
-    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
-    assert "Traceback" not in r.output
-    for f in fragments:
-        assert f in r.stderr, r.stderr
 
 
 def test_not_utf8_params_file(run_cli, tmp_path):

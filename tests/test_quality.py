@@ -264,3 +264,17 @@ def test_ranking_check_wants_real_val_first_and_noise_last():
                                    "density": "no"}
     rows[0]["fid_domain"] = 6.0  # real-val not first on a distance metric: fails
     assert ranking_check(rows)["fid_domain"] == "no"
+
+
+def test_prdc_is_scored_at_the_val_splits_size():
+    """More fakes, more balls: recall and coverage of a set grow with its size, so sets are
+    scored on a seeded subset the size of the real val split."""
+    from pipeline.quality import equal_size
+
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.normal(size=(200, 4)))
+    fake = torch.from_numpy(rng.normal(size=(2000, 4)))
+    small = equal_size(fake, 100, seed=0)
+    assert small.shape == (100, 4) and torch.equal(small, equal_size(fake, 100, seed=0))
+    assert equal_size(fake[:50], 100, seed=0).shape == (50, 4)
+    assert prdc(real, fake, k=5)["coverage"] > prdc(real, small, k=5)["coverage"]

@@ -6,7 +6,7 @@ torchvision.transforms.v2, on the same MNIST-5k images in one run, printed as ra
 Bars (issue 3): stage on 1 process within 10% of the bare loop (ratio >= 0.90); stage on 2
 processes >= 1.6x the bare loop. Each figure is the best of --repeats runs.
 
-Also timed (issue 7): pipeline.batch_augment's BatchAugment preset of the same name (no elastic
+Also timed (issue 7): pipeline.augment.batch's BatchAugment preset of the same name (no elastic
 step) on whole batches of --batch images, uint8 -> float included, on the CPU with 1 thread
 and with every core, and on CUDA when there is one (synchronised before the clock stops).
 """
@@ -56,10 +56,10 @@ def main() -> None:
     import albumentations as A
     import torch
 
-    from pipeline.augment import build_augmenter
-    from pipeline.config import PrepareConfig
-    from pipeline.expand import cpu_count, expand
-    from pipeline.sources import load_source
+    from pipeline.augment.classic import build_augmenter
+    from pipeline.data.config import PrepareConfig
+    from pipeline.augment.expand import cpu_count, expand
+    from pipeline.data.sources import load_source
 
     src = load_source(PrepareConfig(), "data/raw")
     images, labels = src.images[:args.images], src.labels[:args.images]
@@ -84,8 +84,8 @@ def main() -> None:
             for _ in range(args.copies):
                 tv(im)
 
-    from pipeline.batch_augment import BatchAugment
-    from pipeline.config import BATCH_PRESETS
+    from pipeline.augment.batch import BatchAugment
+    from pipeline.augment.config import BATCH_PRESETS
 
     batch_aug = BatchAugment(args.preset) if args.preset in BATCH_PRESETS else None
 

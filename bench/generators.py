@@ -58,8 +58,8 @@ def run(family: str, budget: float, p, data: dict, ctx, seed: int, device) -> di
     from generators.config import SetConfig
     from generators.samplers import balanced_labels, build_sampler
     from generators.training import GeneratorTrainer
-    from pipeline.device import seed_everything
-    from pipeline.quality import assess
+    from pipeline.core.device import seed_everything
+    from pipeline.evaluation.quality import assess
 
     cfg = p.train_generator.model_copy(deep=True)
     cfg.seed = seed
@@ -104,11 +104,12 @@ def main() -> None:
 
     import torch
 
-    from pipeline.classifier import load_classifier
-    from pipeline.config import TrainConfig, load_params
-    from pipeline.figures import sample_grid
-    from pipeline.quality import QualityContext, recipe
-    from pipeline.storage import read_dataset
+    from pipeline.classifiers.classifier import load_classifier
+    from pipeline.classifiers.config import TrainConfig
+    from stages.params import load_params
+    from pipeline.report.figures import sample_grid
+    from pipeline.evaluation.quality import QualityContext, recipe
+    from pipeline.data.storage import read_dataset
 
     p = load_params(args.params, args.overrides)
     device = torch.device("cpu")

@@ -55,8 +55,8 @@ def _write_pngs(job: tuple[Path, int, int]) -> None:
 
 
 def make_folder(root: Path, n: int, size: int, workers: int) -> None:
-    from pipeline.config import PrepareConfig
-    from pipeline.sources import load_source
+    from pipeline.data.config import PrepareConfig
+    from pipeline.data.sources import load_source
 
     src = load_source(PrepareConfig(), "unused", progress=False)
     for c in src.class_names:
@@ -73,10 +73,10 @@ def _rss_now_mb() -> float:
 
 def worker(kind: str, folder: Path, out: Path, size: int) -> None:
     """One prepare of `folder` into `out`; prints a JSON line of what it measured."""
-    from pipeline.config import PrepareConfig
-    from pipeline.prepare import SPLITS, prepare_splits, split_meta
-    from pipeline.sources import RawSource, _class_files, load_source, read_image
-    from pipeline.storage import atomic_output, write_dataset
+    from pipeline.data.config import PrepareConfig
+    from pipeline.data.prepare import SPLITS, prepare_splits, split_meta
+    from pipeline.data.sources import RawSource, _class_files, load_source, read_image
+    from pipeline.data.storage import atomic_output, write_dataset
     import sklearn.model_selection  # noqa: F401  (both ways import it: counted "at start")
     import tqdm  # noqa: F401
 
@@ -139,7 +139,7 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.folder, args.out, args.size)
 
-    from pipeline.expand import cpu_count
+    from pipeline.augment.expand import cpu_count
 
     work = Path(tempfile.mkdtemp(prefix="bench-prepare-", dir=args.dir))
     try:

@@ -30,8 +30,8 @@ def main() -> None:
     import torch
 
     from generators.common import build_generator, sample_images
-    from pipeline.config import load_params
-    from pipeline.device import pick_device
+    from stages.params import load_params
+    from pipeline.core.device import pick_device
 
     device = pick_device(args.device)
     p = load_params(Path(__file__).resolve().parent.parent / "params.yaml", [])

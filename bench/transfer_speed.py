@@ -4,7 +4,7 @@ AdamW step through TransferClassifier, model and input channels last, finetune s
     .venv/bin/python bench/transfer_speed.py [--model efficientnet_lite0] [--batch 128]
         [--size 32] [--threads 2] [--steps 10] [--plain]
 
---plain turns off pipeline/efficientnet.py's CPU speed-ups (kernel cropping, tap-sum weight
+--plain turns off pipeline/classifiers/efficientnet.py's CPU speed-ups (kernel cropping, tap-sum weight
 gradients, 1x1 convolutions as matmuls): the same numbers, computed the plain way. Prints the
 median and the best step.
 """
@@ -24,7 +24,7 @@ def plain() -> None:
     """Full kernels with TF padding, PyTorch's weight gradients, 1x1 convolutions as such."""
     import torch
 
-    from pipeline import efficientnet as E
+    from pipeline.classifiers import efficientnet as E
 
     def full(size: int, k: int, stride: int):
         pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
@@ -47,7 +47,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from pipeline.transfer import build_transfer
+    from pipeline.classifiers.transfer import build_transfer
 
     torch.set_num_threads(args.threads)
     if args.plain:

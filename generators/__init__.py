@@ -1,8 +1,9 @@
 """Label-conditioned image generators (GAN, VAE, diffusion) and latent-space samplers.
 
-They save and load through pipeline.checkpoint (config.json + weights.safetensors), like the
-classifiers. `generators.common` holds the one interface; `generators.training` the one loop.
+- `config`: the `train_generator` and `sample` sections (one config per family, the sets);
+- `common`: the one generator interface, save/load (config.json + weights.safetensors);
+- `training`: the one step-budgeted training loop; `resume`: its checkpoints;
+- `gan`, `vae`, `diffusion`: the three families; `samplers`: latent-space sampling.
+
+Generators build on pipeline/ (never the reverse) and never read params.yaml.
 """
-# pipeline.config imports generators.config halfway through (after Section and Device, which
-# generators.config needs): loading it first makes `import generators.config` work on its own
-import pipeline.config  # noqa: F401

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from generators.config import FAMILIES, FamilyConfig
-from pipeline.checkpoint import load_folder, save_folder
-from pipeline.errors import SynthaugError
+from pipeline.core.checkpoint import load_folder, save_folder
+from pipeline.core.errors import SynthaugError
 
 # family -> "module:Class"; imported on demand (diffusion pulls in diffusers, ~6 s)
 REGISTRY = {"gan": "generators.gan:ConditionalGAN", "vae": "generators.vae:ConditionalVAE",

@@ -19,8 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-# pipeline.config imports this module after defining these two (see generators/__init__.py)
-from pipeline.config import Device, Section
+from pipeline.core.settings import Device, Section
 
 FAMILIES = ("gan", "vae", "diffusion")
 AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction task

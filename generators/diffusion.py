@@ -29,7 +29,7 @@ from torch import nn
 from generators.common import GeneratorModel
 from generators.config import AUTOENCODER_LR, DiffusionConfig
 from generators.vae import down_convs, up_convs
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 LATENT_SIZE = 4
 LATENT_NOISE = 0.1  # std of the noise the decoder learns to ignore

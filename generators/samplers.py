@@ -39,7 +39,7 @@ from generators.config import (
     SAMPLERS,
     SetConfig,
 )
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 
 @contextlib.contextmanager
@@ -61,7 +61,7 @@ def to_hwc(x01: torch.Tensor) -> np.ndarray:
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 N x H x W x C -> float N x C x H x W in [0, 1]."""
-    from pipeline.training import as_tensor
+    from pipeline.classifiers.training import as_tensor
 
     return as_tensor(images, device).float() / 255
 

@@ -7,7 +7,7 @@ as many updates as one of 5,000. Per step it trains each active part of the mode
 in its first `autoencoder_steps`, the denoiser after), each with its own Adam optimiser and
 learning-rate schedule, then updates an exponential moving average (EMA) of the weights that
 sampling uses. Data live as one uint8 tensor on the device, cut into batches by index (as
-pipeline.training does for classifiers).
+pipeline.classifiers.training does for classifiers).
 
 Everything a run depends on is in `state_dict()`: weights, EMA, optimisers, schedules, the
 grad scaler, RNG states and the batch stream's position, step and history. Restoring it and training on gives the same
@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from generators.common import GeneratorModel
 from generators.config import FamilyConfig, TrainGeneratorConfig
-from pipeline.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
-from pipeline.training import ShuffledStream, _amp, as_tensor, batches, gather, layout
+from pipeline.core.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
+from pipeline.classifiers.training import ShuffledStream, _amp, as_tensor, batches, gather, layout
 
 VAL_BATCH = 256
 
@@ -51,7 +51,7 @@ class GeneratorTrainer:
                  train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  device: torch.device, generator: torch.Generator, dist: Dist = SINGLE):
         # under torchrun (`dist`) every rank trains its part of each batch, gradients are
-        # averaged over the ranks (pipeline.distributed) and rank 0's buffers are everyone's
+        # averaged over the ranks (pipeline.core.distributed) and rank 0's buffers are everyone's
         # channels-last layout: ~1.4x faster convolutions and up-sampling on CPU
         self.model, self.cfg, self.device = (model.to(device).to(memory_format=torch.channels_last),
                                              cfg, device)

@@ -11,8 +11,8 @@ from typing import Annotated, Callable, Iterator
 
 import typer
 
-from pipeline.config import Params, load_params
-from pipeline.errors import SynthaugError
+from stages.params import Params, load_params
+from pipeline.core.errors import SynthaugError
 
 # albumentations (and friends) phone home on import; we are offline-first
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -96,7 +96,7 @@ def say(msg: str = "") -> None:
 def output(path: Path, dist, is_dir: bool = True) -> Iterator[Path]:
     """`storage.atomic_output(path)` on rank 0 (or without torchrun); on the other ranks a
     scratch path that vanishes, so every rank runs the same code and only one writes."""
-    from pipeline.storage import atomic_output
+    from pipeline.data.storage import atomic_output
 
     if dist.main:
         with atomic_output(path, is_dir) as out:
@@ -125,7 +125,7 @@ def study_cell(p: Params, variant: str | None, model: str | None, seed: int | No
         raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
                             f"compose.variants: {', '.join(p.compose.variants)}")
     if model is not None:
-        from pipeline.config import validate_params
+        from stages.params import validate_params
 
         data = p.model_dump(mode="json")
         data["train"]["model"] = model

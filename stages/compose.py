@@ -23,9 +23,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     provenance of every image, meta.json with the make-up) and paths.variants/makeup.md,
     atomically, and prints the make-up.
     """
-    from pipeline.compose import compose_variant, makeup_table
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import atomic_output, is_dataset, read_dataset, write_dataset
+    from pipeline.data.compose import compose_variant, makeup_table
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import atomic_output, is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
     out = guard_output(p, "variants")
@@ -64,10 +64,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
 def _gate(p, sets: dict, real) -> tuple[dict, dict]:
     """The quality gate over each gated set: set -> eligible mask, and set -> counts per class."""
-    from pipeline.classifier import load_classifier
-    from pipeline.device import pick_device
-    from pipeline.errors import SynthaugError
-    from pipeline.quality import gate, near_copies, nearest_train, train_radius
+    from pipeline.classifiers.classifier import load_classifier
+    from pipeline.core.device import pick_device
+    from pipeline.core.errors import SynthaugError
+    from pipeline.evaluation.quality import gate, near_copies, nearest_train, train_radius
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: the quality gate needs the judge; run "

@@ -30,11 +30,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     variant, _, seed, run = study_cell(p, variant, model, seed)
     model_dir, out_dir = p.paths.models / run, p.paths.evaluate_metrics / run
-    from pipeline.classifier import load_classifier
-    from pipeline.device import pick_device
-    from pipeline.errors import SynthaugError
-    from pipeline.metrics import per_class_lines, score, write_evaluation
-    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.classifiers.classifier import load_classifier
+    from pipeline.core.device import pick_device
+    from pipeline.core.errors import SynthaugError
+    from pipeline.classifiers.metrics import per_class_lines, score, write_evaluation
+    from pipeline.data.storage import atomic_output, read_dataset
 
     device = pick_device(p.evaluate.device)
     test = read_dataset(p.paths.prepared / "test", mmap=False)

@@ -19,8 +19,8 @@ def _export_one(folder: Path, out: Path) -> int:
     import numpy as np
     from PIL import Image
 
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import read_dataset
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import read_dataset
 
     ds = read_dataset(folder)
     names = [_safe(c, i) for i, c in enumerate(ds.class_names)]
@@ -49,8 +49,8 @@ def command(
     """
     import os
 
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import MARKERS, atomic_output, is_dataset
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import MARKERS, atomic_output, is_dataset
     from stages.common import path_relation
 
     how = path_relation(Path(os.path.realpath(to)), Path(os.path.realpath(dataset)))

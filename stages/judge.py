@@ -26,12 +26,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     judge.json (val and test accuracy).
     """
     p = params_from(params, set_)
-    from pipeline.classifier import save_classifier
-    from pipeline.config import TrainConfig
-    from pipeline.device import pick_device
-    from pipeline.quality import recipe, test_accuracy
-    from pipeline.training import train_classifier
-    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.classifiers.classifier import save_classifier
+    from pipeline.classifiers.config import TrainConfig
+    from pipeline.core.device import pick_device
+    from pipeline.evaluation.quality import recipe, test_accuracy
+    from pipeline.classifiers.training import train_classifier
+    from pipeline.data.storage import atomic_output, read_dataset
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     device = pick_device(p.quality.device)

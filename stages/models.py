@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from pipeline.architectures import BUILTIN
-from pipeline.config import TRANSFER_MODELS, Params, apply_overrides, validate_params
-from pipeline.errors import SynthaugError
+from pipeline.classifiers.architectures import BUILTIN
+from pipeline.classifiers.config import TRANSFER_MODELS
+from stages.params import Params, apply_overrides, validate_params
+from pipeline.core.errors import SynthaugError
 from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 app = typer.Typer(help="Inspect classifier architectures: Keras-style summaries and parameter "
@@ -64,7 +65,7 @@ def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom mod
     if name in TRANSFER_MODELS and name not in p.models:
         say(_transfer_summary(name, shape, classes, p))
         return
-    from pipeline.models import resolve_layers, summary
+    from pipeline.classifiers.layers import resolve_layers, summary
 
     say(summary(resolve_layers(name, p.models, shape), shape, classes, name=name))
 
@@ -76,7 +77,7 @@ def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
     """List built-in and custom models with their parameter counts for one input shape."""
     p = _params(params, set_)
     shape = parse_shape(input_shape, p)
-    from pipeline.models import build_model, count_params, resolve_layers
+    from pipeline.classifiers.layers import build_model, count_params, resolve_layers
 
     names = ([(n, "built-in") for n in BUILTIN] + [(n, "transfer") for n in TRANSFER_MODELS]
              + [(n, "custom") for n in p.models])
@@ -85,7 +86,7 @@ def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
     for n, kind in names:
         try:
             if kind == "transfer":
-                from pipeline.transfer import build_transfer, weights_status
+                from pipeline.classifiers.transfer import build_transfer, weights_status
 
                 model, _ = build_transfer(n, classes, pretrained=False)
                 found, _ = weights_status(n, p.train.weights if p.train.model == n else None)
@@ -103,7 +104,7 @@ def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
 
 def _transfer_summary(name: str, shape: tuple[int, int, int], classes: int, p: Params) -> str:
     """Block groups, parameter counts and what `train.strategy` trains; no weights needed."""
-    from pipeline.transfer import build_transfer, weights_status
+    from pipeline.classifiers.transfer import build_transfer, weights_status
 
     if shape[0] not in (1, 3):
         raise SynthaugError(f"{name}: needs 1- or 3-channel images (got {shape[0]})")

@@ -22,10 +22,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     meta.json) and preview.png (a grid of training images per class) atomically: on any
     error nothing is written.
     """
-    from pipeline.prepare import SPLITS, check_seed, counts_table, prepare_splits, split_meta
-    from pipeline.sources import load_source
-    from pipeline.figures import sample_grid
-    from pipeline.storage import atomic_output, write_dataset
+    from pipeline.data.prepare import SPLITS, check_seed, counts_table, prepare_splits, split_meta
+    from pipeline.data.sources import load_source
+    from pipeline.report.figures import sample_grid
+    from pipeline.data.storage import atomic_output, write_dataset
 
     p = params_from(params, set_)
     cfg = p.prepare

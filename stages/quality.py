@@ -51,8 +51,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     training images). Needs `synthaug judge` and `synthaug sample` first.
     """
     p = params_from(params, set_)
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import is_dataset
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import is_dataset
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: no judge; run `synthaug judge` (or `dvc repro`) first")
@@ -62,12 +62,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                             f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
     from tqdm.auto import tqdm
 
-    from pipeline.classifier import load_classifier
-    from pipeline.config import TrainConfig
-    from pipeline.device import pick_device
-    from pipeline.figures import closest_pairs, quality_scatter
-    from pipeline.quality import QualityContext, assess, noise_set, recipe
-    from pipeline.storage import atomic_output, read_dataset
+    from pipeline.classifiers.classifier import load_classifier
+    from pipeline.classifiers.config import TrainConfig
+    from pipeline.core.device import pick_device
+    from pipeline.report.figures import closest_pairs, quality_scatter
+    from pipeline.evaluation.quality import QualityContext, assess, noise_set, recipe
+    from pipeline.data.storage import atomic_output, read_dataset
 
     q = p.quality
     device = pick_device(q.device)
@@ -113,7 +113,7 @@ def _num(v):
 
 
 def table(rows: list[dict]) -> str:
-    from pipeline.compose import markdown_table
+    from pipeline.data.compose import markdown_table
 
     cols = [k for k in METRICS if any(r.get(k) is not None for r in rows)]
     head = ["set", "images", *(METRICS[k][0] + (" ↓" if METRICS[k][1] < 0 else " ↑") for k in cols),

@@ -41,16 +41,16 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     figures/.
     """
     p = params_from(params, set_)
-    from pipeline.errors import SynthaugError
-    from pipeline.figures import (
+    from pipeline.core.errors import SynthaugError
+    from pipeline.report.figures import (
         accuracy_bars,
         confusion_matrix_png,
         curves_by_variant,
         sample_panels,
         sweep_plot,
     )
-    from pipeline.stats import mean_ci, paired_test
-    from pipeline.storage import atomic_output
+    from pipeline.evaluation.stats import mean_ci, paired_test
+    from pipeline.data.storage import atomic_output
 
     cells, missing = {}, []
     for variant in p.study.variants:
@@ -156,7 +156,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 # -- the data ----------------------------------------------------------------------------------
 
 def _splits(p) -> dict:
-    from pipeline.storage import is_dataset, read_dataset
+    from pipeline.data.storage import is_dataset, read_dataset
 
     return {s: read_dataset(p.paths.prepared / s, mmap=True) for s in SPLITS
             if is_dataset(p.paths.prepared / s)}
@@ -165,7 +165,7 @@ def _splits(p) -> dict:
 def _panels(p, splits: dict) -> tuple[list[dict], list[str]]:
     """The sample figure's panels (real train, each synthetic set, classic copies) and the
     synthetic sets not sampled yet."""
-    from pipeline.storage import is_dataset, read_dataset
+    from pipeline.data.storage import is_dataset, read_dataset
 
     def panel(title: str, subtitle: str, ds) -> dict:
         return {"title": title, "subtitle": subtitle, "images": ds.images, "labels": ds.labels,
@@ -197,7 +197,7 @@ def _panels(p, splits: dict) -> tuple[list[dict], list[str]]:
 def _data_section(p, splits: dict, rel) -> list[str]:
     import numpy as np
 
-    from pipeline.storage import is_dataset, read_dataset
+    from pipeline.data.storage import is_dataset, read_dataset
 
     parts = ["## Data", ""]
     if not splits:
@@ -355,14 +355,14 @@ def _sweep_axes(p, name: str) -> dict:
 
 
 def _summary(by_seed: dict):
-    from pipeline.stats import mean_ci
+    from pipeline.evaluation.stats import mean_ci
 
     return mean_ci([v[0] for v in by_seed.values()])
 
 
 def _sweep_results(sweeps: dict) -> dict:
     """Flat results.json entries: "sweep/<sweep>/<value>/<model>" -> accuracy summary."""
-    from pipeline.stats import mean_ci
+    from pipeline.evaluation.stats import mean_ci
 
     out = {}
     for name, sweep in sweeps.items():

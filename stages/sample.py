@@ -37,7 +37,7 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     the two latents' own images).
     """
     p = params_from(params, set_)
-    from pipeline.errors import SynthaugError
+    from pipeline.core.errors import SynthaugError
 
     names = list(sets or p.sample.sets)
     for name in names:
@@ -49,9 +49,9 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
 
     from generators.common import load_generator
     from generators.samplers import balanced_labels, build_sampler, interpolation
-    from pipeline.device import pick_device
-    from pipeline.figures import interpolation_strip, sample_grid
-    from pipeline.storage import atomic_output, read_dataset, write_dataset
+    from pipeline.core.device import pick_device
+    from pipeline.report.figures import interpolation_strip, sample_grid
+    from pipeline.data.storage import atomic_output, read_dataset, write_dataset
 
     train = read_dataset(p.paths.prepared / "train", mmap=False)
     device = pick_device(p.sample.device)

@@ -30,15 +30,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     from tqdm.auto import tqdm
 
-    from pipeline.device import pick_device
-    from pipeline.errors import SynthaugError
+    from pipeline.core.device import pick_device
+    from pipeline.core.errors import SynthaugError
 
     model = model or p.sweep.models[0]
     if model not in p.sweep.models:
         raise SynthaugError(f"--model: {model!r} is not in sweep.models "
                             f"({', '.join(p.sweep.models)})")
-    from pipeline.storage import atomic_output, is_dataset, read_dataset
-    from pipeline.sweep import points, results_path, run
+    from pipeline.data.storage import atomic_output, is_dataset, read_dataset
+    from pipeline.evaluation.sweep import points, results_path, run
 
     real, val, test = (read_dataset(p.paths.prepared / s, mmap=False)
                        for s in ("train", "val", "test"))

@@ -45,10 +45,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     """
     p = params_from(params, set_)
     if study_seeds and seed is not None:
-        from pipeline.errors import SynthaugError
+        from pipeline.core.errors import SynthaugError
 
         raise SynthaugError("--seed and --study-seeds: give one of them")
-    from pipeline.distributed import from_env
+    from pipeline.core.distributed import from_env
 
     dist = from_env()  # under torchrun: this process's rank; else a single process
     seeds = list(p.study.seeds) if study_seeds else [seed]
@@ -62,7 +62,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         name, mdl = cell[0], cell[1]
         out = p.paths.evaluate_metrics / name / f"{mdl}.json"
         mean = sum(row["accuracy"] for row in summary.values()) / len(summary)
-        from pipeline.storage import atomic_output
+        from pipeline.data.storage import atomic_output
 
         with atomic_output(out, is_dir=False) as f:
             f.write_text(json.dumps({"accuracy_mean": mean, **summary}, indent=2) + "\n")
@@ -78,16 +78,16 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
     import torch
     from dvclive import Live
 
-    from pipeline.classifier import build_classifier, save_classifier
-    from pipeline.device import pick_device, seed_everything
-    from pipeline.metrics import score, write_evaluation
-    from pipeline.models import count_params
-    from pipeline.storage import read_dataset
+    from pipeline.classifiers.classifier import build_classifier, save_classifier
+    from pipeline.core.device import pick_device, seed_everything
+    from pipeline.classifiers.metrics import score, write_evaluation
+    from pipeline.classifiers.layers import count_params
+    from pipeline.data.storage import read_dataset
     from stages.common import output
 
     cfg = p.train
-    from pipeline.errors import SynthaugError
-    from pipeline.storage import is_dataset
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import is_dataset
 
     train_dir = p.paths.variants / variant
     if not is_dataset(train_dir):
@@ -105,7 +105,7 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
     total, _ = count_params(model)
     augment = None
     if online is not None:
-        from pipeline.expand import OnlineAugment
+        from pipeline.augment.expand import OnlineAugment
 
         augment = OnlineAugment(train.images, train.labels, online, cfg.seed, cfg.workers)
     say(f"train {cfg.model} on {variant} (seed {cfg.seed}): {total:,} parameters, {len(train)} "
@@ -114,7 +114,7 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
         + (f"; online augmentation {online if isinstance(online, str) else 'custom'} on "
            f"{augment.workers or 'the main'} worker process(es)" if augment else ""))
 
-    from pipeline.training import fit
+    from pipeline.classifiers.training import fit
 
     model_out, log_out = p.paths.models / run, p.paths.train_metrics / run
     test_out = p.paths.evaluate_metrics / run
@@ -126,8 +126,8 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
         live.log_params({"variant": variant, "model": cfg.model, "parameters": total,
                          **cfg.model_dump(mode="json"), "online_augment": online})
         if augment is not None:
-            from pipeline.expand import expand, preview_pick
-            from pipeline.figures import augment_grid
+            from pipeline.augment.expand import expand, preview_pick
+            from pipeline.report.figures import augment_grid
 
             picks = preview_pick(train.labels, 1)[:20]
             ex = expand(train.images[picks], train.labels[picks], online, 6, cfg.seed, workers=1,
@@ -155,7 +155,7 @@ def _train_one(p, variant, model, seed, progress: bool, test: bool,
                              "epochs_run": result.epochs_run, "train_seconds": result.seconds})
         live.end()
         if figures:
-            from pipeline.figures import learning_curves
+            from pipeline.report.figures import learning_curves
 
             learning_curves(result.history, log_dir / "learning_curves.png",
                             title=f"{cfg.model} on {variant} ({train.meta.get('source', '?')}), "

@@ -50,10 +50,10 @@ def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion
     from generators.common import build_generator, sample_images, save_generator
     from generators.resume import load_checkpoint, run_key, save_checkpoint
     from generators.training import GeneratorTrainer
-    from pipeline.device import pick_device, seed_everything
-    from pipeline.distributed import from_env
-    from pipeline.figures import sample_grid
-    from pipeline.storage import read_dataset
+    from pipeline.core.device import pick_device, seed_everything
+    from pipeline.core.distributed import from_env
+    from pipeline.report.figures import sample_grid
+    from pipeline.data.storage import read_dataset
     from stages.common import output
 
     cfg = p.train_generator

@@ -5,16 +5,11 @@ import re
 import pytest
 import torch
 
-from pipeline.batch_augment import BatchAugment, affine_theta, warp
-from pipeline.config import (
-    BATCH_PRESETS,
-    BatchAugmentConfig,
-    BatchAugmentSpec,
-    Section,
-    load_params,
-    resolve_batch_augment,
-)
-from pipeline.errors import SynthaugError
+from pipeline.augment.batch import BatchAugment, affine_theta, warp
+from pipeline.augment.config import BATCH_PRESETS, BatchAugmentConfig, BatchAugmentSpec, resolve_batch_augment
+from pipeline.core.settings import Section
+from stages.params import load_params
+from pipeline.core.errors import SynthaugError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

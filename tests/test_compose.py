@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.compose import compose_variant, makeup_table, synthetic_counts
-from pipeline.config import VariantConfig, validate_params
-from pipeline.errors import SynthaugError
-from pipeline.storage import PackedDataset
+from pipeline.data.compose import compose_variant, makeup_table, synthetic_counts
+from pipeline.data.config import VariantConfig
+from stages.params import validate_params
+from pipeline.core.errors import SynthaugError
+from pipeline.data.storage import PackedDataset
 
 NAMES = ["a", "b", "c"]
 

@@ -2,14 +2,8 @@
 import pytest
 import yaml
 
-from pipeline.config import (
-    Params,
-    apply_overrides,
-    load_params,
-    parse_override,
-    validate_params,
-)
-from pipeline.errors import SynthaugError
+from stages.params import Params, apply_overrides, load_params, parse_override, validate_params
+from pipeline.core.errors import SynthaugError
 
 
 def test_repo_params_yaml_is_valid_and_matches_defaults(repo_root):

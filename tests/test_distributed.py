@@ -12,8 +12,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from pipeline.distributed import Dist
-from pipeline.storage import write_dataset
+from pipeline.core.distributed import Dist
+from pipeline.data.storage import write_dataset
 from tests.test_train import blobs
 
 

@@ -13,7 +13,7 @@ from generators.common import (
     save_generator,
 )
 from generators.config import DiffusionConfig, GANConfig, VAEConfig
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 TINY = {
     "gan": GANConfig(width=8, latent_dim=8, embed_dim=4),
@@ -113,7 +113,7 @@ def test_unknown_family_and_impossible_unet_fail_with_one_line():
 
 
 def test_load_rejects_a_classifier_folder(tmp_path):
-    from pipeline.checkpoint import save_folder
+    from pipeline.core.checkpoint import save_folder
 
     save_folder(tmp_path / "c", {"kind": "classifier"}, {"w": torch.zeros(1)})
     with pytest.raises(SynthaugError, match="not a generator folder"):
@@ -121,7 +121,7 @@ def test_load_rejects_a_classifier_folder(tmp_path):
 
 
 def test_config_module_is_torch_free_and_imports_on_its_own(repo_root):
-    code = ("import sys, generators.config as c; from pipeline.config import Params; "
+    code = ("import sys, generators.config as c; from stages.params import Params; "
             "assert Params().train_generator == c.TrainGeneratorConfig(); print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], check=False, cwd=repo_root, capture_output=True,
                        text=True, timeout=120)

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
-from pipeline.storage import MARKER, atomic_output, write_dataset
+from pipeline.data.storage import MARKER, atomic_output, write_dataset
 
 
 def files_of(folder):

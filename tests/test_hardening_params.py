@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import TrainConfig
-from pipeline.errors import SynthaugError
+from pipeline.classifiers.config import TrainConfig
+from pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
-from pipeline.classifier import channel_stats, make_classifier
-from pipeline.models import resolve_layers
-from pipeline.training import fit
+from pipeline.classifiers.classifier import channel_stats, make_classifier
+from pipeline.classifiers.layers import resolve_layers
+from pipeline.classifiers.training import fit
 
 
 def test_not_utf8_params_file(run_cli, tmp_path):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from pipeline.config import PrepareConfig
-from pipeline.errors import SynthaugError
-from pipeline.sources import load_source, read_image, to_array
+from pipeline.data.config import PrepareConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.data.sources import load_source, read_image, to_array
 
 
 def write_params(folder, **prepare):

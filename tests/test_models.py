@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
+from pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
                                     GlobalAvgPool, Pool, Residual)
-from pipeline.errors import SynthaugError
-from pipeline.models import (build_model, count_params, out_size, resolve_layers, same_pad,
+from pipeline.core.errors import SynthaugError
+from pipeline.classifiers.layers import (build_model, count_params, out_size, resolve_layers, same_pad,
                              summary)
 from stages.models import app
 
@@ -129,7 +129,7 @@ def test_relu_after_pool_is_bit_exact(bf16):
     as ReLU-then-pool (the spec's order), in float32 and under CPU bf16 autocast."""
     from torch import nn
 
-    from pipeline.models import _walk, with_head
+    from pipeline.classifiers.layers import _walk, with_head
 
     cnn = BUILTIN["cnn"]((1, 28, 28))
     padded = [Conv(filters=8, kernel=3, padding="same", activation="relu"),

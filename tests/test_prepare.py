@@ -1,4 +1,4 @@
-"""pipeline.prepare and `synthaug prepare`: dedupe before splitting, stratified seeded splits,
+"""pipeline.data.prepare and `synthaug prepare`: dedupe before splitting, stratified seeded splits,
 k-per-class subsampling that never touches val/test, byte-identical reruns, atomic output."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import PrepareConfig
-from pipeline.errors import SynthaugError
-from pipeline.prepare import SPLITS, counts_table, prepare_splits, split_meta
-from pipeline.sources import RawSource
-from pipeline.storage import image_hashes, read_dataset
+from pipeline.data.config import PrepareConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.data.prepare import SPLITS, counts_table, prepare_splits, split_meta
+from pipeline.data.sources import RawSource
+from pipeline.data.storage import image_hashes, read_dataset
 
 
 def make_source(counts=(40, 80, 120, 160), seed=0) -> RawSource:

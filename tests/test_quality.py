@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import PrepareConfig, QualityConfig, TrainConfig
-from pipeline.prepare import prepare_splits
-from pipeline.quality import (FeatureExtractor, QualityContext, assess, cas, features, fid_kid,
+from pipeline.classifiers.config import TrainConfig
+
+from pipeline.data.config import PrepareConfig
+
+from pipeline.evaluation.config import QualityConfig
+from pipeline.data.prepare import prepare_splits
+from pipeline.evaluation.quality import (FeatureExtractor, QualityContext, assess, cas, features, fid_kid,
                               gate, imagenet_extractor, near_copies, nearest_train, noise_set,
                               prdc, recipe, train_radius)
-from pipeline.sources import load_source
-from pipeline.training import train_classifier
+from pipeline.data.sources import load_source
+from pipeline.classifiers.training import train_classifier
 
 CPU = torch.device("cpu")
 NAMES = [str(i) for i in range(10)]
@@ -239,7 +243,7 @@ def test_noise_set_is_balanced_uint8():
 
 
 def test_figures(tmp_path, rows, ctx):
-    from pipeline.figures import closest_pairs, quality_scatter
+    from pipeline.report.figures import closest_pairs, quality_scatter
 
     r = rows["copies"]
     images = ctx.train[0][:5]
@@ -269,7 +273,7 @@ def test_ranking_check_wants_real_val_first_and_noise_last():
 def test_prdc_is_scored_at_the_val_splits_size():
     """More fakes, more balls: recall and coverage of a set grow with its size, so sets are
     scored on a seeded subset the size of the real val split."""
-    from pipeline.quality import equal_size
+    from pipeline.evaluation.quality import equal_size
 
     rng = np.random.default_rng(0)
     real = torch.from_numpy(rng.normal(size=(200, 4)))

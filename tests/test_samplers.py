@@ -16,7 +16,7 @@ from generators.samplers import (
     to_hwc,
     truncated_noise,
 )
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 TINY = {
     **TINY_GENERATORS,
@@ -189,7 +189,7 @@ def test_img2img_small_strength_stays_near_the_parent(models, train):
 
 
 def test_interpolation_strip_figure(tmp_path):
-    from pipeline.figures import interpolation_strip
+    from pipeline.report.figures import interpolation_strip
 
     rows = np.random.default_rng(0).integers(0, 256, (3, 5, 12, 12, 1), dtype=np.uint8)
     interpolation_strip(rows, CLASSES, tmp_path / "walk.png", title="walks")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.config import load_params
-from pipeline.storage import read_dataset, write_dataset
+from stages.params import load_params
+from pipeline.data.storage import read_dataset, write_dataset
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def project(tmp_path, image_folder, run_cli, repo_root):
 
 
 def test_sweep_points_and_results(project, run_cli):
-    from pipeline.sweep import per_class, train_pool
+    from pipeline.evaluation.sweep import per_class, train_pool
 
     p = load_params(project / "params.yaml")
     pool = train_pool(p)

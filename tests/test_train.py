@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from pipeline.classifier import channel_stats, load_classifier, make_classifier, save_classifier
-from pipeline.config import TrainConfig
-from pipeline.device import pick_device, seed_everything
-from pipeline.errors import SynthaugError
-from pipeline.models import resolve_layers
-from pipeline.storage import write_dataset
-from pipeline.training import fit, predict
+from pipeline.classifiers.classifier import channel_stats, load_classifier, make_classifier, save_classifier
+from pipeline.classifiers.config import TrainConfig
+from pipeline.core.device import pick_device, seed_everything
+from pipeline.core.errors import SynthaugError
+from pipeline.classifiers.layers import resolve_layers
+from pipeline.data.storage import write_dataset
+from pipeline.classifiers.training import fit, predict
 
 CPU = torch.device("cpu")
 
@@ -105,7 +105,7 @@ def test_missing_model_folder_and_devices(tmp_path):
 
 
 def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
-    from pipeline.training import ShuffledStream
+    from pipeline.classifiers.training import ShuffledStream
 
     stream = ShuffledStream(10, seed_everything(0))
     taken = torch.cat([stream.take(25), stream.take(15)])  # 4 passes over 10 samples
@@ -117,7 +117,7 @@ def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
 
 
 def test_online_augmentation_is_the_same_for_any_worker_count():
-    from pipeline.expand import OnlineAugment
+    from pipeline.augment.expand import OnlineAugment
 
     x, y = blobs()
     weights = []
@@ -201,7 +201,7 @@ def test_per_model_recipe_and_a_cell_without_test_or_figures(tiny_project, run_c
 def test_metrics_match_scikit_learn():
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-    from pipeline.metrics import classification_metrics
+    from pipeline.classifiers.metrics import classification_metrics
 
     rng = np.random.default_rng(0)
     for k in (2, 5, 10):
@@ -261,7 +261,7 @@ def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):
 
 
 def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monkeypatch):
-    import pipeline.training as training
+    import pipeline.classifiers.training as training
 
     x, y = blobs()
     np.save(tmp_path / "images.npy", x)

@@ -13,8 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from pipeline.config import Params, load_params
-from pipeline.storage import write_dataset
+from stages.params import Params, load_params
+from pipeline.data.storage import write_dataset
 
 TINY = {
     "log_every": 2, "checkpoint_every": 2, "grid_every": 4, "grid_per_class": 2,

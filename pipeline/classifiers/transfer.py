@@ -16,7 +16,7 @@ batch statistics are noisy and the running stats they drag along no longer fit t
 test time (fine-tuned at 32 px, 10 per class: 72-76% -> 88-90%).
 The training loop calls `param_groups(lr)` and `on_epoch_start(epoch, epochs)` (pipeline/training).
 
-Architectures: efficientnet_lite0 is pipeline/efficientnet.py, plain torch (importing timm
+Architectures: efficientnet_lite0 is pipeline/classifiers/efficientnet.py, plain torch (importing timm
 costs ~4 s per process, and the pipeline starts dozens that build it; the module is also 3x
 faster to fine-tune on CPU at small inputs); resnet18 and mobilenet_v3_small are torchvision's,
 imported only when built.
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import TRANSFER_MODELS
-from pipeline.errors import SynthaugError
+from pipeline.classifiers.config import TRANSFER_MODELS
+from pipeline.core.errors import SynthaugError
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's normalisation
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # EfficientNet-Lite's (TF: (x - 127) / 128)
@@ -132,7 +132,7 @@ class TransferClassifier(nn.Module):
 
 # ---------------------------------------------------------------------- architectures
 def _efficientnet_lite0():
-    from pipeline.efficientnet import EfficientNetLite0
+    from pipeline.classifiers.efficientnet import EfficientNetLite0
 
     net = EfficientNetLite0()  # plain torch, in the names the package's weights use
     return net, net.groups(), net.head_path, INCEPTION

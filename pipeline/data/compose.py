@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import VariantConfig
-from pipeline.errors import SynthaugError
-from pipeline.storage import PackedDataset
+from pipeline.data.config import VariantConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.data.storage import PackedDataset
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Layer specs (pipeline.architectures) -> torch modules, parameter counts, Keras-style summaries.
+"""Layer specs (pipeline.classifiers.architectures) -> torch modules, parameter counts, Keras-style summaries.
 
 `build_model(layers, shape, num_classes)` returns an `nn.Sequential` with exactly one child per
 spec layer, so the summary has one row per layer like Keras (a conv or dense layer with an
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
+from pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
                                     GlobalAvgPool, Layer, Pool, Residual)
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
                "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": nn.ELU, "silu": nn.SiLU}

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 MANIFEST_BASE = ("index", "label", "class_name")
 CHUNK_BYTES = 4 << 20  # pixels one chunked pass holds at a time: bounds its memory

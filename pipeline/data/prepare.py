@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import PrepareConfig
-from pipeline.errors import SynthaugError
-from pipeline.sources import RawSource
-from pipeline.storage import image_hashes
+from pipeline.data.config import PrepareConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.data.sources import RawSource
+from pipeline.data.storage import image_hashes
 
 SPLITS = ("train", "val", "test")
 MAX_CONFLICTS = 100  # label conflicts listed in meta.json (the count is always complete)

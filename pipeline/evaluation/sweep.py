@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pipeline.config import Params
-from pipeline.storage import PackedDataset
+from stages.params import Params
+from pipeline.data.storage import PackedDataset
 
 if TYPE_CHECKING:
-    from pipeline.prepare import Rows
+    from pipeline.data.prepare import Rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +53,8 @@ class TrainPool:
 def train_pool(p: Params) -> TrainPool:
     """The whole train split, before `prepare.train_per_class` thins it (same source, dedupe
     and split as `synthaug prepare`)."""
-    from pipeline.prepare import prepare_splits
-    from pipeline.sources import load_source
+    from pipeline.data.prepare import prepare_splits
+    from pipeline.data.sources import load_source
 
     cfg = p.prepare.model_copy(update={"train_per_class": None})
     src = load_source(cfg, p.paths.raw, progress=False)
@@ -64,7 +64,7 @@ def train_pool(p: Params) -> TrainPool:
 
 def per_class(pool: TrainPool, k: int, seed: int) -> np.ndarray:
     """Indices of k images per class, the way `prepare.train_per_class` picks them."""
-    from pipeline.prepare import subsample_per_class
+    from pipeline.data.prepare import subsample_per_class
 
     return subsample_per_class(np.arange(len(pool)), pool.labels, k, seed, pool.class_names)
 
@@ -76,7 +76,7 @@ def training_set(p: Params, point: Point, real: PackedDataset, pool: Callable[[]
         data = pool()
         idx = per_class(data, int(point.value), p.prepare.seed)
         return data.images[idx], data.labels[idx], "real"
-    from pipeline.compose import compose_variant
+    from pipeline.data.compose import compose_variant
 
     name = p.sweep.ratio_variant
     cfg = p.compose.variants[name].model_copy(update={"ratio": float(point.value)})
@@ -88,8 +88,8 @@ def run(p: Params, model: str, device: torch.device, real: PackedDataset, val: P
         test: PackedDataset, synthetic: dict[str, PackedDataset],
         todo: list[Point] | None = None) -> Iterator[dict]:
     """Train and test `model` at every point; yields one result row per point."""
-    from pipeline.metrics import score
-    from pipeline.training import train_classifier
+    from pipeline.classifiers.metrics import score
+    from pipeline.classifiers.training import train_classifier
 
     cache: list[TrainPool] = []
 

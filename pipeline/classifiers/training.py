@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.config import TrainConfig
-from pipeline.distributed import SINGLE, Dist, broadcast_buffers, wrap
-from pipeline.errors import SynthaugError
+from pipeline.classifiers.config import TrainConfig
+from pipeline.core.distributed import SINGLE, Dist, broadcast_buffers, wrap
+from pipeline.core.errors import SynthaugError
 
 if TYPE_CHECKING:
-    from pipeline.expand import OnlineAugment
+    from pipeline.augment.expand import OnlineAugment
 
 
 def as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -209,7 +209,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     `augment` (built on the same training images) replaces each epoch's batches by freshly
     augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
     every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
-    batch and the gradients are averaged (pipeline.distributed): the same steps and data as one
+    batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as one
     process.
     """
     model.to(device)
@@ -231,8 +231,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     dtype, scaler = _amp(device, cfg.amp, cfg.cpu_bf16)
     batch_aug, aug_gen = None, None
     if cfg.batch_augment is not None:
-        from pipeline.batch_augment import BatchAugment
-        from pipeline.config import resolve_batch_augment
+        from pipeline.augment.batch import BatchAugment
+        from pipeline.augment.config import resolve_batch_augment
 
         batch_aug = BatchAugment(resolve_batch_augment(cfg.batch_augment))
         # its own stream on the device, one per rank (each rank augments its own part)
@@ -342,8 +342,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray,
 
     Returns (model with the best state, its architecture record for `save_classifier`, fit).
     """
-    from pipeline.classifier import build_classifier
-    from pipeline.device import seed_everything
+    from pipeline.classifiers.classifier import build_classifier
+    from pipeline.core.device import seed_everything
 
     generator = seed_everything(seed)
     _, h, w, c = images.shape

@@ -36,8 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import QualityConfig, TrainConfig
-from pipeline.training import predict, train_classifier
+from pipeline.classifiers.config import TrainConfig
+
+from pipeline.evaluation.config import QualityConfig
+from pipeline.classifiers.training import predict, train_classifier
 
 LITE0_SIZE = 64  # ImageNet features: images are resized to this inside EfficientNet-Lite0
 
@@ -182,11 +184,11 @@ def imagenet_extractor(shape: tuple[int, int, int],
     """EfficientNet-Lite0 ImageNet features (the pooled 1280-d vector before its classifier),
     or None; the string says which weights file, or why there are none.
 
-    pipeline.transfer's wrapper adapts the input: gray -> RGB, bilinear resize to 64 px, and
+    pipeline.classifiers.transfer's wrapper adapts the input: gray -> RGB, bilinear resize to 64 px, and
     the normalisation these weights were trained with (Lite0's (x - 0.5) / 0.5).
     """
-    from pipeline.errors import SynthaugError
-    from pipeline.transfer import build_transfer
+    from pipeline.core.errors import SynthaugError
+    from pipeline.classifiers.transfer import build_transfer
 
     if shape[0] not in (1, 3):
         return None, f"ImageNet features need 1- or 3-channel images (got {shape[0]})"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.augment import Augmenter, build_augmenter
+from pipeline.augment.classic import Augmenter, build_augmenter
 
 CHUNK = 32  # parent images per offline piece
 

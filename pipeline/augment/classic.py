@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import AUGMENT_PRESETS
-from pipeline.errors import SynthaugError
+from pipeline.augment.config import AUGMENT_PRESETS
+from pipeline.core.errors import SynthaugError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.errors import SynthaugError
+from pipeline.core.errors import SynthaugError
 
 
 def save_folder(folder: Path, config: dict, state_dict: dict[str, torch.Tensor]) -> None:

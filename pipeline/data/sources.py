@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config import PrepareConfig
-from pipeline.errors import SynthaugError
-from pipeline.storage import release, rows_per_chunk, scratch_array
+from pipeline.data.config import PrepareConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.data.storage import release, rows_per_chunk, scratch_array
 
 # BILINEAR, not LANCZOS: no overshoot halos when upscaling tiny digits, and PIL widens the
 # filter when shrinking, so downscaling is still antialiased. Either is deterministic.

@@ -1,6 +1,6 @@
 """Architecture as data: layer specs (pydantic) and the built-in classifiers written in them.
 
-Torch-free on purpose, so params validation stays fast; pipeline/models.py turns a layer list
+Torch-free on purpose, so params validation stays fast; pipeline/classifiers/layers.py turns a layer list
 into a torch module. Built-ins are functions of the input shape (C, H, W) because LeNet-5 is
 "adapted to the input size": it pads its first convolution so a 28x28 digit is treated like
 LeNet's 32x32 input.

@@ -1,0 +1,126 @@
+"""The `augment` section (offline classic copies) and the online augmentation specs that
+training uses: albumentations presets/steps (CPU, per epoch) and batched on-device ops
+(`BatchAugmentConfig`, pipeline/augment/batch.py)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, WrapValidator, model_validator
+
+from pipeline.core.errors import SynthaugError
+from pipeline.core.settings import Section, format_error
+
+AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
+                   "augmix")
+
+
+def _check_spec(v: str | list) -> str | list:
+    """Cheap shape check of an augmentation spec; names and arguments are checked by
+    pipeline.augment.build_augmenter (it needs albumentations) before any work."""
+    if isinstance(v, str):
+        if v not in AUGMENT_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(AUGMENT_PRESETS)} "
+                             "or a list of {transform: Name, ...} steps")
+        return v
+    if not v:
+        raise ValueError("an empty list; give a preset name or at least one step")
+    for i, step in enumerate(v):
+        if not isinstance(step.get("transform"), str):
+            raise ValueError(f"step {i} needs `transform: <Name>`")
+    return v
+
+
+AugmentSpec = Annotated[str | list[dict[str, Any]], AfterValidator(_check_spec)]
+
+
+class AugmentConfig(Section):
+    """Offline classic augmentation of the train split (`synthaug augment`)."""
+
+    pipeline: AugmentSpec = "medium"  # preset name or list of {transform: Name, **args}
+    copies_per_image: PositiveInt = 4
+    seed: int = 0
+    workers: NonNegativeInt = 0  # processes; 0 = all cores
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class BatchAugmentConfig(Section):
+    """Per-image random ops on whole float batches, on the training device. Each op runs on an
+    image with its own probability; the defaults are the identity (every p = 0).
+
+    rotate / shear: degrees, drawn in [-x, x]; translate: fraction of the size, in [-x, x];
+    scale: (min, max) zoom; erase_scale: (min, max) fraction of the area of one erased
+    rectangle (set to 0, the background); noise_sigma: Gaussian noise std on the [0, 1] scale;
+    brightness / contrast: factors drawn in [1 - x, 1 + x] (torchvision ColorJitter's meaning).
+    """
+
+    rotate: float = Field(0.0, ge=0.0, le=180.0)
+    translate: float = Field(0.0, ge=0.0, le=0.5)
+    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    shear: float = Field(0.0, ge=0.0, lt=60.0)
+    p_affine: Probability = 0.0
+    erase_p: Probability = 0.0
+    erase_scale: tuple[Probability, Probability] = (0.02, 0.1)
+    noise_p: Probability = 0.0
+    noise_sigma: float = Field(0.05, ge=0.0, le=1.0)
+    jitter_p: Probability = 0.0
+    brightness: float = Field(0.0, ge=0.0, le=1.0)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("scale", "erase_scale"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: expected (min, max), got ({lo}, {hi})")
+        if self.erase_scale[1] == 0.0 and self.erase_p > 0:
+            raise ValueError("erase_scale: the largest area must be > 0 when erase_p > 0")
+        return self
+
+
+# Digit-safe, like augment.py's presets of the same names: no flips, no colour, small
+# geometry; `medium` mirrors the albumentations `medium` preset minus its elastic step.
+BATCH_PRESETS: dict[str, BatchAugmentConfig] = {
+    "light": BatchAugmentConfig(rotate=8, translate=0.05, scale=(0.95, 1.05), p_affine=0.8),
+    "medium": BatchAugmentConfig(
+        rotate=12, translate=0.08, scale=(0.9, 1.1), shear=8, p_affine=0.9,
+        erase_p=0.3, erase_scale=(0.01, 0.06), noise_p=0.3, noise_sigma=0.05,
+        jitter_p=0.5, brightness=0.2, contrast=0.2),
+    "heavy": BatchAugmentConfig(
+        rotate=20, translate=0.12, scale=(0.8, 1.15), shear=15, p_affine=1.0,
+        erase_p=0.5, erase_scale=(0.02, 0.12), noise_p=0.4, noise_sigma=0.1,
+        jitter_p=0.7, brightness=0.35, contrast=0.35),
+}
+
+
+def _check_batch_spec(v: Any) -> str | BatchAugmentConfig:
+    """A preset name or a mapping of BatchAugmentConfig fields, with one-line errors (a plain
+    union would report every branch's failure)."""
+    if isinstance(v, str):
+        if v not in BATCH_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(BATCH_PRESETS)} or a "
+                             f"mapping of {', '.join(BatchAugmentConfig.model_fields)}")
+        return v
+    if isinstance(v, BatchAugmentConfig):
+        return v
+    if isinstance(v, dict):
+        try:
+            return BatchAugmentConfig.model_validate(v)
+        except ValidationError as e:
+            raise ValueError(format_error(e)) from None
+    raise ValueError(f"expected a preset name ({', '.join(BATCH_PRESETS)}) or a mapping")
+
+
+BatchAugmentSpec = Annotated[Literal["light", "medium", "heavy"] | BatchAugmentConfig,
+                             WrapValidator(lambda v, handler: handler(_check_batch_spec(v)))]
+
+
+def resolve_batch_augment(spec: str | BatchAugmentConfig | dict) -> BatchAugmentConfig:
+    """The config a spec names: a preset's (a copy: presets stay untouched) or the spec itself."""
+    try:
+        v = _check_batch_spec(spec)
+    except ValueError as e:
+        raise SynthaugError(f"batch_augment: {e}") from None
+    return BATCH_PRESETS[v].model_copy() if isinstance(v, str) else v
+

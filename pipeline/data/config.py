@@ -1,0 +1,115 @@
+"""The `prepare` and `compose` sections: where the real images come from and how they are
+split, and the study's training sets (variants) composed from real, classic and synthetic parts."""
+from __future__ import annotations
+
+import re
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from pipeline.augment.config import AugmentSpec
+from pipeline.core.settings import Section
+
+BUILTIN_SOURCES = ("mnist5k", "digits")
+SOURCE_PREFIXES = ("folder:", "torchvision:")
+VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+REAL_PARTS = ("real", "classic")  # a variant's non-synthetic parts
+
+
+class PrepareConfig(Section):
+    source: str = "mnist5k"
+    channels: Literal[1, 3] = 1
+    size: int = Field(28, ge=8, le=1024)
+    resize: Literal["resize", "pad", "center_crop"] = "resize"
+    background: int = Field(0, ge=0, le=255)  # fill for padding and transparent pixels
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    train_per_class: PositiveInt | None = 50  # low-data regime: k training images per class
+    seed: int = 0
+    on_bad_image: Literal["error", "skip"] = "error"
+    download: bool = False  # torchvision sources only; off by default (offline first)
+    # folder sources: a file with more pixels (read from its header, before decoding) is a bad
+    # image; bounds the memory one picture can take. None: only PIL's decompression-bomb guard
+    max_pixels: PositiveInt | None = 64_000_000
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        if v in BUILTIN_SOURCES:
+            return v
+        for prefix in SOURCE_PREFIXES:
+            if v.startswith(prefix) and len(v) > len(prefix):
+                return v
+        raise ValueError(
+            f"unknown source {v!r}; allowed: mnist5k, digits, folder:<path>, torchvision:<Name>")
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class VariantConfig(Section):
+    """One training set of the study: its parts, how much synthetic data, the quality gate and
+    optional on-the-fly augmentation.
+
+    Parts: `real` (the prepared train split), `classic` (the augment stage's copies) or the
+    name of a synthetic set under `sample.sets`. Synthetic parts contribute `ratio` synthetic
+    images per real training image, or `per_class` images per class, split evenly over the
+    synthetic parts (neither: every image of each set).
+    """
+
+    parts: list[str] = Field(default=["real"], min_length=1)
+    ratio: PositiveFloat | None = None  # synthetic : real images (real = the train split's size)
+    per_class: PositiveInt | None = None  # or synthetic images per class, all synthetic parts
+    gate: bool = False  # filter synthetic parts through compose.gate first
+    online_augment: AugmentSpec | None = None  # applied each epoch while training on it
+
+    @model_validator(mode="after")
+    def _amount(self):
+        if self.ratio is not None and self.per_class is not None:
+            raise ValueError("give ratio or per_class, not both")
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"parts: {self.parts} names a part twice")
+        return self
+
+    def synthetic_parts(self) -> list[str]:
+        return [part for part in self.parts if part not in REAL_PARTS]
+
+
+class GateConfig(Section):
+    """The quality gate for synthetic parts of variants with `gate: true`."""
+
+    tau: float = Field(0.9, ge=0.0, le=1.0)  # keep images the judge gives their label >= tau
+    drop_near_copies: bool = True  # drop near-copies of training images (quality.copy_threshold)
+
+
+def _default_variants() -> dict[str, VariantConfig]:
+    v = VariantConfig
+    return {
+        "real": v(),
+        "real+classic": v(parts=["real", "classic"]),
+        "real+online": v(online_augment="medium"),  # fresh classic copies every epoch
+        "real+gan": v(parts=["real", "gan-prior"], ratio=1.0),
+        "real+vae": v(parts=["real", "vae-prior"], ratio=1.0),
+        "real+diffusion": v(parts=["real", "diffusion-ddim"], ratio=1.0),
+        "real+all": v(parts=["real", "gan-prior", "vae-prior", "diffusion-ddim"], ratio=1.0),
+        "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
+    }
+
+
+class ComposeConfig(Section):
+    seed: int = 0  # which synthetic images a variant takes from its sets
+    gate: GateConfig = GateConfig()
+    variants: dict[str, VariantConfig] = Field(default_factory=_default_variants)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for name in v:
+            if not VARIANT_RE.match(name):
+                raise ValueError(f"variant name {name!r}: use letters, digits and _ . + - only")
+        return v
+

@@ -1,0 +1,182 @@
+"""The root `Params`: the object params.yaml maps to, composed of the sections that live
+beside their code (pipeline/*/config.py, generators/config.py), with loading and `-S` overrides.
+
+`load_params(path, overrides)` reads a YAML file, applies `section.key=value` overrides (the
+syntax of `dvc exp run -S`, values parsed as YAML) and validates everything before any stage
+does work. Every problem becomes a `SynthaugError` with one line naming the key. Only stages/
+reads params.yaml; pipeline/ and generators/ get typed sections passed in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from generators.config import SampleConfig, TrainGeneratorConfig
+from pipeline.augment.config import AugmentConfig
+from pipeline.classifiers.architectures import BUILTIN, LAYER_TYPES, Layer
+from pipeline.classifiers.config import TRANSFER_MODELS, EvaluateConfig, TrainConfig
+from pipeline.core.errors import SynthaugError
+from pipeline.core.settings import FLOAT_RE, Section, format_error
+from pipeline.data.config import ComposeConfig, PrepareConfig
+from pipeline.evaluation.config import QualityConfig, StudyConfig, SweepConfig
+
+
+class PathsConfig(Section):
+    """Where stages read and write; relative paths are relative to the working directory."""
+
+    raw: Path = Path("data/raw")  # torchvision data roots
+    prepared: Path = Path("data/prepared")  # prepare: train/ val/ test/ packed splits
+    augmented: Path = Path("data/augmented")  # augment: classic copies of the train split
+    variants: Path = Path("data/variants")  # compose: one packed training set per variant
+    models: Path = Path("models/classifiers")  # train: <variant>/<model>/seed<N>/ model folders
+    train_metrics: Path = Path("metrics/train")  # train: <variant>/<model>/seed<N>/ dvclive
+    evaluate_metrics: Path = Path("metrics/evaluate")  # evaluate: <variant>/<model>/seed<N>/
+    report: Path = Path("reports")  # report: report.md, results.json, figures/
+    generators: Path = Path("models/generators")  # train_generator: <family>/ model folders
+    generator_metrics: Path = Path("metrics/generators")  # train_generator: <family>/ dvclive
+    checkpoints: Path = Path("checkpoints")  # resume state, outside DVC outs (not in git)
+    synthetic: Path = Path("data/synthetic")  # sample: <set>/ packed synthetic sets + figures
+    judge: Path = Path("models/judge")  # judge: the real-trained classifier quality relies on
+    quality: Path = Path("reports/quality")  # quality: quality.md, quality.json, figures
+    sweep: Path = Path("metrics/sweep")  # sweep: <model>/results.json, one row per point
+
+
+class Params(Section):
+    paths: PathsConfig = PathsConfig()
+    prepare: PrepareConfig = PrepareConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    augment: AugmentConfig = AugmentConfig()
+    compose: ComposeConfig = ComposeConfig()
+    study: StudyConfig = StudyConfig()
+    sweep: SweepConfig = SweepConfig()
+    train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
+    sample: SampleConfig = SampleConfig()
+    quality: QualityConfig = QualityConfig()
+    models: dict[str, list[Layer]] = {}  # custom architectures, by name
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        clash = sorted(set(self.models) & (set(BUILTIN) | set(TRANSFER_MODELS)))
+        if clash:
+            raise ValueError(f"models.{clash[0]}: name taken by a built-in model")
+        allowed = sorted(BUILTIN) + list(TRANSFER_MODELS) + sorted(self.models)
+        if self.train.model not in allowed:
+            raise ValueError(
+                f"train.model: unknown model {self.train.model!r}; allowed: {', '.join(allowed)}")
+        return self
+
+    @model_validator(mode="after")
+    def _study(self):
+        for name in self.study.variants:
+            if name not in self.compose.variants:
+                raise ValueError(f"study.variants: {name!r} is not defined under compose.variants "
+                                 f"(defined: {', '.join(self.compose.variants)})")
+        for name, variant in self.compose.variants.items():
+            for part in variant.synthetic_parts():
+                if part not in self.sample.sets:
+                    raise ValueError(
+                        f"compose.variants.{name}.parts: {part!r} is neither real, classic nor "
+                        f"a set under sample.sets ({', '.join(self.sample.sets) or 'none'})")
+        allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
+        if self.quality.model not in allowed:
+            raise ValueError(f"quality.model: unknown model {self.quality.model!r}; allowed: "
+                             f"{', '.join(sorted(allowed))}")
+        for name in self.study.models:
+            if name not in allowed:
+                raise ValueError(f"study.models: unknown model {name!r}; allowed: "
+                                 f"{', '.join(sorted(allowed))}")
+        for section, key in [("study", "variants"), ("study", "models"), ("study", "seeds"),
+                             ("sweep", "models"), ("sweep", "seeds")]:
+            values = getattr(getattr(self, section), key)
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{section}.{key}: must be a non-empty list without repeats")
+        for name in [*self.sweep.models, *self.train.per_model]:
+            if name not in allowed:
+                where = "sweep.models" if name in self.sweep.models else "train.per_model"
+                raise ValueError(f"{where}: unknown model {name!r}; allowed: "
+                                 f"{', '.join(sorted(allowed))}")
+        variant = self.compose.variants.get(self.sweep.ratio_variant)
+        if (variant is None or not variant.synthetic_parts() or variant.per_class is not None
+                or variant.gate or variant.online_augment is not None):
+            raise ValueError(f"sweep.ratio_variant: {self.sweep.ratio_variant!r} must be a "
+                             f"variant under compose.variants with synthetic parts, a ratio, "
+                             f"no gate and no online_augment")
+        return self
+
+    def run_name(self, variant: str, model: str, seed: int) -> Path:
+        """The sub-path of one study cell under paths.models / train_metrics / evaluate_metrics
+        (dvc.yaml spells the same layout)."""
+        return Path(variant) / model / f"seed{seed}"
+
+    def architecture(self, name: str) -> list | None:
+        """The custom layer list for `name`, or None for a built-in."""
+        return self.models.get(name)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], parsed YAML value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SynthaugError(f"-S {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise SynthaugError(f"-S {key}: value {raw!r} is not valid YAML ({e.problem})") from None
+    if isinstance(value, str) and FLOAT_RE.match(value):
+        value = float(value)  # YAML 1.1 reads "1e-4" as a string; users mean the number
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise SynthaugError(f"-S {text!r}: {'.'.join(keys[:i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def validate_params(data: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(data)
+    except ValidationError as e:
+        raise SynthaugError(f"{source}: {format_error(e, LAYER_TYPES)}") from None
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> SynthaugError:
+    """One line, `file:line:col: not valid YAML: problem` (PyYAML's own text spans lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
+    return SynthaugError(f"{where}: not valid YAML: {' '.join(problem.split())}")
+
+
+def load_params(path: Path | str = "params.yaml", overrides: list[str] | None = None) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise SynthaugError(f"{path}: params file not found")
+    if path.is_dir():
+        raise SynthaugError(f"{path}: is a folder; --params takes a YAML file (e.g. params.yaml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SynthaugError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                            f"{e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise SynthaugError(f"{path}: cannot read the params file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise _yaml_error(path, e) from None
+    if not isinstance(data, dict):
+        raise SynthaugError(f"{path}: expected a mapping of sections at the top level")
+    apply_overrides(data, overrides or [])
+    return validate_params(data, str(path))

@@ -56,9 +56,10 @@ def run(family: str, budget: float, p, data: dict, ctx, seed: int, device) -> di
 
     from generators.common import build_generator
     from generators.config import SetConfig
-    from generators.samplers import balanced_labels, build_sampler
+    from generators.samplers import build_sampler
     from generators.training import GeneratorTrainer
     from pipeline.core.device import seed_everything
+    from pipeline.data.compose import balanced_labels
     from pipeline.evaluation.quality import assess
 
     cfg = p.train_generator.model_copy(deep=True)
@@ -107,7 +108,7 @@ def main() -> None:
     from pipeline.classifiers.classifier import load_classifier
     from pipeline.classifiers.config import TrainConfig
     from stages.params import load_params
-    from pipeline.report.figures import sample_grid
+    from pipeline.report.data_figures import sample_grid
     from pipeline.evaluation.quality import QualityContext, recipe
     from pipeline.data.storage import read_dataset
 

@@ -76,7 +76,8 @@ def worker(kind: str, folder: Path, out: Path, size: int) -> None:
     from pipeline.data.config import PrepareConfig
     from pipeline.data.prepare import SPLITS, prepare_splits, split_meta
     from pipeline.data.sources import RawSource, _class_files, load_source, read_image
-    from pipeline.data.storage import atomic_output, write_dataset
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import write_dataset
     import sklearn.model_selection  # noqa: F401  (both ways import it: counted "at start")
     import tqdm  # noqa: F401
 

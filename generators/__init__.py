@@ -3,7 +3,8 @@
 - `config`: the `train_generator` and `sample` sections (one config per family, the sets);
 - `common`: the one generator interface, save/load (config.json + weights.safetensors);
 - `training`: the one step-budgeted training loop; `resume`: its checkpoints;
-- `gan`, `vae`, `diffusion`: the three families; `samplers`: latent-space sampling.
+- `gan`, `vae`, `diffusion`: the three families; `samplers`: latent-space sampling, over
+  `latents` (slerp, truncation, latent walks).
 
 Generators build on pipeline/ (never the reverse) and never read params.yaml.
 """

@@ -29,12 +29,15 @@ class FamilyConfig(Section):
     """Settings every family has. Budgets are optimiser steps (batches), not epochs: quality
     follows the number of updates, so 100 or 500 training images get the same training."""
 
-    steps: PositiveInt = 1000  # optimiser steps (GAN: one D and one G update each)
-    max_seconds: NonNegativeFloat = 0  # stop early after this much training time; 0 = no cap
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 2e-4
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decay to 10% of lr
-    warmup_steps: NonNegativeInt = 0  # linear learning-rate warm-up per optimiser
+    steps: PositiveInt = Field(1000, description="optimiser steps (GAN: one D and one G update each)")
+    max_seconds: NonNegativeFloat = Field(0, description=(
+        "stop early after this much training time (reported as cut_short); 0 = no cap"))
+    batch_size: PositiveInt = Field(64, description="training batch size")
+    lr: PositiveFloat = Field(2e-4, description="learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description=(
+        "constant, or cosine: decay to 10% of lr"))
+    warmup_steps: NonNegativeInt = Field(0, description=(
+        "linear learning-rate warm-up per optimiser"))
 
     @property
     def total_steps(self) -> int:
@@ -45,32 +48,40 @@ class FamilyConfig(Section):
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    steps: PositiveInt = 1600
-    batch_size: PositiveInt = 32
-    lr: PositiveFloat = 3e-4  # generator; the discriminator uses lr * d_lr_ratio
-    d_lr_ratio: PositiveFloat = 1.0  # > 1: two time-scale update rule
-    latent_dim: PositiveInt = 64
-    embed_dim: PositiveInt = 32  # label embedding fed to G with the noise
-    width: PositiveInt = 16  # G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it
-    loss: Literal["hinge", "nonsaturating"] = "hinge"
-    aux_weight: NonNegativeFloat = 1.0  # AC-GAN class loss (D on real images, G on fakes)
-    mode_seeking: NonNegativeFloat = 0.1  # weight of the diversity term against mode collapse
-    # the same random augmentation of real and fake images for D: fewer images needed
-    diffaugment: Literal["off", "translation", "translation+cutout"] = "translation"
+    steps: PositiveInt = Field(1600, description="optimiser steps, one D and one G update each")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+    lr: PositiveFloat = Field(3e-4, description=(
+        "the generator's learning rate; the discriminator uses lr * d_lr_ratio"))
+    d_lr_ratio: PositiveFloat = Field(1.0, description="> 1: two time-scale update rule")
+    latent_dim: PositiveInt = Field(64, description="noise dimensions")
+    embed_dim: PositiveInt = Field(32, description="label embedding fed to G with the noise")
+    width: PositiveInt = Field(16, description=(
+        "G: width << levels channels at 4 x 4, halving per up-sampling; D mirrors it"))
+    loss: Literal["hinge", "nonsaturating"] = Field("hinge", description="adversarial loss")
+    aux_weight: NonNegativeFloat = Field(1.0, description=(
+        "AC-GAN class loss (D on real images, G on fakes); 0 = projection only"))
+    mode_seeking: NonNegativeFloat = Field(0.1, description=(
+        "weight of the diversity term against mode collapse (Mao et al. 2019); 0 = off"))
+    diffaugment: Literal["off", "translation", "translation+cutout"] = Field(
+        "translation", description=(
+            "the same random augmentation of real and fake images for D: fewer images needed"))
 
 
 class VAEConfig(FamilyConfig):
     """Conditional VAE: conv encoder/decoder, the label joins both at the dense layer."""
 
-    steps: PositiveInt = 1200
-    batch_size: PositiveInt = 32
-    lr: PositiveFloat = 2e-3
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    latent_dim: PositiveInt = 16
-    embed_dim: PositiveInt = 16
-    width: PositiveInt = 16  # channels of the first conv block; doubled per down-sampling
-    beta: PositiveFloat = 1.0  # weight of the KL term
-    kl_warmup_steps: NonNegativeInt = 300  # beta ramps up linearly over these steps
+    steps: PositiveInt = Field(1200, description="optimiser steps")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+    lr: PositiveFloat = Field(2e-3, description="learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field("cosine", description=(
+        "constant, or cosine: decay to 10% of lr"))
+    latent_dim: PositiveInt = Field(16, description="latent dimensions")
+    embed_dim: PositiveInt = Field(16, description="label embedding size")
+    width: PositiveInt = Field(16, description=(
+        "channels of the first conv block; doubled per down-sampling"))
+    beta: PositiveFloat = Field(1.0, description="weight of the KL term")
+    kl_warmup_steps: NonNegativeInt = Field(300, description=(
+        "beta ramps up linearly over these steps"))
 
 
 class DiffusionConfig(FamilyConfig):
@@ -81,30 +92,47 @@ class DiffusionConfig(FamilyConfig):
     diffusers' UNet2DModel (the GPU configuration). `denoiser` picks one explicitly.
     """
 
-    steps: PositiveInt = 2000  # the denoiser's steps (the autoencoder's come first)
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 1e-3  # the denoiser's; the autoencoder trains at AUTOENCODER_LR
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: NonNegativeInt = 100
-    space: Literal["latent", "pixel"] = "latent"
-    autoencoder_steps: NonNegativeInt = 600  # latent space only
-    autoencoder_batch_size: PositiveInt = 32  # latent space: its batches (batch_size: the denoiser's)
-    latent_channels: PositiveInt = 8  # latent: channels of the 4 x 4 latent grid
-    autoencoder_width: PositiveInt = 16
-    # auto: mlp in latent space, unet in pixel space (mlp works in latent space only)
-    denoiser: Literal["auto", "mlp", "unet"] = "auto"
-    mlp_width: PositiveInt = 256  # mlp: hidden width of its residual blocks
-    mlp_blocks: PositiveInt = 3  # mlp: residual blocks
-    channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5)  # unet levels
-    layers_per_block: PositiveInt = 1  # unet
-    attention: bool = False  # unet: self-attention in the lowest-resolution blocks
-    train_timesteps: PositiveInt = 1000
-    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
-    # what the denoiser predicts: the clean sample (x0) converges in few steps, epsilon is DDPM's
-    prediction: Literal["sample", "v_prediction", "epsilon"] = "sample"
-    sample_steps: PositiveInt = 25  # DDIM steps
-    guidance_scale: float = Field(2.0, ge=0.0)  # classifier-free guidance; 1 = none, 0 = unconditional
-    label_dropout: float = Field(0.15, ge=0.0, lt=1.0)  # training with the null label (for guidance)
+    steps: PositiveInt = Field(2000, description=(
+        "the denoiser's optimiser steps (the autoencoder's come first)"))
+    batch_size: PositiveInt = Field(64, description="the denoiser's batch size")
+    lr: PositiveFloat = Field(1e-3, description=(
+        f"the denoiser's learning rate; the autoencoder trains at a fixed {AUTOENCODER_LR:g}"))
+    lr_schedule: Literal["constant", "cosine"] = Field("cosine", description=(
+        "constant, or cosine: decay to 10% of lr"))
+    warmup_steps: NonNegativeInt = Field(100, description=(
+        "linear learning-rate warm-up per optimiser"))
+    space: Literal["latent", "pixel"] = Field("latent", description=(
+        "latent: denoise a small autoencoder's 4 x 4 latent grid (CPU); pixel: denoise the "
+        "images (GPU)"))
+    autoencoder_steps: NonNegativeInt = Field(600, description=(
+        "latent space: the autoencoder's optimiser steps, before the denoiser's"))
+    autoencoder_batch_size: PositiveInt = Field(32, description=(
+        "latent space: the autoencoder's batch size"))
+    latent_channels: PositiveInt = Field(8, description=(
+        "latent space: channels of the 4 x 4 latent grid"))
+    autoencoder_width: PositiveInt = Field(16, description=(
+        "latent space: channels of the autoencoder's first conv block"))
+    denoiser: Literal["auto", "mlp", "unet"] = Field("auto", description=(
+        "auto: mlp in latent space, unet (diffusers' UNet2DModel) in pixel space; mlp works in "
+        "latent space only"))
+    mlp_width: PositiveInt = Field(256, description="mlp: hidden width of its residual blocks")
+    mlp_blocks: PositiveInt = Field(3, description="mlp: residual blocks")
+    channels: list[PositiveInt] = Field(default=[32, 64], min_length=1, max_length=5,
+                                        description="unet: block widths, one level each")
+    layers_per_block: PositiveInt = Field(1, description="unet: layers per block")
+    attention: bool = Field(False, description=(
+        "unet: self-attention in the lowest-resolution blocks"))
+    train_timesteps: PositiveInt = Field(1000, description="DDPM training timesteps")
+    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = Field(
+        "squaredcos_cap_v2", description="the noise schedule (diffusers' names)")
+    prediction: Literal["sample", "v_prediction", "epsilon"] = Field("sample", description=(
+        "what the denoiser predicts: the clean sample (x0) converges in few steps, epsilon is "
+        "DDPM's"))
+    sample_steps: PositiveInt = Field(25, description="DDIM sampling steps")
+    guidance_scale: float = Field(2.0, ge=0.0, description=(
+        "classifier-free guidance; 1 = none, 0 = unconditional"))
+    label_dropout: float = Field(0.15, ge=0.0, lt=1.0, description=(
+        "share of training labels replaced by the null label (for guidance)"))
 
     @model_validator(mode="after")
     def _denoiser_fits_space(self):
@@ -127,18 +155,24 @@ class DiffusionConfig(FamilyConfig):
 class TrainGeneratorConfig(Section):
     """params.yaml `train_generator`: shared settings, then one sub-section per family."""
 
-    seed: int = 0
-    device: Device = "auto"
-    amp: bool = True  # mixed precision, CUDA only
-    threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
-    ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # EMA of the weights used for sampling
-    log_every: PositiveInt = 100  # steps per history row (mean losses, learning rates)
-    checkpoint_every: PositiveInt = 500  # steps between resume checkpoints (and val losses)
-    grid_every: NonNegativeInt = 0  # steps between sample grids; 0 = only the final one
-    grid_per_class: PositiveInt = 10  # images per row of a sample grid
-    gan: GANConfig = GANConfig()
-    vae: VAEConfig = VAEConfig()
-    diffusion: DiffusionConfig = DiffusionConfig()
+    seed: int = Field(0, description="weight initialisation and batch order")
+    device: Device = Field("auto", description=(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
+    threads: NonNegativeInt = Field(0, description="CPU threads for torch; 0 = torch's default")
+    ema_decay: float = Field(0.995, ge=0.0, lt=1.0, description=(
+        "EMA of the weights, the ones used for sampling"))
+    log_every: PositiveInt = Field(100, description=(
+        "steps per history row (mean losses, learning rates)"))
+    checkpoint_every: PositiveInt = Field(500, description=(
+        "steps between resume checkpoints (and validation losses)"))
+    grid_every: NonNegativeInt = Field(0, description=(
+        "steps between sample grids; 0 = only the final one"))
+    grid_per_class: PositiveInt = Field(10, description="images per row of a sample grid")
+    gan: GANConfig = Field(GANConfig(), description="the conditional DCGAN")
+    vae: VAEConfig = Field(VAEConfig(), description="the conditional VAE")
+    diffusion: DiffusionConfig = Field(DiffusionConfig(), description=(
+        "the class-conditional (latent) diffusion model"))
 
     def family(self, name: str) -> FamilyConfig:
         return getattr(self, name)
@@ -166,15 +200,22 @@ class SetConfig(Section):
     Diffusion sets may override the trained `guidance_scale` and `sample_steps` (DDIM).
     """
 
-    generator: Literal["gan", "vae", "diffusion"]
-    sampler: Literal[SAMPLERS] = "prior"
-    psi: PositiveFloat = 0.7  # truncated: latent components beyond +-psi are redrawn
-    sigma: PositiveFloat = 0.5  # posterior_jitter: noise std, in units of the posterior std
-    components: PositiveInt = 3  # gmm: mixture components per class
-    strength: float = Field(0.6, gt=0.0, le=1.0)  # img2img: 1 = from pure noise
-    guidance_scale: float | None = Field(None, ge=0.0)  # diffusion: override the trained value
-    sample_steps: PositiveInt | None = None  # diffusion: DDIM steps, override
-    per_class: PositiveInt | None = None  # override sample.per_class for this set
+    generator: Literal["gan", "vae", "diffusion"] = Field(description=(
+        "the trained generator to draw from (required)"))
+    sampler: Literal[SAMPLERS] = Field("prior", description=(
+        "prior, truncated, slerp, posterior_jitter (vae), gmm (vae) or img2img (diffusion)"))
+    psi: PositiveFloat = Field(0.7, description=(
+        "truncated: latent components beyond +-psi are redrawn"))
+    sigma: PositiveFloat = Field(0.5, description=(
+        "posterior_jitter: noise std, in units of the posterior std"))
+    components: PositiveInt = Field(3, description="gmm: mixture components per class")
+    strength: float = Field(0.6, gt=0.0, le=1.0, description="img2img: 1 = from pure noise")
+    guidance_scale: float | None = Field(None, ge=0.0, description=(
+        "diffusion: override the trained guidance scale"))
+    sample_steps: PositiveInt | None = Field(None, description=(
+        "diffusion: override the trained DDIM steps"))
+    per_class: PositiveInt | None = Field(None, description=(
+        "override sample.per_class for this set"))
 
     @model_validator(mode="after")
     def _applies(self):
@@ -213,9 +254,13 @@ def _default_sets() -> dict[str, SetConfig]:
 class SampleConfig(Section):
     """params.yaml `sample`: the synthetic sets drawn from the trained generators."""
 
-    per_class: PositiveInt = 100  # images per class in each set (class-balanced)
-    seed: int = 0
-    device: Device = "auto"
-    batch_size: PositiveInt = 500
-    walk_steps: int = Field(10, ge=2, le=32)  # images per interpolation strip / latent walk row
-    sets: dict[str, SetConfig] = Field(default_factory=_default_sets)
+    per_class: PositiveInt = Field(100, description=(
+        "images per class in each set (class-balanced)"))
+    seed: int = Field(0, description="each set draws with a seed made from this and its name")
+    device: Device = Field("auto", description=(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    batch_size: PositiveInt = Field(500, description="images per sampling batch")
+    walk_steps: int = Field(10, ge=2, le=32, description=(
+        "images per interpolation strip / latent walk row"))
+    sets: dict[str, SetConfig] = Field(default_factory=_default_sets, description=(
+        "the synthetic sets, by name: a generator and a sampler each"))

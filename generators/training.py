@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from generators.common import GeneratorModel
 from generators.config import FamilyConfig, TrainGeneratorConfig
 from pipeline.core.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
-from pipeline.classifiers.training import ShuffledStream, _amp, as_tensor, batches, gather, layout
+from pipeline.core.batches import ShuffledStream, as_tensor, batches, gather, layout
+from pipeline.core.batches import mixed_precision as _amp
 
 VAL_BATCH = 256
 

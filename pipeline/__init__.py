@@ -1,8 +1,9 @@
 """synthaug's library, one folder per domain, each with its params section(s) in `config.py`:
 
 - `core/`: ground floor shared by all: errors, the `Section` base, device choice, distributed
-  runs, checkpoint files (config.json + safetensors);
-- `data/`: image sources, prepare (dedupe, split), packed storage, compose (variants);
+  runs, checkpoint files (config.json + safetensors), batches and mixed precision;
+- `data/`: image sources, prepare (dedupe, split), packed storage, atomic outputs, compose
+  (variants);
 - `augment/`: classic albumentations copies (`classic`, `expand`) and batched on-device
   augmentation (`batch`);
 - `classifiers/`: architectures and layers, transfer learning, the training loop, metrics;

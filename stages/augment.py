@@ -27,8 +27,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     out = guard_output(p, "augmented")
     from pipeline.augment.classic import build_augmenter
     from pipeline.augment.expand import cpu_count, expand, preview_pick
-    from pipeline.report.figures import augment_grid
-    from pipeline.data.storage import atomic_output, read_dataset, write_dataset
+    from pipeline.report.data_figures import augment_grid
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import read_dataset, write_dataset
 
     train = read_dataset(p.paths.prepared / "train", mmap=False, manifest=True)
     described = build_augmenter(cfg.pipeline, train.shape).describe()

@@ -1,11 +1,20 @@
 """The `synthaug` command: one sub-command per DVC stage, plus export and models tools.
 
-Stage modules import their heavy libraries inside the command, so `--help` starts fast.
+Stage modules import their heavy libraries inside the command, so `--help` starts fast. Every
+stage command records what it cost (`timed`); here, not in the stage modules, so that timing
+code is no dependency of any DVC stage's outputs.
 """
 from __future__ import annotations
 
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import typer
 
+from stages.common import params_from, user_errors
 from stages import (
     augment,
     compose,
@@ -44,6 +53,35 @@ app.command("report")(report.command)
 app.command("export")(export.command)
 app.command("train-generator")(train_generator.command)
 app.add_typer(models.app, name="models")
+UNTIMED = {"export"}  # a tool, not a DVC stage
+
+
+def timed(stage: str, command: Callable) -> Callable:
+    """`command`, writing paths.timings/STAGE.json when it succeeds (atomically; under torchrun
+    rank 0 only): wall and CPU seconds, peak memory and the machine (pipeline.core.timing).
+    A command that runs one cell of a matrix stage returns the cell's sub-path, and its file
+    is paths.timings/STAGE/CELL.json (train: VARIANT/MODEL, parallel cells never clash)."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from pipeline.core.timing import Stopwatch
+
+        watch = Stopwatch()
+        cell = command(*args, **kwargs)
+        if os.environ.get("RANK", "0") == "0":
+            from pipeline.data.outputs import atomic_output
+
+            p = params_from(kwargs.get("params", Path("params.yaml")), kwargs.get("set_"))
+            name = Path(stage, *([str(cell)] if cell else []))
+            record = watch.record(stage=stage, cell=None if cell is None else str(cell))
+            with atomic_output(p.paths.timings / name.parent / f"{name.name}.json", is_dir=False) as f:
+                f.write_text(json.dumps(record, indent=2) + "\n")
+        return cell
+    return wrapper
+
+
+for info in app.registered_commands:  # the stages, timed
+    if info.name not in UNTIMED:
+        info.callback = user_errors(timed(info.name.replace("-", "_"), info.callback))
 
 
 def main() -> None:  # pragma: no cover - console entry point

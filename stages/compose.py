@@ -25,7 +25,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     """
     from pipeline.data.compose import compose_variant, makeup_table
     from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import atomic_output, is_dataset, read_dataset, write_dataset
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
     out = guard_output(p, "variants")
@@ -67,7 +68,8 @@ def _gate(p, sets: dict, real) -> tuple[dict, dict]:
     from pipeline.classifiers.classifier import load_classifier
     from pipeline.core.device import pick_device
     from pipeline.core.errors import SynthaugError
-    from pipeline.evaluation.quality import gate, near_copies, nearest_train, train_radius
+    from pipeline.evaluation.memorisation import near_copies, nearest_train, train_radius
+    from pipeline.evaluation.usefulness import gate
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: the quality gate needs the judge; run "

@@ -1,24 +1,45 @@
-"""`synthaug evaluate`: score the trained classifier on the held-out REAL test split only."""
+"""`synthaug evaluate`: score the trained classifier on the held-out REAL test split only; and
+the study cell (`--variant`, `--model`, `--seed`) it shares with `synthaug train`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from stages.common import (
-    ModelOpt,
-    ParamsOpt,
-    SeedOpt,
-    SetOpt,
-    VariantOpt,
-    params_from,
-    say,
-    study_cell,
-    user_errors,
-)
+import typer
+
+from pipeline.core.errors import SynthaugError
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from stages.params import Params
+
+VariantOpt = Annotated[str | None, typer.Option(
+    "--variant", help="training set: a name under compose.variants [default: the first of "
+    "study.variants]")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model [default: train.model]")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed [default: train.seed]")]
+
+
+def study_cell(p: Params, variant: str | None, model: str | None, seed: int | None):
+    """One cell of the study matrix -> (variant, its TrainConfig, run sub-path); by default
+    study.variants[0], train.model and train.seed. The recipe: `classifiers.config.recipe`."""
+    from pipeline.classifiers.config import recipe
+
+    variant = variant or p.study.variants[0]
+    if variant not in p.compose.variants:
+        raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
+                            f"compose.variants: {', '.join(p.compose.variants)}")
+    if model is not None:  # the checks of train.model, in its words
+        from stages.params import validate_params
+
+        data = p.model_dump(mode="json")
+        validate_params({**data, "train": {**data["train"], "model": model}}, "--model")
+    cfg = recipe(p.train, p.train.model if model is None else model,
+                 p.train.seed if seed is None else seed)
+    return variant, cfg, p.run_name(variant, cfg.model, cfg.seed)
 
 
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-            variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None) -> None:
+            variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None) -> Path:
     """Score one study cell's classifier on `paths.prepared`/test (never used for training or
     selection).
 
@@ -28,19 +49,19 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     predictions.csv (for the `dvc plots` confusion template), confusion.json and confusion.png.
     """
     p = params_from(params, set_)
-    variant, _, seed, run = study_cell(p, variant, model, seed)
+    variant, cfg, run = study_cell(p, variant, model, seed)
     model_dir, out_dir = p.paths.models / run, p.paths.evaluate_metrics / run
     from pipeline.classifiers.classifier import load_classifier
     from pipeline.core.device import pick_device
-    from pipeline.core.errors import SynthaugError
     from pipeline.classifiers.metrics import per_class_lines, score, write_evaluation
-    from pipeline.data.storage import atomic_output, read_dataset
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import read_dataset
 
     device = pick_device(p.evaluate.device)
     test = read_dataset(p.paths.prepared / "test", mmap=False)
     if not (model_dir / "config.json").is_file():
         raise SynthaugError(f"{model_dir}: no trained classifier; run `synthaug train --variant "
-                            f"{variant} --model {p.train.model} --seed {seed}` first")
+                            f"{variant} --model {cfg.model} --seed {cfg.seed}` first")
     model, config = load_classifier(model_dir, device)
     if config["class_names"] != test.class_names or tuple(config["shape"]) != test.shape:
         raise SynthaugError(f"{model_dir}: trained on classes {config['class_names']} of shape "
@@ -49,9 +70,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     m, pred = score(model, test, device, p.evaluate.batch_size)
     with atomic_output(out_dir) as out:
         write_evaluation(out, m, test.class_names, test.labels, pred, figure=True,
-                         variant=variant, model=config["model"], seed=seed)
+                         variant=variant, model=config["model"], seed=cfg.seed)
     say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}")
     for line in per_class_lines(m):
         say(line)
     say(f"-> {out_dir}")
+    return run  # the cell of the timing file

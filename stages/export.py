@@ -50,7 +50,8 @@ def command(
     import os
 
     from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import MARKERS, atomic_output, is_dataset
+    from pipeline.data.outputs import MARKERS, atomic_output
+    from pipeline.data.storage import is_dataset
     from stages.common import path_relation
 
     how = path_relation(Path(os.path.realpath(to)), Path(os.path.realpath(dataset)))

@@ -29,9 +29,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.classifiers.classifier import save_classifier
     from pipeline.classifiers.config import TrainConfig
     from pipeline.core.device import pick_device
-    from pipeline.evaluation.quality import recipe, test_accuracy
+    from pipeline.evaluation.quality import recipe
+    from pipeline.evaluation.usefulness import test_accuracy
     from pipeline.classifiers.training import train_classifier
-    from pipeline.data.storage import atomic_output, read_dataset
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import read_dataset
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     device = pick_device(p.quality.device)

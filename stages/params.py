@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from generators.config import SampleConfig, TrainGeneratorConfig
 from pipeline.augment.config import AugmentConfig
@@ -27,21 +27,38 @@ from pipeline.evaluation.config import QualityConfig, StudyConfig, SweepConfig
 class PathsConfig(Section):
     """Where stages read and write; relative paths are relative to the working directory."""
 
-    raw: Path = Path("data/raw")  # torchvision data roots
-    prepared: Path = Path("data/prepared")  # prepare: train/ val/ test/ packed splits
-    augmented: Path = Path("data/augmented")  # augment: classic copies of the train split
-    variants: Path = Path("data/variants")  # compose: one packed training set per variant
-    models: Path = Path("models/classifiers")  # train: <variant>/<model>/seed<N>/ model folders
-    train_metrics: Path = Path("metrics/train")  # train: <variant>/<model>/seed<N>/ dvclive
-    evaluate_metrics: Path = Path("metrics/evaluate")  # evaluate: <variant>/<model>/seed<N>/
-    report: Path = Path("reports")  # report: report.md, results.json, figures/
-    generators: Path = Path("models/generators")  # train_generator: <family>/ model folders
-    generator_metrics: Path = Path("metrics/generators")  # train_generator: <family>/ dvclive
-    checkpoints: Path = Path("checkpoints")  # resume state, outside DVC outs (not in git)
-    synthetic: Path = Path("data/synthetic")  # sample: <set>/ packed synthetic sets + figures
-    judge: Path = Path("models/judge")  # judge: the real-trained classifier quality relies on
-    quality: Path = Path("reports/quality")  # quality: quality.md, quality.json, figures
-    sweep: Path = Path("metrics/sweep")  # sweep: <model>/results.json, one row per point
+    raw: Path = Field(Path("data/raw"), description="torchvision data roots (torchvision:NAME sources)")
+    prepared: Path = Field(Path("data/prepared"), description=(
+        "prepare: train/ val/ test/ packed splits"))
+    augmented: Path = Field(Path("data/augmented"), description=(
+        "augment: classic copies of the train split"))
+    variants: Path = Field(Path("data/variants"), description=(
+        "compose: one packed training set per variant"))
+    models: Path = Field(Path("models/classifiers"), description=(
+        "train: <variant>/<model>/seed<N>/ model folders"))
+    train_metrics: Path = Field(Path("metrics/train"), description=(
+        "train: <variant>/<model>/seed<N>/ dvclive metrics, plots, history"))
+    evaluate_metrics: Path = Field(Path("metrics/evaluate"), description=(
+        "evaluate: <variant>/<model>/seed<N>/ test metrics, confusion matrix"))
+    report: Path = Field(Path("reports"), description=(
+        "report: report.md, results.json, figures/, plots/"))
+    generators: Path = Field(Path("models/generators"), description=(
+        "train_generator: <family>/ generator folders"))
+    generator_metrics: Path = Field(Path("metrics/generators"), description=(
+        "train_generator: <family>/ dvclive metrics, sample grids"))
+    checkpoints: Path = Field(Path("checkpoints"), description=(
+        "train_generator resume state, outside DVC outs (not in git)"))
+    synthetic: Path = Field(Path("data/synthetic"), description=(
+        "sample: <set>/ packed synthetic sets and figures"))
+    judge: Path = Field(Path("models/judge"), description=(
+        "judge: the real-trained classifier quality and the gate rely on"))
+    quality: Path = Field(Path("reports/quality"), description=(
+        "quality: quality.md, quality.json, figures/"))
+    sweep: Path = Field(Path("metrics/sweep"), description=(
+        "sweep: <model>/results.json, one row per point"))
+    timings: Path = Field(Path("metrics/timings"), description=(
+        "every stage: <stage>.json (cells: <stage>/<cell>.json), wall and CPU seconds, peak "
+        "memory and the machine, for `dvc metrics show`"))
 
 
 class Params(Section):
@@ -56,7 +73,8 @@ class Params(Section):
     train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
     sample: SampleConfig = SampleConfig()
     quality: QualityConfig = QualityConfig()
-    models: dict[str, list[Layer]] = {}  # custom architectures, by name
+    models: dict[str, list[Layer]] = Field(default={}, description=(
+        "custom architectures, by name: a list of layers each"))
 
     @model_validator(mode="after")
     def _known_model(self):

@@ -19,13 +19,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     val/test untouched. Bad image files stop the run unless prepare.on_bad_image: skip.
 
     Writes paths.prepared/{train,val,test} (images.npy, labels.npy, manifest.csv,
-    meta.json) and preview.png (a grid of training images per class) atomically: on any
-    error nothing is written.
+    meta.json), pool/ when prepare.train_per_class thinned the train split (the whole of it,
+    which `synthaug sweep` draws its real-only sets from) and preview.png (a grid of training
+    images per class) atomically: on any error nothing is written.
     """
-    from pipeline.data.prepare import SPLITS, check_seed, counts_table, prepare_splits, split_meta
+    from pipeline.data.prepare import POOL, SPLITS, check_seed, counts_table, prepare_splits, split_meta
     from pipeline.data.sources import load_source
-    from pipeline.report.figures import sample_grid
-    from pipeline.data.storage import atomic_output, write_dataset
+    from pipeline.report.data_figures import sample_grid
+    from pipeline.data.outputs import atomic_output
+    from pipeline.data.storage import write_dataset
 
     p = params_from(params, set_)
     cfg = p.prepare
@@ -35,8 +37,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
         # disk, not in a /tmp that may be RAM-backed (its name is removed as soon as it is mapped)
         src = load_source(cfg, p.paths.raw, scratch=tmp)
         splits = prepare_splits(src, cfg)
-        for name in SPLITS:  # each split is gathered from the source and written in chunks
-            s = splits[name]
+        pool = {POOL: splits.pool} if splits.pool is not None else {}
+        for name, s in {**{n: splits[n] for n in SPLITS}, **pool}.items():
+            # each split is gathered from the source and written in chunks
             (tmp / name).mkdir()
             write_dataset(tmp / name, s.source, s.labels, src.class_names, s.provenance,
                           split_meta(src, cfg, splits, name), rows=s.rows)

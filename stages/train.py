@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from stages.common import (ModelOpt, ParamsOpt, SeedOpt, SetOpt, VariantOpt, params_from, say,
-                           study_cell, user_errors)
+from pipeline.core.errors import SynthaugError
+from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_errors
+from stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 
 
 @user_errors
@@ -23,7 +24,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                 help="then score it on the real test split, as `synthaug evaluate` does")] = True,
             figures: Annotated[bool, typer.Option(
                 help="learning-curve and confusion PNGs (dvc plots draws both from the data)")] = True,
-            ) -> None:
+            ) -> Path:
     """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`
     (or every seed of `study.seeds`), then test it on the held-out real test split.
 
@@ -45,144 +46,55 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     """
     p = params_from(params, set_)
     if study_seeds and seed is not None:
-        from pipeline.core.errors import SynthaugError
-
         raise SynthaugError("--seed and --study-seeds: give one of them")
     from pipeline.core.distributed import from_env
 
     dist = from_env()  # under torchrun: this process's rank; else a single process
-    seeds = list(p.study.seeds) if study_seeds else [seed]
-    summary = {}
-    for s in seeds:
-        cell, scores = _train_one(p.model_copy(deep=True), variant, model, s, progress, test,
-                                  figures, dist)
-        summary[f"seed{cell[2]}"] = scores
-    if study_seeds and test and dist.main:
-        # every seed's test scores in one row of `dvc metrics show` (the report adds the CIs)
-        name, mdl = cell[0], cell[1]
-        out = p.paths.evaluate_metrics / name / f"{mdl}.json"
-        mean = sum(row["accuracy"] for row in summary.values()) / len(summary)
-        from pipeline.data.storage import atomic_output
+    scores = {}
+    for s in (list(p.study.seeds) if study_seeds else [seed]):
+        name, cfg, run = study_cell(p, variant, model, s)
+        scores[f"seed{cfg.seed}"] = _train_one(p, name, cfg, run, progress, test, figures, dist)
+    if study_seeds and test and dist.main:  # every seed's test scores in one row of `dvc metrics show`
+        from pipeline.data.outputs import atomic_output
 
+        out = p.paths.evaluate_metrics / name / f"{cfg.model}.json"
+        mean = sum(row["accuracy"] for row in scores.values()) / len(scores)
         with atomic_output(out, is_dir=False) as f:
-            f.write_text(json.dumps({"accuracy_mean": mean, **summary}, indent=2) + "\n")
-        say(f"{name} / {mdl}: mean test accuracy {100 * mean:.1f}% over {len(summary)} "
+            f.write_text(json.dumps({"accuracy_mean": mean, **scores}, indent=2) + "\n")
+        say(f"{name} / {cfg.model}: mean test accuracy {100 * mean:.1f}% over {len(scores)} "
             f"seed(s) -> {out}")
+    return Path(name, cfg.model) if study_seeds else run  # the cell of the timing file
 
 
-def _train_one(p, variant, model, seed, progress: bool, test: bool,
-               figures: bool, dist) -> tuple[tuple, dict]:
-    """Train (and test) one seed; returns the cell (variant, model, seed) and its test
-    scores (empty without test)."""
-    variant, _, _, run = study_cell(p, variant, model, seed)
+def _train_one(p, variant: str, cfg, run: Path, progress, test, figures, dist) -> dict:
+    """Train (and test) one seed; its test scores (empty without test)."""
     import torch
-    from dvclive import Live
 
-    from pipeline.classifiers.classifier import build_classifier, save_classifier
+    from pipeline.classifiers.cell import Cell, epoch_line, fit_line, test_line
     from pipeline.core.device import pick_device, seed_everything
-    from pipeline.classifiers.metrics import score, write_evaluation
-    from pipeline.classifiers.layers import count_params
-    from pipeline.data.storage import read_dataset
-    from stages.common import output
+    from pipeline.data.storage import is_dataset, read_dataset
 
-    cfg = p.train
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import is_dataset
-
-    train_dir = p.paths.variants / variant
-    if not is_dataset(train_dir):
+    if not is_dataset(train_dir := p.paths.variants / variant):
         raise SynthaugError(f"{train_dir}: no training set for variant {variant!r}; run "
                             "`synthaug compose` (or `dvc repro`) first")
     train = read_dataset(train_dir)  # memory-mapped: `fit` loads it or reads it per batch (train.load)
-    online = train.meta.get("online_augment") or cfg.online_augment
     val = read_dataset(p.paths.prepared / "val", mmap=False)
     device = dist.device(pick_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
-    model, architecture = build_classifier(cfg.model, p.models, train.shape, train.class_names,
-                                           train.images, cfg)
-    total, _ = count_params(model)
-    augment = None
-    if online is not None:
-        from pipeline.augment.expand import OnlineAugment
-
-        augment = OnlineAugment(train.images, train.labels, online, cfg.seed, cfg.workers)
-    say(f"train {cfg.model} on {variant} (seed {cfg.seed}): {total:,} parameters, {len(train)} "
-        f"train / {len(val)} val images of {'x'.join(map(str, train.shape))}, "
-        f"{len(train.class_names)} classes, on {device}"
-        + (f"; online augmentation {online if isinstance(online, str) else 'custom'} on "
-           f"{augment.workers or 'the main'} worker process(es)" if augment else ""))
-
-    from pipeline.classifiers.training import fit
-
-    model_out, log_out = p.paths.models / run, p.paths.train_metrics / run
-    test_out = p.paths.evaluate_metrics / run
+    cell = Cell(variant, train, cfg, p.models)  # after seeding: the initial weights
+    say(cell.describe(len(val), device))
     test_split = read_dataset(p.paths.prepared / "test", mmap=False) if test else None
+    dirs = p.paths.models / run, p.paths.train_metrics / run, p.paths.evaluate_metrics / run
     # under torchrun only rank 0 writes; the other ranks write into scratch folders
-    with output(model_out, dist) as model_dir, output(log_out, dist) as log_dir, \
-            (output(test_out, dist) if test else nullcontext()) as test_dir:
-        live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
-        live.log_params({"variant": variant, "model": cfg.model, "parameters": total,
-                         **cfg.model_dump(mode="json"), "online_augment": online})
-        if augment is not None:
-            from pipeline.augment.expand import expand, preview_pick
-            from pipeline.report.figures import augment_grid
-
-            picks = preview_pick(train.labels, 1)[:20]
-            ex = expand(train.images[picks], train.labels[picks], online, 6, cfg.seed, workers=1,
-                        progress=False)
-            augment_grid(train.images[picks], ex.images.reshape(len(picks), 6, *ex.images.shape[1:]),
-                         [train.class_names[train.labels[i]] for i in picks],
-                         log_dir / "online_augment_preview.png",
-                         title=f"{variant}: on-the-fly augmentation, originals (framed) and draws")
-
-        def on_epoch(row: dict) -> None:
-            for key, value in row.items():
-                if key not in ("epoch", "best", "samples"):
-                    live.log_metric(key, value)
-            live.next_step()
-            say(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc "
-                f"{row['train_accuracy']:.4f}  val loss {row['val_loss']:.4f}  val acc "
-                f"{row['val_accuracy']:.4f}  {row['seconds']:6.1f}s{'  *' if row['best'] else ''}")
-
-        result = fit(model, (train.images, train.labels), (val.images, val.labels), cfg, device,
-                     generator, on_epoch=on_epoch, progress=progress and dist.main,
-                     augment=augment, dist=dist)
-        live.summary.update({"variant": variant, "model": cfg.model, "seed": cfg.seed,
-                             "best_epoch": result.best_epoch,
-                             "best_val_accuracy": result.best_val_accuracy,
-                             "epochs_run": result.epochs_run, "train_seconds": result.seconds})
-        live.end()
-        if figures:
-            from pipeline.report.figures import learning_curves
-
-            learning_curves(result.history, log_dir / "learning_curves.png",
-                            title=f"{cfg.model} on {variant} ({train.meta.get('source', '?')}), "
-                                  f"seed {cfg.seed}",
-                            best_epoch=result.best_epoch)
-        save_classifier(model_dir, model, {
-            **architecture,
-            "train": cfg.model_dump(mode="json"),
-            "trained_on": {"variant": variant, "content_hash": train.meta.get("content_hash"),
-                           "source": train.meta.get("source"), "online_augment": online},
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy,
-        })
-        (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
-        if test:
-            m, pred = score(model, test_split, device, p.evaluate.batch_size)
-            write_evaluation(test_dir, m, test_split.class_names, test_split.labels, pred,
-                             figure=figures, variant=variant, model=cfg.model, seed=cfg.seed)
-    say(f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
-        f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
-        f"{', stopped early' if result.stopped_early else ''}) -> {model_out}")
-    cell = (variant, cfg.model, cfg.seed)
-    if not test:
-        return cell, {}
-    say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  macro-F1 "
-        f"{m['macro_f1']:.4f} -> {test_out}")
-    return cell, {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-
-
+    with output(dirs[0], dist) as model_dir, output(dirs[1], dist) as log_dir, \
+            (output(dirs[2], dist) if test else nullcontext()) as test_dir:
+        result, m = cell.run(val, test_split, device, generator, model_dir, log_dir, test_dir,
+                             figures=figures, progress=progress and dist.main, dist=dist,
+                             on_epoch=lambda row: say(epoch_line(row)), batch_size=p.evaluate.batch_size)
+    say(f"{fit_line(result)} -> {dirs[0]}")
+    if m is not None:
+        say(f"{test_line(m)} -> {dirs[2]}")
+    return {} if m is None else {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 

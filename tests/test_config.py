@@ -2,6 +2,7 @@
 import pytest
 import yaml
 
+from pipeline.classifiers.config import recipe
 from stages.params import Params, apply_overrides, load_params, parse_override, validate_params
 from pipeline.core.errors import SynthaugError
 
@@ -83,16 +84,17 @@ def test_dumped_params_validate_again():
 
 
 def test_readme_gpu_study_overrides_are_valid(repo_root):
-    """The README's GPU experiment: every -S override applies to params.yaml and validates."""
+    """The docs' GPU experiment (docs/scaling.md): every -S override applies to params.yaml
+    and validates."""
     import shlex
 
-    text = (repo_root / "README.md").read_text()
+    text = (repo_root / "docs" / "scaling.md").read_text()
     block = text.split("<!-- gpu-study -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     args = shlex.split(block.replace("\\\n", " "))
     overrides = [args[i + 1] for i, a in enumerate(args) if a == "-S"]
     assert len(overrides) > 10 and args[:3] == ["dvc", "exp", "run"]
     p = load_params(repo_root / "params.yaml", overrides)
     assert p.prepare.train_per_class == 200 and p.study.seeds == [0, 1, 2, 3, 4]
-    assert p.train.for_model("efficientnet_lite0").input_size == 96
+    assert recipe(p.train, "efficientnet_lite0", 0).input_size == 96
     assert p.train_generator.diffusion.space == "pixel"
     assert max(p.sweep.real_per_class) <= 350  # MNIST-5k's train pool: 350 images per class

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
-from pipeline.data.storage import MARKER, atomic_output, write_dataset
+from pipeline.data.outputs import MARKER, atomic_output
+from pipeline.data.storage import write_dataset
 
 
 def files_of(folder):

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
                                     GlobalAvgPool, Pool, Residual)
 from pipeline.core.errors import SynthaugError
-from pipeline.classifiers.layers import (build_model, count_params, out_size, resolve_layers, same_pad,
-                             summary)
+from pipeline.classifiers.layers import build_model, count_params, resolve_layers, summary
+from pipeline.classifiers.modules import out_size, same_pad
 from stages.models import app
 
 # seeds/001, "Ejemplo 1": Conv2D(16, 3x3, strides 2, same) on 128x128x1 ... Dense(26)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.data.config import PrepareConfig
 from pipeline.core.errors import SynthaugError
-from pipeline.data.prepare import SPLITS, counts_table, prepare_splits, split_meta
+from pipeline.data.prepare import SPLITS, counts_table, prepare_splits, read_pool, split_meta
 from pipeline.data.sources import RawSource
 from pipeline.data.storage import image_hashes, read_dataset
 
@@ -83,6 +83,17 @@ def test_train_per_class_exact_k_and_val_test_untouched():
     assert set(five["train"].origins) <= set(ten["train"].origins) <= set(full["train"].origins)
     other = prepare_splits(src, PrepareConfig(seed=4, train_per_class=5))
     assert other["train"].origins != five["train"].origins
+
+
+def test_pool_is_the_train_split_before_thinning():
+    src = make_source()
+    full = prepare_splits(src, PrepareConfig(seed=3, train_per_class=None))
+    five = prepare_splits(src, PrepareConfig(seed=3, train_per_class=5))
+    assert full.pool is None  # nothing thinned: train/ is the pool
+    pool = five.pool
+    assert np.array_equal(pool.rows, full["train"].rows) and pool.hashes == full["train"].hashes
+    assert np.array_equal(pool.labels, full["train"].labels) and pool.origins == full["train"].origins
+    assert set(five["train"].rows) <= set(pool.rows)
 
 
 def test_train_per_class_too_large():
@@ -197,6 +208,24 @@ def test_stage_digits_with_k_per_class(run_cli, tmp_path):
     train = read_dataset(tmp_path / "data" / "prepared" / "train")
     assert np.bincount(train.labels).tolist() == [3] * 10 and train.images.shape[1:] == (8, 8, 1)
     assert len(read_dataset(tmp_path / "data" / "prepared" / "test")) == 360
+    # the whole train split is kept as pool/: what the sweep draws from (k = 3 is train/)
+    from pipeline.evaluation.sweep import per_class, pool_seed
+
+    pool = read_pool(tmp_path / "data" / "prepared")
+    assert pool.meta["split"] == "pool" and len(pool) == 1797 - 360 - 180
+    assert np.array_equal(pool.images[per_class(pool, 3, pool_seed(pool))], train.images)
+    assert {row["sha1"] for row in read_dataset(tmp_path / "data/prepared/train", manifest=True).manifest} <= {
+        row["sha1"] for row in read_dataset(tmp_path / "data/prepared/pool", manifest=True).manifest}
+    # without a pool/, a thinned train split cannot stand in for it
+    import shutil
+
+    shutil.rmtree(tmp_path / "data" / "prepared" / "pool")
+    with pytest.raises(SynthaugError, match="no pool/"):
+        read_pool(tmp_path / "data" / "prepared")
+    write_params(tmp_path, source="digits", size=8)  # nothing thinned: train/ is the pool
+    assert run_cli(tmp_path, "prepare").exit_code == 0
+    assert not (tmp_path / "data" / "prepared" / "pool").exists()
+    assert len(read_pool(tmp_path / "data" / "prepared")) == 1797 - 360 - 180
 
 
 def test_stage_rgb_pad_from_mixed_sizes(run_cli, tmp_path):

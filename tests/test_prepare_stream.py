@@ -177,29 +177,31 @@ def test_release_keeps_mapped_pages_out_of_rss(tmp_path):
         del a
 
 
-def test_sweep_pool_gathers_only_the_drawn_rows(tmp_path):
-    """sweep.train_pool over a folder: the whole train split stays in the memory-mapped
-    scratch file; a real_per_class point gathers its k images per class, the same ones the
-    in-memory split gives."""
-    import sklearn.model_selection  # noqa: F401
-    import tqdm  # noqa: F401
+def test_sweep_pool_gathers_only_the_drawn_rows(tmp_path, run_cli):
+    """prepare writes the whole train split as pool/ when train_per_class thins it; the sweep
+    reads it memory-mapped, and a real_per_class point gathers its k images per class, the
+    same ones the in-memory split gives."""
+    import yaml
 
-    from stages.params import Params
-    from pipeline.evaluation.sweep import per_class, train_pool
+    from pipeline.data.prepare import read_pool
+    from pipeline.evaluation.sweep import per_class, pool_seed
 
     root = rgb_folder(tmp_path / "imgs", per_class=300, size=64)
     data = 1200 * 64 * 64 * 3
-    cfg = cfg_for(root, size=64)
-    p = Params(prepare=cfg)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"prepare": {
+        "source": "folder:imgs", "channels": 3, "size": 64, "train_per_class": 10}}))
+    r = run_cli(tmp_path, "prepare")
+    assert r.exit_code == 0, r.output
     tracemalloc.start()
     try:
-        pool = train_pool(p)
-        idx = per_class(pool, 5, cfg.seed)
+        pool = read_pool(tmp_path / "data/prepared")
+        idx = per_class(pool, 5, pool_seed(pool))
         picked = pool.images[idx]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert isinstance(pool.images.source, np.memmap)
+    assert isinstance(pool.images, np.memmap)
     assert picked.shape == (20, 64, 64, 3) and peak < data / 8, (peak, data)
+    cfg = cfg_for(root, size=64)
     whole = prepare_splits(load_source(cfg, tmp_path, progress=False), cfg)["train"]
     assert np.array_equal(picked, whole.images[idx]) and len(pool) == len(whole.labels)

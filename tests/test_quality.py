@@ -12,9 +12,11 @@ from pipeline.data.config import PrepareConfig
 
 from pipeline.evaluation.config import QualityConfig
 from pipeline.data.prepare import prepare_splits
-from pipeline.evaluation.quality import (FeatureExtractor, QualityContext, assess, cas, features, fid_kid,
-                              gate, imagenet_extractor, near_copies, nearest_train, noise_set,
-                              prdc, recipe, train_radius)
+from pipeline.evaluation.distribution import fid_kid, prdc
+from pipeline.evaluation.features import FeatureExtractor, features, imagenet_extractor
+from pipeline.evaluation.memorisation import near_copies, nearest_train, train_radius
+from pipeline.evaluation.quality import QualityContext, assess, noise_set, recipe
+from pipeline.evaluation.usefulness import cas, gate
 from pipeline.data.sources import load_source
 from pipeline.classifiers.training import train_classifier
 
@@ -243,7 +245,7 @@ def test_noise_set_is_balanced_uint8():
 
 
 def test_figures(tmp_path, rows, ctx):
-    from pipeline.report.figures import closest_pairs, quality_scatter
+    from pipeline.report.data_figures import closest_pairs, quality_scatter
 
     r = rows["copies"]
     images = ctx.train[0][:5]
@@ -257,23 +259,23 @@ def test_figures(tmp_path, rows, ctx):
 
 
 def test_ranking_check_wants_real_val_first_and_noise_last():
-    from stages.quality import ranking_check
+    from pipeline.report.quality_page import ranking_check
 
-    rows = [{"name": "real-val", "fid_domain": 1.0, "recall": 0.9, "precision": 0.7, "density": 0.9},
-            {"name": "gan", "fid_domain": 5.0, "recall": 0.0, "precision": 0.8, "density": 0.5},
-            {"name": "noise", "fid_domain": 100.0, "recall": 0.0, "precision": 0.0, "density": 0.6}]
+    sets = {"real-val": {"fid_domain": 1.0, "recall": 0.9, "precision": 0.7, "density": 0.9},
+            "gan": {"fid_domain": 5.0, "recall": 0.0, "precision": 0.8, "density": 0.5},
+            "noise": {"fid_domain": 100.0, "recall": 0.0, "precision": 0.0, "density": 0.6}}
     # fidelity metrics: above real-val is named, not failed; noise not last fails
-    assert ranking_check(rows) == {"fid_domain": "yes", "recall": "yes (tied)",
+    assert ranking_check(sets) == {"fid_domain": "yes", "recall": "yes (tied)",
                                    "precision": "yes; above real-val: gan (prototypical images)",
                                    "density": "no"}
-    rows[0]["fid_domain"] = 6.0  # real-val not first on a distance metric: fails
-    assert ranking_check(rows)["fid_domain"] == "no"
+    sets["real-val"]["fid_domain"] = 6.0  # real-val not first on a distance metric: fails
+    assert ranking_check(sets)["fid_domain"] == "no"
 
 
 def test_prdc_is_scored_at_the_val_splits_size():
     """More fakes, more balls: recall and coverage of a set grow with its size, so sets are
     scored on a seeded subset the size of the real val split."""
-    from pipeline.evaluation.quality import equal_size
+    from pipeline.evaluation.distribution import equal_size
 
     rng = np.random.default_rng(0)
     real = torch.from_numpy(rng.normal(size=(200, 4)))

@@ -120,31 +120,15 @@ def test_report_renders_from_a_tiny_matrix(tmp_path, run_cli, repo_root):
         f.write_text(json.dumps({"model": model, "rows": rows}))
     quality = tmp_path / "reports/quality"  # another stage's output in reports/
     (quality / "figures").mkdir(parents=True)
-    quality_md = """# Synthetic data quality
-
-Every synthetic set against the real train split.
-
-| set | images | FID-domain ↓ | CAS ↑ |
-| --- | --- | --- | --- |
-| *real-val* | 350 | 0.12 | - |
-| gan-prior | 1000 | 3.40 | 81.0% |
-
-Best CAS: **gan-prior**, 81.0% = 85% of the real-trained classifier's test accuracy.
-
-## Ranking check
-
-| metric | best | worst | real-val first, noise last |
-|---|---|---|---|
-| FID-domain | real-val | noise | yes |
-
-![FID-domain vs CAS](figures/fid_vs_cas.png)
-
-## Sets
-
-### gan-prior
-
-![gan-prior samples](../../data/synthetic/gan-prior/grid.png)
-"""
+    record = {"real-val": {"images": 350, "fid_domain": 0.12, "near_copy_fraction": 0.0,
+                           "failing_classes": []},
+              "gan-prior": {"images": 1000, "fid_domain": 3.4, "cas": 0.81, "cas_ratio": 0.85,
+                            "near_copy_fraction": 0.02, "failing_classes": ["3"]},
+              "noise": {"images": 350, "fid_domain": 250.0, "near_copy_fraction": 0.0,
+                        "failing_classes": ["0", "1"]}}
+    (quality / "quality.json").write_text(json.dumps(record))
+    # the report reads quality.json, never the page: nothing of this may reach report.md
+    quality_md = "# Synthetic data quality\n\n| scraped | table |\n\n### gan-prior\n"
     (quality / "quality.md").write_text(quality_md)
     (quality / "figures/fid_vs_cas.png").write_bytes(b"\x89PNG fake")
 
@@ -166,14 +150,20 @@ Best CAS: **gan-prior**, 81.0% = 85% of the real-trained classifier's test accur
     assert "Source: `digits`" in text and "12 x 12, 1 channel" in text
     assert "train 80, val 30, test 50" in text and "Real training images: 8 per class" in text
     assert "Not sampled yet" not in text and "No classic augmentation" not in text
-    # the quality table, the ranking check and links relative to reports/
-    assert "| gan-prior | 1000 | 3.40 | 81.0% |" in text and "Best CAS: **gan-prior**" in text
-    assert "| FID-domain | real-val | noise | yes |" in text
+    # the quality table from quality.json, the ranking check and links relative to reports/
+    lines = text.splitlines()
+    gan = next(line for line in lines if line.startswith("| gan-prior "))
+    assert [_cell(gan, i) for i in range(7)] == ["gan-prior", "1000", "3.40", "81.0%", "0.85",
+                                                 "2.0%", "3"]
+    assert _cell(next(line for line in lines if line.startswith("| *noise* ")), 3) == "-"
+    assert "Best CAS: **gan-prior**, 81.0% = 85% of the real-trained" in text
+    check = lines.index("| metric | best | worst | holds |")
+    # CAS: no reference has it, so no check
+    assert lines[check + 2:lines.index("", check)] == ["| FID-domain | real-val | noise | yes |"]
     assert "(quality/quality.md)" in text and "(quality/figures/fid_vs_cas.png)" in text
-    assert "### gan-prior" not in text  # the per-set sections stay in quality.md
+    assert "scraped" not in text and "### gan-prior" not in text  # per-set sections stay there
     # the sweep tables: mean (95% CI) per model, the best in bold; the study fills in
     # k = prepare.train_per_class (50) and ratios 0 (real) and 1 (real+diffusion)
-    lines = text.splitlines()
     row10 = next(line for line in lines if line.startswith("| 10 |"))
     cnn10, eff10 = [0.80, 0.83, 0.83], [0.85, 0.87, 0.89]
     half = T2 * np.std(cnn10, ddof=1) / math.sqrt(3)

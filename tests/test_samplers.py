@@ -7,16 +7,10 @@ from test_generators import TINY as TINY_GENERATORS  # the same tiny configs
 
 from generators.common import build_generator, sample_images
 from generators.config import DiffusionConfig, SetConfig
-from generators.samplers import (
-    balanced_labels,
-    build_sampler,
-    interpolation,
-    latent_walks,
-    slerp,
-    to_hwc,
-    truncated_noise,
-)
+from generators.latents import interpolation, latent_walks, slerp, to_hwc, truncated_noise
+from generators.samplers import build_sampler
 from pipeline.core.errors import SynthaugError
+from pipeline.data.compose import balanced_labels
 
 TINY = {
     **TINY_GENERATORS,
@@ -189,9 +183,33 @@ def test_img2img_small_strength_stays_near_the_parent(models, train):
 
 
 def test_interpolation_strip_figure(tmp_path):
-    from pipeline.report.figures import interpolation_strip
+    from pipeline.report.data_figures import interpolation_strip
 
     rows = np.random.default_rng(0).integers(0, 256, (3, 5, 12, 12, 1), dtype=np.uint8)
     interpolation_strip(rows, CLASSES, tmp_path / "walk.png", title="walks")
     interpolation_strip(rows[:1, :, :, :, [0, 0, 0]], ["rgb"], tmp_path / "one.png")
     assert (tmp_path / "walk.png").stat().st_size > 1000 and (tmp_path / "one.png").is_file()
+
+
+def test_a_set_is_drawn_and_written_without_the_cli(models, train, tmp_path):
+    """generators.sets, the library under `synthaug sample`: seeded by the set's name, the
+    packed set with provenance per image, and its three figures."""
+    from generators.sets import draw, set_seed, write
+    from pipeline.data.storage import PackedDataset, read_dataset
+
+    assert set_seed(0, "vae-prior") != set_seed(0, "vae-gmm") != set_seed(1, "vae-gmm")
+    split = PackedDataset(train[0], train[1], CLASSES, {"source": "tiny"})
+    cfg = SetConfig(generator="vae", sampler="posterior_jitter", sigma=1.0)
+    seed = set_seed(0, "vae-jitter")
+    drawn = draw(models["vae"], "vae-jitter", cfg, split, seed, per_class=2, batch_size=4)
+    again = draw(models["vae"], "vae-jitter", cfg, split, seed, per_class=2, batch_size=4)
+    assert np.array_equal(drawn.images, again.images)  # the seed decides
+    assert drawn.labels.tolist() == [0, 0, 1, 1, 2, 2] and drawn.images.dtype == np.uint8
+    write(tmp_path, drawn, split, {"trained_on": {"content_hash": "h"}}, walk_steps=3)
+    ds = read_dataset(tmp_path, manifest=True)
+    assert ds.meta["set"] == "vae-jitter" and ds.meta["seed"] == seed
+    assert ds.meta["generator_trained_on"] == {"content_hash": "h"} and ds.meta["source"] == "tiny"
+    assert {row["set"] for row in ds.manifest} == {"vae-jitter"} and all(
+        row["sampler"] == "posterior_jitter" for row in ds.manifest)
+    for figure in ("grid.png", "walk.png", "interpolation.png"):
+        assert (tmp_path / figure).stat().st_size > 500, figure

@@ -29,17 +29,43 @@ def project(tmp_path, image_folder, run_cli, repo_root):
     return tmp_path
 
 
-def test_sweep_points_and_results(project, run_cli):
-    from pipeline.evaluation.sweep import per_class, train_pool
+def old_train_pool(p):
+    """How the sweep got its pool before prepare wrote it (frozen): reload the source and
+    re-split it without train_per_class."""
+    from pipeline.data.prepare import prepare_splits
+    from pipeline.data.sources import load_source
+
+    cfg = p.prepare.model_copy(update={"train_per_class": None})
+    src = load_source(cfg, p.paths.raw, progress=False)
+    split = prepare_splits(src, cfg)["train"]
+    return split.lazy_images, split.labels, list(src.class_names)
+
+
+def test_the_sweep_draws_the_images_it_drew_before(project):
+    from pipeline.data.prepare import subsample_per_class
+    from pipeline.evaluation.sweep import Point, SweepData, per_class, pool_seed, training_set
 
     p = load_params(project / "params.yaml")
-    pool = train_pool(p)
-    train = read_dataset(project / "data/prepared/train", mmap=False)
+    data = SweepData.load(project / "data/prepared", project / "data/synthetic", [], pool=True)
+    assert pool_seed(data.pool) == p.prepare.seed
+    old_images, old_labels, names = old_train_pool(p)
+    assert len(data.pool) == len(old_labels) == 2 * 18 and data.pool.class_names == names
+    for k in (1, 3, 6, 10, 18):
+        idx = subsample_per_class(np.arange(len(old_labels)), old_labels, k, p.prepare.seed, names)
+        images, labels, variant = training_set(Point("real_per_class", k, 0), data, p.compose,
+                                               p.sweep.ratio_variant)
+        assert np.array_equal(images, old_images[idx]) and np.array_equal(labels, old_labels[idx])
+        assert variant == "real" and images.dtype == np.uint8 and len(labels) == 2 * k
     # k = prepare.train_per_class draws exactly the study's train split; smaller k nest inside
-    six = per_class(pool, 6, p.prepare.seed)
-    assert np.array_equal(pool.images[six], train.images)
-    assert set(per_class(pool, 3, p.prepare.seed)) <= set(six) <= set(per_class(pool, 10, 0))
+    six = per_class(data.pool, 6, p.prepare.seed)
+    assert np.array_equal(data.pool.images[six], data.real.images)
+    assert set(per_class(data.pool, 3, p.prepare.seed)) <= set(six) <= set(per_class(data.pool, 10, 0))
 
+
+def test_sweep_points_and_results(project, run_cli):
+    import shutil
+
+    shutil.rmtree(project / "images")  # the sweep reads prepare's pool, never the source
     r = run_cli(project, "sweep", "--model", "lenet5", "--no-progress")
     assert r.exit_code == 0, r.output
     rows = json.loads((project / "metrics/sweep/lenet5/results.json").read_text())["rows"]

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from pipeline.classifiers.classifier import channel_stats, load_classifier, make_classifier, save_classifier
-from pipeline.classifiers.config import TrainConfig
+from pipeline.classifiers.config import TrainConfig, recipe
 from pipeline.core.device import pick_device, seed_everything
 from pipeline.core.errors import SynthaugError
 from pipeline.classifiers.layers import resolve_layers
@@ -105,7 +105,7 @@ def test_missing_model_folder_and_devices(tmp_path):
 
 
 def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
-    from pipeline.classifiers.training import ShuffledStream
+    from pipeline.core.batches import ShuffledStream
 
     stream = ShuffledStream(10, seed_everything(0))
     taken = torch.cat([stream.take(25), stream.take(15)])  # 4 passes over 10 samples
@@ -179,6 +179,37 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     assert (out / "confusion.png").stat().st_size > 1000
     assert f"accuracy {m['accuracy']:.4f}" in r.output
     assert m == tested  # re-scoring the saved model gives the cell's own numbers
+    for stage in ("train", "evaluate"):  # each cell its own timing file
+        timing = json.loads((tiny_project / f"metrics/timings/{stage}/real/lenet5/seed0.json").read_text())
+        assert timing["cell"] == "real/lenet5/seed0" and timing["wall_seconds"] > 0
+
+
+def test_a_cell_trains_saves_and_tests_without_the_cli(tmp_path):
+    """pipeline.classifiers.cell: the library under `synthaug train`, given folders."""
+    from pipeline.classifiers.cell import Cell
+    from pipeline.data.storage import PackedDataset
+
+    def packed(x, y):
+        return PackedDataset(x, y, ["tl", "br"], {"source": "blobs", "content_hash": "h"})
+
+    train, val, test = packed(*blobs()), packed(*blobs(10, seed=1)), packed(*blobs(12, seed=2))
+    cfg = recipe(TrainConfig(epochs=2, batch_size=16, epoch_size=0,
+                             per_model={"lenet5": {"lr": 0.01}}), "lenet5", 4)
+    g = seed_everything(cfg.seed)
+    cell = Cell("real", train, cfg, {})
+    assert cell.augment is None and "train lenet5 on real (seed 4)" in cell.describe(20, CPU)
+    dirs = [tmp_path / d for d in ("model", "log", "test")]
+    for d in dirs:
+        d.mkdir()
+    rows = []
+    result, m = cell.run(val, test, CPU, g, *dirs, figures=False, progress=False, on_epoch=rows.append)
+    assert [r["epoch"] for r in rows] == [1, 2] and result.epochs_run == 2
+    config = json.loads((dirs[0] / "config.json").read_text())
+    assert config["train"]["lr"] == 0.01 and config["trained_on"]["content_hash"] == "h"
+    assert json.loads((dirs[1] / "metrics.json").read_text())["seed"] == 4
+    assert len(json.loads((dirs[1] / "history.json").read_text())) == 2
+    assert json.loads((dirs[2] / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+    assert not list(tmp_path.rglob("*.png"))  # figures=False
 
 
 def test_per_model_recipe_and_a_cell_without_test_or_figures(tiny_project, run_cli):
@@ -190,7 +221,7 @@ def test_per_model_recipe_and_a_cell_without_test_or_figures(tiny_project, run_c
     assert not (tiny_project / "metrics/evaluate").exists()
     assert not list((tiny_project / "metrics/train").rglob("*.png"))
     # another model keeps the section's own recipe
-    assert TrainConfig(epochs=3, per_model={"lenet5": {"epochs": 2}}).for_model("cnn").epochs == 3
+    assert recipe(TrainConfig(epochs=3, per_model={"lenet5": {"epochs": 2}}), "cnn", 0).epochs == 3
     for bad, msg in [("{lenet5: {seed: 1}}", "lenet5.seed: not a per-model recipe field"),
                      ("{lenet5: {lr: -1}}", "lenet5.lr: Input should be greater than 0"),
                      ("{vgg: {lr: 0.1}}", "train.per_model: unknown model 'vgg'")]:
@@ -245,7 +276,10 @@ def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):
     r = run_cli(tiny_project, "train", "-S", "train.epochs=-3")
     assert r.exit_code == 2
     assert r.output.strip().count("\n") == 0 and "train.epochs" in r.output
-    assert not (tiny_project / "models").exists() and not (tiny_project / "metrics").exists()
+    assert not (tiny_project / "models").exists()
+    # only the timing files of the fixture's own stages (prepare, compose): no train ones
+    assert [p.name for p in (tiny_project / "metrics").iterdir()] == ["timings"]
+    assert not (tiny_project / "metrics/timings/train").exists()
     r = run_cli(tiny_project, "train", "-S", "train.online_augment=[{transform: Blurr}]")
     assert r.exit_code == 2 and "train.online_augment[0]: unknown transform 'Blurr'" in r.output
     assert not (tiny_project / "models").exists()
@@ -261,7 +295,7 @@ def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):
 
 
 def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monkeypatch):
-    import pipeline.classifiers.training as training
+    import pipeline.core.batches as training
 
     x, y = blobs()
     np.save(tmp_path / "images.npy", x)

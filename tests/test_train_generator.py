@@ -231,3 +231,45 @@ def test_bad_input_fails_with_one_line_naming_the_parameter(run_cli, project, ar
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.output
+
+
+def test_a_run_resumes_and_keeps_its_folder_without_the_cli(project):
+    """generators.run.GeneratorRun, the library under `synthaug train-generator`: a second
+    run of the same config continues from the first one's checkpoint; a rank other than 0
+    leaves the shared work folder alone and logs into a scratch folder."""
+    from generators.run import GeneratorRun
+    from pipeline.core.device import seed_everything
+    from pipeline.core.distributed import Dist
+    from pipeline.data.storage import read_dataset
+
+    cfg = load_params(project / "params.yaml").train_generator
+    train, val = (read_dataset(project / "data/prepared" / s, mmap=False) for s in ("train", "val"))
+    work, cpu = project / "work", torch.device("cpu")
+
+    def run(dist=Dist()):
+        return GeneratorRun("vae", cfg, train, val, work, cpu,
+                            seed_everything(cfg.seed, deterministic=True), dist)
+
+    first = run()
+    assert first.resume() == "" and "8 steps of 8" in first.describe()
+    lines = []
+    first.train(progress=False, log=lines.append)
+    assert len(lines) == 4 and lines[-1].startswith("step     8/8")
+    assert (work / "checkpoint.pt").is_file() and (work / "live/samples.png").is_file()
+    second = run()
+    assert second.resume().startswith("resuming from step 8") and second.trainer.done
+    other = run(Dist(rank=1))
+    other.resume()
+    assert other.work != work and other.work.name.startswith("rank1-")
+    other.train(progress=False)
+    assert not (other.work / "live/samples.png").exists()  # only rank 0 samples
+    other.close()
+    out = project / "out"
+    for d in ("model", "log"):
+        (out / d).mkdir(parents=True)
+    second.save(out / "model", out / "log")
+    assert sorted(p.name for p in (out / "model").iterdir()) == MODEL_FILES
+    assert json.loads((out / "model/config.json").read_text())["steps"] == 8
+    assert (out / "log/history.json").is_file() and (work / "checkpoint.pt").is_file()
+    second.close()
+    assert not work.exists()

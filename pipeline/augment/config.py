@@ -36,10 +36,13 @@ AugmentSpec = Annotated[str | list[dict[str, Any]], AfterValidator(_check_spec)]
 class AugmentConfig(Section):
     """Offline classic augmentation of the train split (`synthaug augment`)."""
 
-    pipeline: AugmentSpec = "medium"  # preset name or list of {transform: Name, **args}
-    copies_per_image: PositiveInt = 4
-    seed: int = 0
-    workers: NonNegativeInt = 0  # processes; 0 = all cores
+    pipeline: AugmentSpec = Field("medium", description=(
+        "a preset (light, medium, heavy, randaugment, trivialaugment, autoaugment, augmix) or "
+        "a list of albumentations steps `{transform: Name, **args}`"))
+    copies_per_image: PositiveInt = Field(4, description="augmented copies of every training image")
+    seed: int = Field(0, description="seed of the copies (each chunk of 32 images has its own)")
+    workers: NonNegativeInt = Field(0, description=(
+        "processes; 0 = all cores (the output is identical for any number)"))
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -55,18 +58,24 @@ class BatchAugmentConfig(Section):
     brightness / contrast: factors drawn in [1 - x, 1 + x] (torchvision ColorJitter's meaning).
     """
 
-    rotate: float = Field(0.0, ge=0.0, le=180.0)
-    translate: float = Field(0.0, ge=0.0, le=0.5)
-    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
-    shear: float = Field(0.0, ge=0.0, lt=60.0)
-    p_affine: Probability = 0.0
-    erase_p: Probability = 0.0
-    erase_scale: tuple[Probability, Probability] = (0.02, 0.1)
-    noise_p: Probability = 0.0
-    noise_sigma: float = Field(0.05, ge=0.0, le=1.0)
-    jitter_p: Probability = 0.0
-    brightness: float = Field(0.0, ge=0.0, le=1.0)
-    contrast: float = Field(0.0, ge=0.0, le=1.0)
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="rotation in degrees, drawn in [-x, x]")
+    translate: float = Field(0.0, ge=0.0, le=0.5, description=(
+        "shift as a fraction of the size, drawn in [-x, x]"))
+    scale: tuple[PositiveFloat, PositiveFloat] = Field((1.0, 1.0), description="(min, max) zoom")
+    shear: float = Field(0.0, ge=0.0, lt=60.0, description="shear in degrees, drawn in [-x, x]")
+    p_affine: Probability = Field(0.0, description="per-image probability of the affine op")
+    erase_p: Probability = Field(0.0, description="per-image probability of erasing a rectangle")
+    erase_scale: tuple[Probability, Probability] = Field((0.02, 0.1), description=(
+        "(min, max) fraction of the area of the erased rectangle (set to 0, the background)"))
+    noise_p: Probability = Field(0.0, description="per-image probability of Gaussian noise")
+    noise_sigma: float = Field(0.05, ge=0.0, le=1.0, description=(
+        "Gaussian noise std on the [0, 1] scale"))
+    jitter_p: Probability = Field(0.0, description=(
+        "per-image probability of the brightness/contrast jitter"))
+    brightness: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "brightness factor drawn in [1 - x, 1 + x] (torchvision ColorJitter's meaning)"))
+    contrast: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "contrast factor drawn in [1 - x, 1 + x]"))
 
     @model_validator(mode="after")
     def _ranges(self):

@@ -16,44 +16,75 @@ TRANSFER_MODELS = ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")
 
 
 class TrainConfig(Section):
-    model: str = "cnn"
-    epochs: PositiveInt = 6
-    batch_size: PositiveInt = 64
-    epoch_size: NonNegativeInt = 1024  # samples per epoch, from back-to-back shuffled passes;
-    # every variant gets the same steps whatever its size (0: one pass per epoch)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: PositiveFloat = 3e-3
-    weight_decay: NonNegativeFloat = 1e-4
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
-    scheduler: Literal["onecycle", "cosine", "step", "none"] = "onecycle"
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    patience: NonNegativeInt = 3  # epochs without val improvement before stopping; 0 = never
-    seed: int = 0
-    device: Device = "auto"  # auto = cuda, then mps, then cpu
-    amp: bool = True  # mixed precision, CUDA only
-    cpu_bf16: bool = True  # bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX)
-    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
-    threads: NonNegativeInt = 0  # CPU threads for torch; 0 = torch's default
-    online_augment: AugmentSpec | None = None  # preset or steps applied each epoch (CPU)
-    workers: NonNegativeInt | None = None  # online augmentation processes; None = auto
-    # per-image random affine/erase/noise/jitter on each batch, on the training device
-    batch_augment: BatchAugmentSpec | None = None
-    load: Literal["auto", "memory", "mmap"] = "auto"  # training data: resident tensor or mmap
-    compile: bool = False  # torch.compile the model (a one-off compile, then faster steps)
+    model: str = Field("cnn", description=(
+        "lenet5, cnn, resnet_small, efficientnet_lite0, resnet18, mobilenet_v3_small or a name "
+        "under models"))
+    epochs: PositiveInt = Field(6, description="maximum epochs")
+    batch_size: PositiveInt = Field(64, description="training batch size")
+    epoch_size: NonNegativeInt = Field(1024, description=(
+        "samples per epoch, from back-to-back shuffled passes: every variant gets the same "
+        "optimiser steps whatever its size (0: one pass per epoch)"))
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description=(
+        "adamw, adam or sgd (Nesterov, with momentum)"))
+    lr: PositiveFloat = Field(3e-3, description="peak learning rate")
+    weight_decay: NonNegativeFloat = Field(1e-4, description="weight decay")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    scheduler: Literal["onecycle", "cosine", "step", "none"] = Field("onecycle", description=(
+        "learning-rate schedule: onecycle, cosine (per batch), step (x0.1 every third of the "
+        "epochs) or none"))
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    patience: NonNegativeInt = Field(3, description=(
+        "early stopping: epochs without a better val accuracy; 0 = never stop early"))
+    seed: int = Field(0, description="weight initialisation and batch order")
+    device: Device = Field("auto", description=(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
+    cpu_bf16: bool = Field(True, description=(
+        "bf16 autocast on CPUs that run bf16 natively (AVX512-BF16, AMX); fp32 elsewhere"))
+    channels_last: bool = Field(True, description=(
+        "NHWC memory layout for model and batches: faster convolutions on CPU and GPU"))
+    threads: NonNegativeInt = Field(0, description="CPU threads for torch; 0 = torch's default")
+    online_augment: AugmentSpec | None = Field(None, description=(
+        "preset or step list (as augment.pipeline) applied on the CPU every epoch; a variant's "
+        "own online_augment takes precedence"))
+    workers: NonNegativeInt | None = Field(None, description=(
+        "online augmentation processes; null = cores - 1 (at most 4), 0 = in the training "
+        "process"))
+    batch_augment: BatchAugmentSpec | None = Field(None, description=(
+        "light, medium, heavy or a mapping of the fields below: per-image random "
+        "affine/erase/noise/jitter of every batch, on the training device"))
+    load: Literal["auto", "memory", "mmap"] = Field("auto", description=(
+        "training data as one tensor on the device (memory) or read per batch from the "
+        "memory-mapped file (mmap); auto: memory when it takes at most a quarter of the free "
+        "memory"))
+    compile: bool = Field(False, description=(
+        "torch.compile the model (a one-off compile, then faster steps)"))
     # transfer models only (TRANSFER_MODELS)
-    strategy: Literal["linear_probe", "finetune", "gradual_unfreeze"] = "finetune"
-    input_size: int = Field(32, ge=16, le=1024)  # images are resized to this inside the model
-    backbone_lr_mult: PositiveFloat = 1.0  # backbone lr = lr * this (finetune, gradual_unfreeze)
-    unfreeze_every: PositiveInt = 1  # gradual_unfreeze: epochs per newly unfrozen block group
-    freeze_bn: bool = False  # backbone BatchNorm keeps ImageNet running stats (eval) in training
-    weights: Path | None = None  # ImageNet weights file; default: package / torch hub cache
-    download_weights: bool = False  # torchvision models: allow downloading into the hub cache
-    # model name -> recipe fields that replace the ones above when that model trains (a
-    # pretrained network wants a lower rate and fewer, shorter epochs than one from scratch)
-    per_model: dict[str, dict[str, Any]] = {
+    strategy: Literal["linear_probe", "finetune", "gradual_unfreeze"] = Field(
+        "finetune", description=(
+            "transfer models: linear_probe (head only), finetune (everything) or "
+            "gradual_unfreeze (the head, then one more block group at a time)"))
+    input_size: int = Field(32, ge=16, le=1024, description=(
+        "transfer models: images are resized to this inside the model"))
+    backbone_lr_mult: PositiveFloat = Field(1.0, description=(
+        "transfer models: backbone lr = lr * this (finetune, gradual_unfreeze)"))
+    unfreeze_every: PositiveInt = Field(1, description=(
+        "gradual_unfreeze: epochs per newly unfrozen block group, top down"))
+    freeze_bn: bool = Field(False, description=(
+        "transfer models: the backbone's BatchNorm keeps its ImageNet running statistics "
+        "(eval mode) while its weights train"))
+    weights: Path | None = Field(None, description=(
+        "ImageNet weights file (.pth or .safetensors); null: the package's file or the torch "
+        "hub cache"))
+    download_weights: bool = Field(False, description=(
+        "torchvision models: allow downloading into the torch hub cache"))
+    per_model: dict[str, dict[str, Any]] = Field(default={
         "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.002,
                                "backbone_lr_mult": 0.5, "freeze_bn": True, "input_size": 40,
-                               "cpu_bf16": False}}
+                               "cpu_bf16": False}}, description=(
+        "model name -> train fields that replace the ones above when that model trains (a "
+        "pretrained network wants a lower rate and fewer, shorter epochs than one from "
+        "scratch); any field but model, seed and per_model"))
 
     @field_validator("per_model")
     @classmethod
@@ -69,17 +100,32 @@ class TrainConfig(Section):
                 raise ValueError(f"{name}.{format_error(e)}") from None
         return v
 
-    def for_model(self, name: str, seed: int | None = None) -> TrainConfig:
-        """This recipe for `name`: its `per_model` fields on top, model (and seed) set."""
-        data = self.model_dump()
-        data.update(self.per_model.get(name, {}), model=name, per_model={})
-        if seed is not None:
-            data["seed"] = seed
-        return TrainConfig.model_validate(data)
+
+def recipe(train: TrainConfig, model: str, seed: int, epochs: int | None = None, *,
+           scoring: bool = False) -> TrainConfig:
+    """The TrainConfig `model` trains with at `seed`: the one place it is built, for a study
+    cell and a sweep point (`train` is the train section) and for the judge and CAS (the
+    stages pass TrainConfig's defaults, so tuning `train` leaves the quality scores valid).
+
+    `train` with model and seed set (and `epochs`, if given), `train.per_model[model]`'s
+    fields on top and `per_model` emptied: one model's recipe. scoring=True (the judge, CAS)
+    applies no per-model fields (`per_model` is kept as given) and no online augmentation:
+    the sets are scored as they are.
+    """
+    data = train.model_dump()
+    if scoring:
+        data["online_augment"] = None
+    else:
+        data.update(train.per_model.get(model, {}), per_model={})
+    data.update(model=model, seed=seed)
+    if epochs is not None:
+        data["epochs"] = epochs
+    return TrainConfig.model_validate(data)
 
 
 class EvaluateConfig(Section):
-    batch_size: PositiveInt = 512
-    device: Device = "auto"
+    batch_size: PositiveInt = Field(512, description="scoring batch size")
+    device: Device = Field("auto", description=(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
 
 

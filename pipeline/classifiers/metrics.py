@@ -56,7 +56,7 @@ def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndar
         w.writerows((class_names[a], class_names[b])
                     for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True))
     if figure:
-        from pipeline.report.figures import confusion_matrix_png
+        from pipeline.report.result_figures import confusion_matrix_png
 
         confusion_matrix_png(m["confusion_matrix"], class_names, out / "confusion.png",
                              title=f"{summary['model']} on {summary['variant']}, seed "

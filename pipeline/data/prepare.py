@@ -7,10 +7,14 @@ same whatever k is. Everything is deterministic in (source, params, seed): no ti
 absolute paths, stable orders, so reruns write byte-identical files.
 A split keeps row indices into the source's images, not a copy of them: a memory-mapped folder
 source is hashed and written chunk by chunk (`storage.write_dataset(rows=...)`), never gathered.
+When `train_per_class` thins the train split, the whole of it is kept too, as the `pool`
+(`synthaug prepare` writes it next to train/ val/ test/): the sweep draws its real-only sets
+from it, so no later stage reloads and re-splits the source (`read_pool`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +24,7 @@ from pipeline.data.sources import RawSource
 from pipeline.data.storage import image_hashes
 
 SPLITS = ("train", "val", "test")
+POOL = "pool"  # the train split before train_per_class thinned it (written only when it did)
 MAX_CONFLICTS = 100  # label conflicts listed in meta.json (the count is always complete)
 
 
@@ -61,10 +66,12 @@ class Rows:
 
 
 class Splits(dict):
-    """{"train": Split, "val": Split, "test": Split} plus what deduplication found."""
+    """{"train": Split, "val": Split, "test": Split} plus what deduplication found, and the
+    `pool`: the train split before `train_per_class` thinned it (None when it did not)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.pool: Split | None = None
         self.duplicates_removed = 0
         self.label_conflicts: list[dict] = []
 
@@ -140,14 +147,19 @@ def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
     labels = src.labels[keep]
     _check_class_sizes(labels, src.class_names)
     parts = _split_indices(labels, cfg)
+    pool = None
     if cfg.train_per_class is not None:
-        parts["train"] = subsample_per_class(parts["train"], labels, cfg.train_per_class,
-                                             cfg.seed, src.class_names)
-    out = Splits()
-    for name in SPLITS:
-        sel = keep[parts[name]]  # indices into the source, ascending: a stable order
-        out[name] = Split(src.images, sel, src.labels[sel], [src.origins[i] for i in sel],
-                          [hashes[i] for i in parts[name]])
+        pool = parts["train"]
+        parts["train"] = subsample_per_class(pool, labels, cfg.train_per_class, cfg.seed,
+                                             src.class_names)
+
+    def split(part: np.ndarray) -> Split:
+        sel = keep[part]  # indices into the source, ascending: a stable order
+        return Split(src.images, sel, src.labels[sel], [src.origins[i] for i in sel],
+                     [hashes[i] for i in part])
+
+    out = Splits({name: split(parts[name]) for name in SPLITS})
+    out.pool = None if pool is None else split(pool)
     seen: dict[str, str] = {}
     for name in SPLITS:  # cheap guarantee against leakage, whatever changes above
         for h in out[name].hashes:
@@ -170,6 +182,23 @@ def split_meta(src: RawSource, cfg: PrepareConfig, splits: Splits, name: str) ->
         "bad_images_skipped": [{"path": p, "reason": r} for p, r in src.bad],
         "notes": list(src.notes),
     }
+
+
+def read_pool(prepared: Path):
+    """The train pool under `prepared` (memory-mapped): `pool/`, or `train/` itself when
+    `train_per_class` thinned nothing. Draw from it as `prepare.train_per_class` does
+    (`subsample_per_class`, with the seed its meta records) and k = train_per_class gives
+    the train split exactly."""
+    from pipeline.data.storage import is_dataset, read_dataset
+
+    if is_dataset(prepared / POOL):
+        return read_dataset(prepared / POOL)
+    train = read_dataset(prepared / "train")
+    if train.meta.get("prepare", {}).get("train_per_class", 0) is not None:
+        raise SynthaugError(f"{prepared}: no {POOL}/ (the train split before "
+                            "prepare.train_per_class thinned it): written by an older synthaug "
+                            "or another tool; rerun `synthaug prepare`")
+    return train
 
 
 def counts_table(splits: dict[str, Split], class_names: list[str]) -> str:

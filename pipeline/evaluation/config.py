@@ -17,19 +17,24 @@ class QualityConfig(Section):
     and tests it on the real test split.
     """
 
-    model: str = "cnn"
-    epochs: PositiveInt = 4
-    seed: int = 0
-    device: Device = "auto"
-    k: PositiveInt = 5  # nearest neighbours for precision / recall / density / coverage
-    # precision leaves out the balls of this share of real images with the largest k-NN radii
-    # (outliers' balls are wide enough to hold noise)
-    outlier_radii: float = Field(0.1, ge=0.0, lt=1.0)
-    kid_subset_size: PositiveInt = 100
-    copy_threshold: float = Field(0.5, gt=0.0, le=1.0)  # near-copy: distance to the nearest
-    # training image < this x that training image's distance to its own nearest neighbour
-    imagenet_features: bool = True  # also FID in EfficientNet-Lite0 features (package weights)
-    cas: bool = True  # train a classifier per set (the slowest metric)
+    model: str = Field("cnn", description="the judge's (and CAS's) model")
+    epochs: PositiveInt = Field(4, description="the judge's (and CAS's) epochs")
+    seed: int = Field(0, description="the judge's (and CAS's) seed")
+    device: Device = Field("auto", description=(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    k: PositiveInt = Field(5, description=(
+        "nearest neighbours for precision / recall / density / coverage"))
+    outlier_radii: float = Field(0.1, ge=0.0, lt=1.0, description=(
+        "precision leaves out the balls of this share of real images with the largest k-NN "
+        "radii (outliers' balls are wide enough to hold noise)"))
+    kid_subset_size: PositiveInt = Field(100, description="subset size of the KID estimate")
+    copy_threshold: float = Field(0.5, gt=0.0, le=1.0, description=(
+        "near-copy: distance to the nearest training image < this x that training image's "
+        "distance to its own nearest neighbour"))
+    imagenet_features: bool = Field(True, description=(
+        "also FID in EfficientNet-Lite0's ImageNet features (the package's weights, offline)"))
+    cas: bool = Field(True, description=(
+        "Classification Accuracy Score: train a classifier per set (the slowest metric)"))
 
 class SweepConfig(Section):
     """`synthaug sweep`: accuracy against the amount of data, one dvc cell per model.
@@ -41,18 +46,27 @@ class SweepConfig(Section):
     variant's own ratio, so those need no cell here.
     """
 
-    models: list[str] = ["cnn", "efficientnet_lite0"]
-    real_per_class: list[PositiveInt] = [5, 10, 20, 100]
-    ratio_variant: str = "real+diffusion"
-    ratios: list[PositiveFloat] = [2.0]
-    seeds: list[int] = [0, 1, 2]
+    models: list[str] = Field(default=["cnn", "efficientnet_lite0"], description=(
+        "the sweep's models, one dvc cell each"))
+    real_per_class: list[PositiveInt] = Field(default=[5, 10, 20, 100], description=(
+        "real-only training sets of k images per class (nested draws; the study adds "
+        "prepare.train_per_class)"))
+    ratio_variant: str = Field("real+diffusion", description=(
+        "the variant re-composed at each ratio (synthetic parts, a ratio, no gate, no "
+        "online_augment)"))
+    ratios: list[PositiveFloat] = Field(default=[2.0], description=(
+        "synthetic images per real one (the study adds 0 and the variant's own ratio)"))
+    seeds: list[int] = Field(default=[0, 1, 2], description="seeds of every sweep point")
 
 
 class StudyConfig(Section):
     """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
 
-    variants: list[str] = ["real", "real+classic", "real+gan", "real+vae", "real+diffusion",
-                           "real+all", "synthetic-only"]
-    models: list[str] = ["cnn", "efficientnet_lite0"]
-    seeds: list[int] = [0, 1, 2]
+    variants: list[str] = Field(default=["real", "real+classic", "real+gan", "real+vae",
+                                         "real+diffusion", "real+all", "synthetic-only"],
+                                description="names under compose.variants the study trains on")
+    models: list[str] = Field(default=["cnn", "efficientnet_lite0"],
+                              description="the study's classifiers")
+    seeds: list[int] = Field(default=[0, 1, 2], description=(
+        "seeds of every cell (all trained in one process per variant x model)"))
 

@@ -1,0 +1,155 @@
+"""One resumable generator training run: its work folder, checkpoints, logging and the finished
+files, independent of the CLI (`synthaug train-generator` is this, with paths from params.yaml).
+
+The work folder (the stage passes paths.checkpoints/train_generator/<family>: outside DVC's
+outs, which DVC deletes before it reruns a stage) holds checkpoint.pt, written atomically every
+`checkpoint_every` steps, and live/, the dvclive log. A rerun with the same config and data
+continues from the checkpoint (generators.resume); a changed config or data set, or an
+unreadable checkpoint, starts over with a note. Under torchrun every rank reads the checkpoint,
+then only rank 0 keeps the folder: the other ranks log into scratch folders nobody keeps. The
+caller saves the finished run (`save`, into folders it replaces atomically), then `close`
+removes the work folder.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generators.common import build_generator, sample_images, save_generator
+from generators.config import TrainGeneratorConfig
+from generators.resume import load_checkpoint, run_key, save_checkpoint
+from generators.training import GeneratorTrainer
+from pipeline.core.distributed import SINGLE, Dist
+from pipeline.data.storage import PackedDataset
+
+
+class GeneratorRun:
+    """`family` trained on `train` (val monitored) with `cfg`, resumable from `work`; build it
+    right after seeding `rng` (the weights are initialised from torch's global RNG)."""
+
+    def __init__(self, family: str, cfg: TrainGeneratorConfig, train: PackedDataset,
+                 val: PackedDataset, work: Path, device: torch.device, rng: torch.Generator,
+                 dist: Dist = SINGLE):
+        self.family, self.cfg, self.fcfg = family, cfg, cfg.family(family)
+        self.train_set, self.dist = train, dist
+        model = build_generator(family, self.fcfg, train.shape, train.class_names)
+        self.trainer = GeneratorTrainer(model, cfg, (train.images, train.labels),
+                                        (val.images, val.labels), device, rng, dist)
+        self.parameters = sum(t.numel() for t in model.parameters())
+        self.key = run_key(family, cfg, train.meta.get("content_hash", ""))
+        self.work, self.val_size = work, len(val)
+        self.overhead = 0.0  # validation, checkpoints and grids: seconds outside the steps
+
+    @property
+    def live_dir(self) -> Path:
+        return self.work / "live"
+
+    def describe(self) -> str:
+        t = self.train_set
+        return (f"train-generator {self.family}: {self.parameters:,} parameters, {len(t)} train / "
+                f"{self.val_size} val images of {'x'.join(map(str, t.shape))}, "
+                f"{len(t.class_names)} classes, {self.trainer.total} steps of "
+                f"{self.fcfg.batch_size}, on {self.trainer.device}")
+
+    def resume(self) -> str:
+        """Continue from the work folder's checkpoint if it is this run's, and set the folder
+        up; returns what happened, in words ("" when there was nothing to resume)."""
+        state, note = load_checkpoint(self.work / "checkpoint.pt", self.key, self.trainer.device)
+        if state is not None:
+            self.trainer.load_state_dict(state)
+        del state
+        if self.dist.active:  # every rank has read the checkpoint before rank 0 changes the folder
+            torch.distributed.barrier()
+        if not self.dist.main:  # the other ranks log into a scratch folder that nobody keeps
+            self.work = Path(tempfile.mkdtemp(prefix=f"rank{self.dist.rank}-"))
+        elif self.trainer.step == 0 and self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.live_dir / "plots", ignore_errors=True)  # rebuilt from the history
+        return note
+
+    def _grid(self, path: Path, title: str) -> None:
+        """One row of `grid_per_class` samples per class, always from the same noise."""
+        from pipeline.report.data_figures import sample_grid
+
+        cfg, names = self.cfg, self.train_set.class_names
+        labels = np.repeat(np.arange(len(names)), cfg.grid_per_class)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images = sample_images(self.trainer.ema, labels, torch.Generator().manual_seed(cfg.seed))
+        sample_grid(images, labels, names, path, per_class=cfg.grid_per_class, title=title)
+
+    def train(self, progress: bool = True, log: Callable[[str], None] = lambda line: None) -> None:
+        """Train to the end of the budget (or max_seconds), logging every round to dvclive
+        (a resumed run first replays the killed one's rows) and `log`, checkpointing every
+        `checkpoint_every` steps; ends with samples.png and history.json in `live_dir`."""
+        from dvclive import Live
+        from tqdm.auto import tqdm
+
+        cfg, trainer, main = self.cfg, self.trainer, self.dist.main
+        live = Live(dir=str(self.live_dir), dvcyaml=False, save_dvc_exp=False)
+        live.log_params({"generator": self.family, "parameters": self.parameters,
+                         **self.fcfg.model_dump(mode="json")})
+
+        def logged(row: dict) -> None:
+            for k, v in row.items():
+                if k not in ("step", "seconds"):
+                    live.log_metric(k, v)
+            live.next_step()
+
+        for row in trainer.history:  # a resumed run replays what the killed one logged
+            logged(row)
+        every = [cfg.log_every, cfg.checkpoint_every] + ([cfg.grid_every] if cfg.grid_every else [])
+        bar = tqdm(total=trainer.total, initial=trainer.step, unit="step", desc=self.family,
+                   disable=None if progress and main else True, leave=False)
+        while not trainer.done:
+            row = trainer.train_steps(min(n - trainer.step % n for n in every), bar)
+            s, start = trainer.step, time.perf_counter()
+            if s % cfg.checkpoint_every == 0 or trainer.done:
+                row.update(trainer.validate())
+            trainer.history.append(row)  # a round ends at a log, checkpoint or grid step
+            logged(row)
+            losses = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                               if k not in ("step", "seconds") and not k.startswith("lr_"))
+            log(f"step {s:5d}/{trainer.total}  {losses}  {trainer.seconds:6.1f}s")
+            if cfg.grid_every and s % cfg.grid_every == 0 and not trainer.done and main:
+                self._grid(self.live_dir / "grids" / f"step_{s:06d}.png", f"{self.family}: step {s}")
+            if (s % cfg.checkpoint_every == 0 or trainer.done) and main:
+                save_checkpoint(self.work / "checkpoint.pt", self.key, trainer.state_dict())
+            self.overhead += time.perf_counter() - start
+        bar.close()
+        live.summary.update({"steps": trainer.step, "planned_steps": trainer.total,
+                             "cut_short": trainer.cut_short, "train_seconds": trainer.seconds,
+                             "ms_per_step": 1000 * trainer.seconds / max(1, trainer.step),
+                             "overhead_seconds": self.overhead})
+        live.end()
+        if main:  # the other ranks' folders are thrown away: no sampling for them
+            self._grid(self.live_dir / "samples.png",
+                       f"{self.family} ({trainer.step} steps): one row per class")
+        (self.live_dir / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
+
+    def save(self, model_dir: Path, log_dir: Path) -> None:
+        """The finished generator (config.json + weights.safetensors) into `model_dir`, the
+        metrics folder (dvclive, grids, samples.png, history.json) into `log_dir`."""
+        save_generator(model_dir, self.trainer.ema, {
+            "train_generator": self.cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
+            "trained_on": {"content_hash": self.train_set.meta.get("content_hash"),
+                           "source": self.train_set.meta.get("source")},
+            "steps": self.trainer.step})
+        shutil.copytree(self.live_dir, log_dir, dirs_exist_ok=True)
+
+    def close(self) -> None:
+        """Done: the resume state goes (a rerun trains anew)."""
+        shutil.rmtree(self.work)
+
+    def summary_line(self) -> str:
+        t = self.trainer
+        return (f"{self.family}: {t.step} steps in {t.seconds:.1f} s "
+                f"({1000 * t.seconds / max(1, t.step):.0f} ms per step; validation, "
+                f"checkpoints and grids {self.overhead:.1f} s)")

@@ -1,0 +1,144 @@
+"""One study cell's training run end to end: a classifier for a variant's training set (model
+selection on the real val split), its dvclive log and learning curves, the saved model folder,
+and its score on the real test split.
+
+The caller passes the data, the recipe (`config.recipe`), the device, the seeded generator and
+the output folders (under torchrun, the other ranks pass scratch folders nobody keeps); build
+the `Cell` right after seeding, as the weights are initialised from torch's global RNG.
+Library code: nothing is printed; `epoch_line`, `fit_line` and `test_line` word the progress.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from pipeline.classifiers.config import TrainConfig
+from pipeline.classifiers.training import FitResult
+from pipeline.core.distributed import SINGLE, Dist
+from pipeline.data.storage import PackedDataset
+
+PREVIEW_IMAGES, PREVIEW_DRAWS = 20, 6  # the on-the-fly augmentation preview: originals x draws
+
+
+class Cell:
+    """A classifier about to train on `train`, the packed training set of `variant`."""
+
+    def __init__(self, variant: str, train: PackedDataset, cfg: TrainConfig, custom_models: dict):
+        from pipeline.classifiers.classifier import build_classifier
+        from pipeline.classifiers.layers import count_params
+
+        self.variant, self.train, self.cfg = variant, train, cfg
+        # a variant that asks for on-the-fly augmentation gets it, else train.online_augment
+        self.online = train.meta.get("online_augment") or cfg.online_augment
+        self.model, self.architecture = build_classifier(cfg.model, custom_models, train.shape,
+                                                         train.class_names, train.images, cfg)
+        self.parameters = count_params(self.model)[0]
+        self.augment = None
+        if self.online is not None:
+            from pipeline.augment.expand import OnlineAugment
+
+            self.augment = OnlineAugment(train.images, train.labels, self.online, cfg.seed,
+                                         cfg.workers)
+
+    def describe(self, val_size: int, device: torch.device) -> str:
+        t, cfg = self.train, self.cfg
+        text = (f"train {cfg.model} on {self.variant} (seed {cfg.seed}): {self.parameters:,} "
+                f"parameters, {len(t)} train / {val_size} val images of "
+                f"{'x'.join(map(str, t.shape))}, {len(t.class_names)} classes, on {device}")
+        if self.augment is not None:
+            kind = self.online if isinstance(self.online, str) else "custom"
+            text += (f"; online augmentation {kind} on {self.augment.workers or 'the main'} "
+                     "worker process(es)")
+        return text
+
+    def _preview(self, log_dir: Path) -> None:
+        """originals (framed) and draws of the on-the-fly augmentation, before training."""
+        from pipeline.augment.expand import expand, preview_pick
+        from pipeline.report.data_figures import augment_grid
+
+        t = self.train
+        picks = preview_pick(t.labels, 1)[:PREVIEW_IMAGES]
+        ex = expand(t.images[picks], t.labels[picks], self.online, PREVIEW_DRAWS, self.cfg.seed,
+                    workers=1, progress=False)
+        augment_grid(t.images[picks], ex.images.reshape(len(picks), PREVIEW_DRAWS, *ex.images.shape[1:]),
+                     [t.class_names[t.labels[i]] for i in picks], log_dir / "online_augment_preview.png",
+                     title=f"{self.variant}: on-the-fly augmentation, originals (framed) and draws")
+
+    def run(self, val: PackedDataset, test: PackedDataset | None, device: torch.device,
+            generator: torch.Generator, model_dir: Path, log_dir: Path, test_dir: Path | None, *,
+            figures: bool = True, progress: bool = True, dist: Dist = SINGLE,
+            on_epoch: Callable[[dict], None] | None = None,
+            batch_size: int = 512) -> tuple[FitResult, dict | None]:
+        """Fit, log (dvclive into `log_dir`, with history.json and, with `figures`, the
+        learning curves), save the model into `model_dir` and, given `test`, write its scores
+        into `test_dir` (as `synthaug evaluate` does). Returns (fit, test metrics or None)."""
+        from dvclive import Live
+
+        from pipeline.classifiers.classifier import save_classifier
+        from pipeline.classifiers.metrics import score, write_evaluation
+        from pipeline.classifiers.training import fit
+
+        cfg, t = self.cfg, self.train
+        live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
+        live.log_params({"variant": self.variant, "model": cfg.model, "parameters": self.parameters,
+                         **cfg.model_dump(mode="json"), "online_augment": self.online})
+        if self.augment is not None:
+            self._preview(log_dir)
+
+        def logged(row: dict) -> None:
+            for key, value in row.items():
+                if key not in ("epoch", "best", "samples"):
+                    live.log_metric(key, value)
+            live.next_step()
+            if on_epoch is not None:
+                on_epoch(row)
+
+        result = fit(self.model, (t.images, t.labels), (val.images, val.labels), cfg, device,
+                     generator, on_epoch=logged, progress=progress, augment=self.augment, dist=dist)
+        live.summary.update({"variant": self.variant, "model": cfg.model, "seed": cfg.seed,
+                             "best_epoch": result.best_epoch,
+                             "best_val_accuracy": result.best_val_accuracy,
+                             "epochs_run": result.epochs_run, "train_seconds": result.seconds})
+        live.end()
+        if figures:
+            from pipeline.report.result_figures import learning_curves
+
+            learning_curves(result.history, log_dir / "learning_curves.png",
+                            title=f"{cfg.model} on {self.variant} ({t.meta.get('source', '?')}), "
+                                  f"seed {cfg.seed}", best_epoch=result.best_epoch)
+        save_classifier(model_dir, self.model, {
+            **self.architecture,
+            "train": cfg.model_dump(mode="json"),
+            "trained_on": {"variant": self.variant, "content_hash": t.meta.get("content_hash"),
+                           "source": t.meta.get("source"), "online_augment": self.online},
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+        })
+        (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
+        if test is None:
+            return result, None
+        m, pred = score(self.model, test, device, batch_size)
+        write_evaluation(test_dir, m, test.class_names, test.labels, pred, figure=figures,
+                         variant=self.variant, model=cfg.model, seed=cfg.seed)
+        return result, m
+
+
+# ---------------------------------------------------------------------- lines for the user
+def epoch_line(row: dict) -> str:
+    return (f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc "
+            f"{row['train_accuracy']:.4f}  val loss {row['val_loss']:.4f}  val acc "
+            f"{row['val_accuracy']:.4f}  {row['seconds']:6.1f}s{'  *' if row['best'] else ''}")
+
+
+def fit_line(result: FitResult) -> str:
+    return (f"best epoch {result.best_epoch}/{result.epochs_run}: val accuracy "
+            f"{result.best_val_accuracy:.4f} ({result.seconds:.1f} s"
+            f"{', stopped early' if result.stopped_early else ''})")
+
+
+def test_line(m: dict) -> str:
+    return (f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  macro-F1 "
+            f"{m['macro_f1']:.4f}")

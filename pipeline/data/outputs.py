@@ -1,0 +1,173 @@
+"""Atomic outputs: every stage writes into a temporary sibling folder and renames it into place
+when done, so a crash leaves the previous output or nothing, never half an output.
+
+An existing folder is replaced only if a synthaug stage wrote it (a MARKER file, a packed data
+set, or only entries the new output also has), leftovers of killed runs are cleared at the next
+run (`remove_stale`), and the output gets the modes the umask gives (`follow_umask`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.core.errors import SynthaugError
+from pipeline.data.storage import is_dataset
+
+MARKER = ".synthaug-output"  # in an output folder: "a synthaug stage wrote this; replace it"
+MARKERS = (MARKER, ".synthaug-export")  # the second: exports written before MARKER existed
+# constant text, so reruns stay byte-identical; a copy restored from the DVC cache carries it
+MARKER_TEXT = "written by synthaug; a rerun replaces this folder\n"
+# leftovers of killed runs: .NAME.tmp-PID-XXXX (.NAME.tmp-XXXX before PIDs) and .NAME.old-PID
+DEBRIS = re.compile(r"\.(?P<name>.+)\.(?:tmp-(?P<tmp>\d+)-\w+|tmp-\w+|old-(?P<old>\d+))")
+LEGACY_STALE_S = 24 * 3600  # a leftover without a PID counts as stale after a day
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # someone else's live process
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove the temporary and old siblings of `path` that killed runs left behind: those
+    whose PID is not alive on this machine (or, without a PID, older than a day). A live
+    run's siblings are kept. Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for e in path.parent.iterdir():
+            m = DEBRIS.fullmatch(e.name)
+            if not m or m["name"] != path.name:
+                continue
+            pid = m["tmp"] or m["old"]
+            if pid is not None and _alive(int(pid)):
+                continue
+            if pid is None and time.time() - e.lstat().st_mtime < LEGACY_STALE_S:
+                continue
+            if m["old"] and not (path.exists() or path.is_symlink()):
+                os.replace(e, path)  # killed between the two renames: the previous output
+                continue  # was complete, so it comes back
+            shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else \
+                e.unlink(missing_ok=True)
+            removed.append(e)
+    return removed
+
+
+def _umask() -> int:
+    with contextlib.suppress(OSError, ValueError):  # Linux: read it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(target: Path) -> None:
+    """Give `target` and everything under it the modes a plain mkdir/open would: mkdtemp
+    makes 0700 folders and safetensors 0600 files, which a shared group could not read."""
+    mask = _umask()
+    paths = [target]
+    if target.is_dir():
+        paths += [Path(d) / n for d, dirs, files in os.walk(target) for n in dirs + files]
+    for p in paths:
+        with contextlib.suppress(OSError):
+            st = p.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(p, 0o777 & ~mask)
+            elif stat.S_ISREG(st.st_mode):  # keep execute bits where they were set
+                os.chmod(p, (0o666 | st.st_mode & 0o111) & ~mask)
+
+
+def _foreign(old: Path, new: Path) -> Path | None:
+    """The first entry of existing folder `old` that no synthaug stage wrote, judged against
+    the new output `new`; None when `old` may be replaced. Ours: a folder with a marker, a
+    packed data set, and entries the new output also has (files: the same name or type)."""
+    if any((old / m).is_file() for m in MARKERS) or is_dataset(old):
+        return None
+    kinds = {p.suffix for p in new.iterdir() if p.suffix and p.is_file()} if new.is_dir() else set()
+    for e in sorted(old.iterdir()):
+        twin = new / e.name
+        if e.is_dir() and not e.is_symlink():
+            if is_dataset(e):
+                continue
+            if twin.is_dir() and (bad := _foreign(e, twin)) is None:
+                continue
+            return bad if twin.is_dir() else e
+        if twin.is_file() or e.suffix in kinds:  # files and links (links: only the link goes)
+            continue
+        return e
+    return None
+
+
+def _refuse(path: Path, what: str) -> SynthaugError:
+    return SynthaugError(f"{path}: not replaced: {what}, which no synthaug stage wrote (no "
+                         f"{MARKER} file); move it away or choose another output path")
+
+
+def _check_replaceable(path: Path, is_dir: bool, new: Path | None = None) -> None:
+    """Refuse to replace a user's file or folder. Before the work (`new` None) only what is
+    certain; after it, the full check against the new output."""
+    if path.is_symlink() or not path.exists():
+        return  # nothing, or a link: replacing it leaves its target alone
+    if not path.is_dir():
+        if is_dir:
+            raise _refuse(path, "it is a file")
+        return  # a file output replaces the file of the same name: that is its job
+    if not any(path.iterdir()):
+        return
+    if not is_dir:
+        raise _refuse(path, "it is a folder that is not empty")
+    if new is not None and (bad := _foreign(path, new)) is not None:
+        raise _refuse(path, f"it holds {bad.relative_to(path).as_posix()}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path`, else vanishes.
+
+    For a folder the caller fills the yielded folder (with `marker`, a MARKER file is added);
+    for a file (is_dir=False) it writes the yielded file path. An existing `path` is replaced
+    only if a synthaug stage wrote it (see `_foreign`) or it is empty: a foreign folder is
+    refused with a SynthaugError and kept. Leftovers of killed runs are removed first, and
+    the output gets the modes the umask gives.
+    """
+    path = Path(path)
+    _check_replaceable(path, is_dir)  # early: before any work
+    made = [d for d in path.parents if not d.exists()]  # nearest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    target = tmp if is_dir else tmp / path.name
+    try:
+        yield target
+        if is_dir and marker:
+            (tmp / MARKER).write_text(MARKER_TEXT)
+        _check_replaceable(path, is_dir, target)
+        follow_umask(target)
+        old = None
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(target, path)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:  # folders made only for this output: a failed run leaves none behind
+            with contextlib.suppress(OSError):  # (not if something else has moved in since)
+                d.rmdir()
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

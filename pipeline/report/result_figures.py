@@ -1,0 +1,192 @@
+"""Figures of training and results: learning curves, confusion matrices, accuracy bars,
+sweeps. Matplotlib, headless (Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    # in each figures module: they stand alone, and a stage lists as deps only those it uses
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> None:
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+    b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="val")
+    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (a, b):
+        if best_epoch:
+            ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best (epoch {best_epoch})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix_png(cm: list[list[int]], class_names: list[str], path: Path,
+                         title: str = "") -> None:
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = len(class_names)
+    size = min(14, 2.5 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    rows = cm.sum(1, keepdims=True).clip(min=1)
+    im = ax.imshow(cm / rows, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if cm[i, j] / rows[i, 0] > 0.5 else "black")
+        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0)
+        ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: str = "") -> None:
+    """Bars of mean test accuracy with 95% CI whiskers, grouped by model, one bar per variant;
+    the dots are the seeds. rows: variant, model, mean, low, high, values."""
+    plt = _plt()
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + len(models) * len(variants) * 0.7) + 1.5, 3.8))
+    cmap = plt.get_cmap("tab10")
+    for j, variant in enumerate(variants):
+        for i, model in enumerate(models):
+            r = next((r for r in rows if r["variant"] == variant and r["model"] == model), None)
+            if r is None:
+                continue
+            x = i + (j - (len(variants) - 1) / 2) * width
+            ax.bar(x, r["mean"], width * 0.9, color=cmap(j % 10),
+                   label=variant if i == 0 else None, alpha=0.85,
+                   edgecolor="black" if variant == baseline else "none")
+            ax.errorbar(x, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]],
+                        color="black", capsize=3, lw=1)
+            ax.scatter([x] * len(r["values"]), r["values"], s=8, color="black", zorder=3)
+    lows = [min(r["low"], *r["values"]) for r in rows]
+    ax.set_ylim(max(0.0, min(lows) - 0.03), min(1.0, max(r["high"] for r in rows) + 0.02))
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("test accuracy (real images)")
+    ax.set_title(title or "mean test accuracy, 95% CI over seeds", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # off the bars
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def curves_by_variant(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> None:
+    """Validation accuracy per epoch, one line per (variant, model) mean over seeds, with the
+    seeds' range shaded. Names "variant / model" get one panel per model, one colour per
+    variant (the same in every panel), and the legend beside the panels."""
+    plt = _plt()
+    models = list(dict.fromkeys(name.rpartition(" / ")[2] for name in histories))
+    variants = list(dict.fromkeys(name.rpartition(" / ")[0] or name for name in histories))
+    cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 1.8, 3.6),
+                             sharey=True, squeeze=False)
+    for name, runs in histories.items():
+        variant, _, model = name.rpartition(" / ")
+        variant = variant or name
+        ax = axes[0][models.index(model)]
+        colour = cmap(variants.index(variant) % cmap.N)
+        epochs = max(len(h) for h in runs)
+        acc = np.full((len(runs), epochs), np.nan)
+        for i, h in enumerate(runs):
+            acc[i, :len(h)] = [row["val_accuracy"] for row in h]
+        x = np.arange(1, epochs + 1)
+        ax.plot(x, np.nanmean(acc, 0), label=variant, lw=1.5, color=colour)
+        ax.fill_between(x, np.nanmin(acc, 0), np.nanmax(acc, 0), alpha=0.15, color=colour)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, model in zip(axes[0], models, strict=True):
+        ax.set(xlabel="epoch", title=model if len(models) > 1 or model else "")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    labels = [v for v in variants if v in handles]
+    fig.legend([handles[v] for v in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, frameon=False)
+    fig.suptitle(title or "learning curves", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+
+
+def sweep_plot(points: dict[str, dict[float, list[float]]], path: Path, xlabel: str,
+               title: str = "", xscale: str = "log", marks: dict[float, str] | None = None) -> None:
+    """Test accuracy against a swept amount, one line per model: the mean over seeds, the
+    seeds' range shaded (min-max: with two or three seeds a t interval would fill the plot)
+    and each seed as a dot. points: model -> {x value: [accuracy per seed]}. xscale: log, or
+    symlog (for an x of 0). marks: x value -> a note at the foot of the axis (e.g. "study")."""
+    import textwrap
+
+    plt = _plt()
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    cmap = plt.get_cmap("tab10")
+    xs_all = sorted({x for pts in points.values() for x in pts})
+    values = [v for pts in points.values() for accs in pts.values() for v in accs]
+    for j, (model, pts) in enumerate(points.items()):
+        xs = sorted(pts)
+        color = cmap(j % 10)
+        n = max(len(pts[x]) for x in xs)
+        ax.plot(xs, [float(np.mean(pts[x])) for x in xs], "o-", color=color, lw=1.6, ms=4,
+                label=f"{model} ({n} seed{'s' if n > 1 else ''})")
+        if n > 1:
+            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs],
+                            color=color, alpha=0.15, lw=0)
+            ax.scatter([x for x in xs for _ in pts[x]], [v for x in xs for v in pts[x]], s=7,
+                       color=color, alpha=0.6, zorder=3)
+    if xscale == "symlog":
+        positive = [x for x in xs_all if x > 0]
+        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0, linscale=0.5)
+    else:
+        ax.set_xscale(xscale)
+    ax.xaxis.set_major_locator(FixedLocator(xs_all))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if xscale == "log" and len(xs_all) > 1:  # room left and right of the outer points
+        a, b = np.log10(xs_all[0]), np.log10(xs_all[-1])
+        ax.set_xlim(10 ** (a - 0.06 * (b - a)), 10 ** (b + 0.06 * (b - a)))
+    if values:
+        span = max(values) - min(values)
+        ax.set_ylim(max(0.0, min(values) - 0.1 * span - 0.005),
+                    min(1.0, max(values) + 0.1 * span + 0.005))
+    for x, note in (marks or {}).items():
+        ax.axvline(x, color="gray", ls=":", lw=1)
+        ax.annotate(note, (x, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                    textcoords="offset points", fontsize=7, color="gray")
+    ax.set(xlabel=xlabel, ylabel="test accuracy (real images)")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+              title="mean; band: min-max\nover seeds", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)

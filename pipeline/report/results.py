@@ -1,0 +1,114 @@
+"""The study's numbers: per (variant, model) the mean test accuracy with its 95% CI over seeds
+and the paired test against `real`, as rows, a table, results.json, the plot data for
+`dvc plots` and the report's figures."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pipeline.report import sweeps as sweeps_
+from pipeline.report.study import BASELINE, Cell, Study, pct
+
+SAMPLE_SEED = 0  # which images the sample figure shows
+
+
+def summarise(s: Study) -> list[dict]:
+    """One row per (variant, model) with results, in the study's order: variant, model, seeds,
+    values (accuracy per seed), mean, low, high, std, macro_f1 and, for variants other than
+    `real` with the baseline on the same seeds, vs_real (the paired test's result)."""
+    from pipeline.evaluation.stats import mean_ci, paired_test
+
+    rows = []
+    for variant in s.study.variants:
+        for model in s.study.models:
+            seeds = [sd for sd in s.study.seeds if (variant, model, sd) in s.cells]
+            if not seeds:
+                continue
+            acc = [s.cells[(variant, model, sd)]["accuracy"] for sd in seeds]
+            f1 = [s.cells[(variant, model, sd)]["macro_f1"] for sd in seeds]
+            m = mean_ci(acc)
+            row = {"variant": variant, "model": model, "seeds": seeds, "values": acc,
+                   "mean": m.mean, "low": m.low, "high": m.high, "std": m.std,
+                   "macro_f1": mean_ci(f1).mean}
+            base = [s.cells.get((BASELINE, model, sd), {}).get("accuracy") for sd in seeds]
+            if variant != BASELINE and all(b is not None for b in base):
+                t = paired_test(acc, base)
+                row["vs_real"] = {"mean_diff": t.mean_diff, "low": t.low, "high": t.high,
+                                  "p_value": t.p_value, "significant": t.significant, "n": t.n}
+            rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """The results table: accuracy (95% CI), macro-F1 and the paired difference to `real`."""
+    lines = ["| variant | model | seeds | test accuracy % (95% CI) | macro-F1 % | vs real (pp, 95% CI) | p |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = r.get("vs_real")
+        gain = (f"{100 * vs['mean_diff']:+.1f} ({100 * vs['low']:+.1f} to {100 * vs['high']:+.1f})"
+                f"{' **significant**' if vs['significant'] else ''}" if vs else "baseline"
+                if r["variant"] == BASELINE else "-")
+        p = f"{vs['p_value']:.3f}" if vs and not math.isnan(vs["p_value"]) else "-"
+        lines.append(f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | {pct(r['mean'])} "
+                     f"({pct(r['low'])}-{pct(r['high'])}) | {pct(r['macro_f1'])} | {gain} | {p} |")
+    return "\n".join(lines)
+
+
+def results_json(rows: list[dict], sweeps: dict) -> dict:
+    """results.json (for `dvc metrics show`): "<variant>/<model>" and the sweeps' points."""
+    out = {f"{r['variant']}/{r['model']}": {
+        "accuracy_mean": r["mean"], "accuracy_ci_low": r["low"], "accuracy_ci_high": r["high"],
+        "macro_f1_mean": r["macro_f1"], "seeds": len(r["seeds"]),
+        **({"gain_vs_real": r["vs_real"]["mean_diff"], "p_vs_real": r["vs_real"]["p_value"]}
+           if "vs_real" in r else {})} for r in rows}
+    out.update(sweeps_.results(sweeps))
+    return out
+
+
+def plot_data(cells: dict[Cell, dict]) -> dict[str, str]:
+    """The dvc.yaml top-level plots' data files: file name -> text. accuracy.json: one bar
+    per cell; learning_curves.json: validation accuracy per epoch per cell."""
+    accuracy = [{"cell": f"{v} / {m} / seed {sd}", "variant": v, "model": m, "seed": sd,
+                 "accuracy": cells[(v, m, sd)]["accuracy"]} for (v, m, sd) in sorted(cells)]
+    curves = [{"cell": f"{v} / {m} / seed {sd}", "epoch": row["epoch"],
+               "val_accuracy": row["val_accuracy"]}
+              for (v, m, sd) in sorted(cells) for row in cells[(v, m, sd)]["history"]]
+    return {"accuracy.json": json.dumps(accuracy, indent=1) + "\n",
+            "learning_curves.json": json.dumps(curves) + "\n"}
+
+
+def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[str]:
+    """The report's figures into `figs`: accuracy bars and learning curves always; the best
+    cell's confusion matrix (`confusion`: confusion.json's content), the sample panels and
+    each sweep with more than one point per model where there are. Returns the names of the
+    optional figures drawn."""
+    from pipeline.report.data_figures import sample_panels
+    from pipeline.report.result_figures import (accuracy_bars, confusion_matrix_png,
+                                                curves_by_variant, sweep_plot)
+
+    drawn, best = set(), s.best()
+    accuracy_bars(rows, figs / "accuracy.png", BASELINE)
+    runs = {f"{r['variant']} / {r['model']}": [s.cells[(r["variant"], r["model"], sd)]["history"]
+                                               for sd in r["seeds"]] for r in rows}
+    curves_by_variant({name: h for name, h in runs.items() if all(h)},
+                      figs / "learning_curves.png",
+                      title="validation accuracy (mean over seeds; band: min-max)")
+    if confusion is not None:
+        confusion_matrix_png(confusion["matrix"], confusion["class_names"],
+                             figs / "best_confusion.png",
+                             title=f"best cell: {best[1]} / {best[0]} / seed {best[2]}\n"
+                                   f"{pct(s.cells[best]['accuracy'])}% test accuracy")
+        drawn.add("best_confusion.png")
+    if s.panels:
+        names = s.splits["train"].class_names if "train" in s.splits else s.panels[0]["class_names"]
+        sample_panels(s.panels, names, figs / "samples.png", per_class=6, seed=SAMPLE_SEED,
+                      title=f"random training images, {min(10, len(names))} of "
+                            f"{len(names)} classes (seed {SAMPLE_SEED})" if len(names) > 10 else "")
+        drawn.add("samples.png")
+    for name, sweep in (s.sweeps or {}).items():
+        points = sweeps_.plot_points(sweep)
+        if any(len(pts) > 1 for pts in points.values()):
+            sweep_plot(points, figs / f"sweep_{name}.png", **sweeps_.axes(s, name))
+            drawn.add(f"sweep_{name}.png")
+    return drawn

@@ -1,0 +1,90 @@
+"""Every stage records what it cost: paths.timings/<stage>[/<cell>].json (wall and CPU seconds,
+peak memory, the machine), written atomically when the command succeeds, and listed in
+dvc.yaml as a metric of the stage."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.core.timing import ISA_FLAGS, Stopwatch, cpu_info
+
+
+def test_prepare_writes_its_timing_file(run_cli, tmp_path):
+    (tmp_path / "params.yaml").write_text("prepare:\n  source: digits\n  size: 8\n")
+    r = run_cli(tmp_path, "prepare")
+    assert r.exit_code == 0, r.output
+    t = json.loads((tmp_path / "metrics/timings/prepare.json").read_text())
+    assert (t["stage"], t["cell"]) == ("prepare", None)
+    assert 0 < t["wall_seconds"] < 600 and 0 <= t["cpu_seconds"] < 600 * os.cpu_count()
+    assert t["cores_busy"] == pytest.approx(t["cpu_seconds"] / t["wall_seconds"], abs=0.01)
+    assert 10 < t["peak_rss_mib"] < 64 * 1024 and t["children_peak_rss_mib"] >= 0
+    m = t["machine"]
+    assert m["cpu"] and 1 <= m["usable_cores"] <= m["cores"] and m["python"]
+    if Path("/proc/cpuinfo").is_file() and "flags" in Path("/proc/cpuinfo").read_text():
+        assert set(m["isa"]) == set(ISA_FLAGS)
+    assert m["gpu"] is None  # prepare never starts CUDA
+    # a failed run writes none (and leaves the last good one)
+    before = (tmp_path / "metrics/timings/prepare.json").read_bytes()
+    r = run_cli(tmp_path, "prepare", "-S", "prepare.test_fraction=1.5")
+    assert r.exit_code == 2
+    assert (tmp_path / "metrics/timings/prepare.json").read_bytes() == before
+    assert [p.name for p in (tmp_path / "metrics/timings").iterdir()] == ["prepare.json"]
+
+
+def test_a_cell_writes_its_own_file_and_other_ranks_none(tmp_path, monkeypatch):
+    from stages.cli import timed
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("paths:\n  timings: t\n")
+    calls = []
+
+    def command(params: Path, set_=None, seed=None):
+        calls.append(seed)
+        return Path("real+gan", "cnn", f"seed{seed}") if seed is not None else None
+
+    wrapped = timed("train", command)
+    assert wrapped(params=Path("p.yaml"), set_=None, seed=3) == Path("real+gan/cnn/seed3")
+    t = json.loads((tmp_path / "t/train/real+gan/cnn/seed3.json").read_text())
+    assert t["cell"] == "real+gan/cnn/seed3" and t["wall_seconds"] >= 0
+    wrapped(params=Path("p.yaml"), set_=["paths.timings=u"])
+    assert (tmp_path / "u/train.json").is_file()
+    monkeypatch.setenv("RANK", "1")  # under torchrun only rank 0 writes
+    wrapped(params=Path("p.yaml"), set_=["paths.timings=v"], seed=1)
+    assert calls == [3, None, 1] and not (tmp_path / "v").exists()
+    assert not list(tmp_path.rglob(".*tmp-*"))  # written atomically: no leftovers
+
+
+def test_cpu_info_reads_the_isa_flags():
+    text = ("processor\t: 0\nmodel name\t: Some CPU @ 2GHz\nflags\t\t: fpu sse2 avx2 avx512f "
+            "avx512_bf16 amx_tile\n\nprocessor\t: 1\nmodel name\t: Some CPU @ 2GHz\nflags\t: fpu\n")
+    info = cpu_info(text)
+    assert info["cpu"] == "Some CPU @ 2GHz" and info["cores"] >= 1
+    assert info["isa"] == {"avx2": True, "avx512f": True, "avx512_bf16": True, "amx_tile": True,
+                           "amx_bf16": False}
+    assert cpu_info("")["isa"] == {}  # unknown, not "absent"
+
+
+def test_stopwatch_counts_cpu_time_of_children():
+    import subprocess
+    import sys
+
+    watch = Stopwatch()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    t = watch.record(stage="x")
+    assert t["stage"] == "x" and t["cpu_seconds"] > 0.05 and t["children_peak_rss_mib"] > 1
+
+
+def test_every_dvc_stage_reports_its_timing_file(repo_root):
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    cells = {"train": "train/${item.variant}/${item.model}", "sweep": "sweep/${item.model}",
+             "train_generator": "train_generator/${item.generator}"}
+    for name, body in stages.items():
+        metrics = [next(iter(m)) if isinstance(m, dict) else m for m in body.get("metrics", [])]
+        want = f"${{paths.timings}}/{cells.get(name, name)}.json"
+        assert want in metrics, (name, metrics)
+        entry = next(m for m in body["metrics"] if isinstance(m, dict) and want in m)
+        assert entry[want] == {"cache": False}

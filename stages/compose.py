@@ -24,6 +24,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     atomically, and prints the make-up.
     """
     from pipeline.data.compose import compose_variant, makeup_table
+    from pipeline.data.config import MORE_REAL
+    from pipeline.data.prepare import more_real
     from pipeline.core.errors import SynthaugError
     from pipeline.data.outputs import atomic_output
     from pipeline.data.storage import is_dataset, read_dataset, write_dataset
@@ -35,6 +37,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     where = {"real": p.paths.prepared / "train", "classic": p.paths.augmented}
     parts = {}
     for part in sorted(needed):
+        if part == MORE_REAL:
+            parts[part] = more_real(p.paths.prepared)
+            continue
         folder = where.get(part, p.paths.synthetic / part)
         if not is_dataset(folder):
             how = ("synthaug prepare" if part == "real" else "synthaug augment"

@@ -97,8 +97,12 @@ class Params(Section):
             for part in variant.synthetic_parts():
                 if part not in self.sample.sets:
                     raise ValueError(
-                        f"compose.variants.{name}.parts: {part!r} is neither real, classic nor "
-                        f"a set under sample.sets ({', '.join(self.sample.sets) or 'none'})")
+                        f"compose.variants.{name}.parts: {part!r} is neither real, classic, "
+                        f"more-real nor a set under sample.sets "
+                        f"({', '.join(self.sample.sets) or 'none'})")
+            if "more-real" in variant.parts and self.prepare.train_per_class is None:
+                raise ValueError(f"compose.variants.{name}.parts: more-real needs held-back real "
+                                 "images: set prepare.train_per_class (e.g. 50)")
         allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
         if self.quality.model not in allowed:
             raise ValueError(f"quality.model: unknown model {self.quality.model!r}; allowed: "
@@ -117,6 +121,16 @@ class Params(Section):
                 where = "sweep.models" if name in self.sweep.models else "train.per_model"
                 raise ValueError(f"{where}: unknown model {name!r}; allowed: "
                                  f"{', '.join(sorted(allowed))}")
+        s = self.sweep
+        for name in s.when_variants:
+            if name not in self.compose.variants:
+                raise ValueError(f"sweep.when_variants: {name!r} is not defined under "
+                                 f"compose.variants")
+        if bad := [m for m in s.when_models if m not in s.models]:
+            raise ValueError(f"sweep.when_models: {bad[0]!r} is not in sweep.models")
+        if bad := [k for k in s.when_per_class if k not in s.real_per_class]:
+            raise ValueError(f"sweep.when_per_class: {bad[0]} is not in sweep.real_per_class "
+                             "(the figure's real-only line)")
         variant = self.compose.variants.get(self.sweep.ratio_variant)
         if (variant is None or not variant.synthetic_parts() or variant.per_class is not None
                 or variant.gate or variant.online_augment is not None):

@@ -40,7 +40,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
         if (run / "predictions.csv").is_file():
             (plots / "best_confusion.csv").write_bytes((run / "predictions.csv").read_bytes())
         drawn = results.draw(s, rows, confusion, figs)
-        results_file.write_text(json.dumps(results.results_json(rows, s.sweeps), indent=2) + "\n")
+        results_file.write_text(json.dumps(results.results_json(rows, s.sweeps, s.when), indent=2) + "\n")
         report_file.write_text(study_page.markdown(s, rows, drawn))
     say(results.table(rows))
     say(f"-> {out / 'report.md'}")
@@ -49,7 +49,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 def _study(p):
     """What the stages left, as a pipeline.report.study.Study; a SynthaugError without cells."""
     from pipeline.core.errors import SynthaugError
-    from pipeline.report import inputs, sweeps
+    from pipeline.report import inputs, sweeps, when
     from pipeline.report.study import Layout, Study
 
     layout = Layout.of(p.paths)
@@ -65,7 +65,8 @@ def _study(p):
     spec = p.augment.pipeline if isinstance(p.augment.pipeline, str) else "custom"
     panels, unsampled = inputs.panels(layout, splits, subtitles, spec)
     variant = p.compose.variants[p.sweep.ratio_variant]
-    merged = sweeps.merge(inputs.sweep_results(layout.sweep, p.sweep.models), cells,
+    swept = inputs.sweep_results(layout.sweep, p.sweep.models)
+    merged = sweeps.merge(swept, cells,
                           p.sweep.ratio_variant, p.prepare.train_per_class, variant.ratio,
                           [*p.sweep.models, *p.study.models])
     return Study(study=p.study, cells=cells, layout=layout, sweep=p.sweep,
@@ -73,4 +74,6 @@ def _study(p):
                  ratio_parts=list(variant.synthetic_parts()), runs=runs, missing=missing,
                  splits=splits, panels=panels, unsampled=unsampled,
                  training_sets=inputs.training_sets(layout.variants, p.study.variants),
-                 sweeps=merged, quality=inputs.quality(layout.quality))
+                 sweeps=merged, quality=inputs.quality(layout.quality),
+                 when={m: when.compare(w) for m in p.sweep.when_models if when.measured(w := when.lines(
+                     swept, cells, p.prepare.train_per_class, m, p.sweep.when_variants))})

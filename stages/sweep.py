@@ -25,8 +25,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     `paths.prepared`/pool, the train split before `prepare.train_per_class` thinned it,
     exactly as `prepare.train_per_class` draws, so the sets are nested) and
     `sweep.ratios` (`sweep.ratio_variant` re-composed with that many synthetic images per real
-    one), each for every seed in `sweep.seeds`. The study's own cells fill in
-    k = prepare.train_per_class and the variant's own ratio, so those need no point here.
+    one), each for every seed in `sweep.seeds`, and for `sweep.when_models` the "when" points
+    (`sweep.when_variants` re-composed on each `sweep.when_per_class` split alone, synthetic
+    sets from generators trained on that split). k <= `sweep.low_data_k`: `low_data_seeds`.
+    The study's own cells fill in k = prepare.train_per_class and the variant's own ratio.
 
     Writes `paths.sweep/MODEL/results.json` (one row per point) atomically;
     `synthaug report` draws the curves.
@@ -46,16 +48,19 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     s = p.sweep
     parts = p.compose.variants[s.ratio_variant].synthetic_parts() if s.ratios else []
-    data = SweepData.load(p.paths.prepared, p.paths.synthetic, parts, pool=bool(s.real_per_class))
-    todo = points(s)
+    todo = points(s, model)
+    data = SweepData.load(p.paths.prepared, p.paths.synthetic, parts,
+                          pool=any(pt.sweep != "ratio" for pt in todo))
     device = pick_device(p.train.device)
+    synthesize = _synthesizer(p, {pt.variant for pt in todo}, data.val, device)
     say(f"sweep {model}: {len(todo)} point(s) on {device}")
     rows = []
     bar = tqdm(total=len(todo), disable=None if progress else True, unit="point")
-    for row in run(model, todo, data, p.train, p.models, p.compose, s.ratio_variant, device):
+    for row in run(model, todo, data, p.train, p.models, p.compose, s.ratio_variant, device,
+                   p.augment, synthesize):
         rows.append(row)
         bar.update()
-        say(f"{row['sweep']} {row['value']:>6} seed {row['seed']}: {row['train_images']:5d} "
+        say(f"{row['sweep']} {row['variant']} {row['value']:>6} seed {row['seed']}: {row['train_images']:5d} "
             f"images, test accuracy {row['accuracy']:.4f} ({row['train_seconds']:.1f} s)")
     bar.close()
     out = results_path(p.paths.sweep, model)
@@ -63,3 +68,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         f.write_text(json.dumps({"model": model, "rows": rows}, indent=1) + "\n")
     say(f"-> {out}")
     return model  # the cell of the timing file
+
+
+def _synthesizer(p, variants: set[str], val, device):
+    """The when points' synthetic sets: generators trained per k (generators.lowdata)."""
+    names = sorted({s for v in variants if v for s in p.compose.variants[v].synthetic_parts()})
+    if not names:
+        return None
+    from generators.lowdata import synthesizer
+
+    return synthesizer(names, p.sample.sets, p.train_generator, val, p.sample.per_class,
+                       p.sample.batch_size, p.sample.seed, device, log=say)

@@ -138,7 +138,8 @@ def test_summarise_pairs_only_with_the_baseline_on_the_same_seeds():
     assert rows[3]["vs_real"]["mean_diff"] == pytest.approx(-0.045)
     assert "vs_real" not in rows[0] and "vs_real" not in rows[2]  # no real eff cells
     table = results.table(rows).splitlines()
-    assert table[2].endswith("| 90.0 | baseline | - |") and table[4].endswith("| - | - |")
+    assert table[2].endswith("| 90.0 | baseline | - | - |") and table[4].endswith("| - | - | - |")
+    assert all("worth" not in r for r in rows)  # no real_per_class curve: no exchange rate
     out = results.results_json(rows, sweeps.merge({}, {}, "real+gan", None, None, []))
     assert list(out) == ["real/cnn", "real+gan/cnn", "real+gan/eff", "real+vae/cnn"]
     assert out["real+vae/cnn"]["gain_vs_real"] == pytest.approx(-0.045)
@@ -226,3 +227,25 @@ def test_inputs_read_what_is_there(tmp_path):
         "vae / gmm (components=3, sigma=0.5)"
     assert inputs.set_subtitle("gan", "prior", {}) == "gan / prior"
 
+
+def test_each_row_gets_its_exchange_rate_off_the_real_only_curve():
+    real = {5: [0.70, 0.72, 0.71], 10: [0.80, 0.82, 0.81], 20: [0.88, 0.90, 0.89]}
+    acc = {("real", "cnn"): [0.93, 0.95, 0.94], ("real+vae", "cnn"): [0.845, 0.855, 0.85],
+           ("real+gan", "cnn"): [0.60, 0.62, 0.61]}
+    cells = {(v, m, sd): {"accuracy": a, "macro_f1": a, "history": []}
+             for (v, m), values in acc.items() for sd, a in enumerate(values)}
+    rows = [{"sweep": "real_per_class", "value": k, "seed": sd, "accuracy": a, "model": "cnn"}
+            for k, values in real.items() for sd, a in enumerate(values)]
+    s = Study(study=StudyConfig(variants=["real", "real+vae", "real+gan"], models=["cnn"],
+                                seeds=[0, 1, 2]), cells=cells, train_per_class=50,
+              sweeps=sweeps.merge({"cnn": {"model": "cnn", "rows": rows}}, cells, "real+vae", 50,
+                                  None, ["cnn"]))
+    out = {r["variant"]: r for r in results.summarise(s)}
+    assert out["real"]["worth"]["k"] == pytest.approx(50)  # the study's own point
+    assert out["real+vae"]["worth"]["k"] == pytest.approx((10 * 20) ** 0.5)
+    assert out["real+vae"]["worth"]["text"].startswith("worth 14 real images per class")
+    assert out["real+gan"]["worth"]["where"] == "below"
+    table = results.table(list(out.values()))
+    assert "| 14 (" in table and "; -36) |" in table and "| <5 |" in table
+    js = results.results_json(list(out.values()), s.sweeps)
+    assert js["real+vae/cnn"]["worth_real_per_class"]["where"] == "within"

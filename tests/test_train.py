@@ -315,3 +315,23 @@ def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monke
     xb, yb = training.gather(mapped, torch.as_tensor(y), torch.tensor([5, 1, 3]))
     assert torch.equal(xb, torch.from_numpy(x[[1, 3, 5]]).permute(0, 3, 1, 2))  # ascending rows
     assert yb.tolist() == y[[1, 3, 5]].tolist()
+
+
+def test_the_log_names_the_precision_and_why(monkeypatch):
+    import torch
+
+    from pipeline.core.batches import mixed_precision, precision_note
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the AVX2-only stand-in
+    assert precision_note(cpu, True, True) == "cpu: fp32 (ONEDNN_MAX_CPU_ISA=AVX2)"
+    assert mixed_precision(cpu, True, True) == (None, None)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert precision_note(cpu, True, True) == "cpu: fp32 (ATEN_CPU_CAPABILITY=avx2)"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert precision_note(cpu, True, False) == "cpu: fp32 (train.cpu_bf16 is off)"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert precision_note(cpu, True, True) == (
+        "cpu: bf16 autocast (oneDNN has native bf16 (AVX512-BF16/AMX))" if native
+        else "cpu: fp32 (no AVX512-BF16/AMX)")

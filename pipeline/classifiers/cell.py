@@ -17,6 +17,7 @@ import torch
 
 from pipeline.classifiers.config import TrainConfig
 from pipeline.classifiers.training import FitResult
+from pipeline.core.batches import precision_note
 from pipeline.core.distributed import SINGLE, Dist
 from pipeline.data.storage import PackedDataset
 
@@ -47,7 +48,8 @@ class Cell:
         t, cfg = self.train, self.cfg
         text = (f"train {cfg.model} on {self.variant} (seed {cfg.seed}): {self.parameters:,} "
                 f"parameters, {len(t)} train / {val_size} val images of "
-                f"{'x'.join(map(str, t.shape))}, {len(t.class_names)} classes, on {device}")
+                f"{'x'.join(map(str, t.shape))}, {len(t.class_names)} classes, on {device}; "
+                f"{precision_note(device, cfg.amp, cfg.cpu_bf16)}")
         if self.augment is not None:
             kind = self.online if isinstance(self.online, str) else "custom"
             text += (f"; online augmentation {kind} on {self.augment.workers or 'the main'} "

@@ -94,11 +94,44 @@ def batches(x: torch.Tensor | np.ndarray, y: torch.Tensor, batch_size: int,
         yield layout(xb.float().div_(255), channels_last), yb
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below native bf16: a stand-in for an older CPU
+NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                "AVX512_CORE_VNNI"}
+
+
+def cpu_bf16() -> tuple[bool, str]:
+    """Whether CPU bf16 autocast runs natively here, and why: oneDNN's bf16 support (AVX512-BF16
+    or AMX), honouring a lower ONEDNN_MAX_CPU_ISA or ATEN_CPU_CAPABILITY cap."""
+    import os
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap in NO_BF16_ISAS:
+        return False, f"ONEDNN_MAX_CPU_ISA={cap}"
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    if aten in ("default", "avx2"):
+        return False, f"ATEN_CPU_CAPABILITY={aten}"
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return True, "oneDNN has native bf16 (AVX512-BF16/AMX)"
+    return False, "no AVX512-BF16/AMX"
+
+
+def precision_note(device: torch.device, enabled: bool, cpu: bool = False) -> str:
+    """What `mixed_precision` picks and why, for the training log: `cpu: fp32 (no ...)`."""
+    dtype, scaler = mixed_precision(device, enabled, cpu)
+    name = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+    if device.type == "cpu":
+        why = cpu_bf16()[1] if cpu else "train.cpu_bf16 is off"
+    else:
+        why = "amp is off" if not enabled else ("no bf16 on this GPU, loss scaling"
+                                                if scaler is not None else "GPU has bf16")
+    return f"{device.type}: {name} ({why})"
+
+
 def mixed_precision(device: torch.device, enabled: bool, cpu: bool = False):
     """(autocast dtype, grad scaler) for mixed precision: bf16 where the GPU has it, else fp16 + scaler; on the
-    CPU (`cpu`) bf16 where oneDNN runs it natively (AVX512-BF16, AMX), else none."""
-    if device.type == "cpu" and cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16, None
+    CPU (`cpu`) bf16 where oneDNN runs it natively (AVX512-BF16, AMX; `cpu_bf16`), else none."""
+    if device.type == "cpu":
+        return (torch.bfloat16, None) if cpu and cpu_bf16()[0] else (None, None)
     if not enabled or device.type != "cuda":
         return None, None
     if torch.cuda.is_bf16_supported():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.config import VariantConfig
+from pipeline.data.config import MORE_REAL, REAL_PARTS, VariantConfig
 from pipeline.core.errors import SynthaugError
 from pipeline.data.storage import PackedDataset
 
@@ -31,8 +31,9 @@ class Variant:
 
 
 def synthetic_counts(cfg: VariantConfig, real_counts: np.ndarray) -> list[np.ndarray] | None:
-    """Images per class each synthetic part contributes (None: all of each set's images)."""
-    n = len(cfg.synthetic_parts())
+    """Images per class each drawn part (synthetic set or more-real) contributes (None: all
+    of each set's images)."""
+    n = len(cfg.drawn_parts())
     if cfg.per_class is not None:
         total = np.full(len(real_counts), cfg.per_class)
     elif cfg.ratio is not None:
@@ -92,11 +93,10 @@ def compose_variant(name: str, cfg: VariantConfig, parts: dict[str, PackedDatase
                                 f"{ds.class_names}/{ds.shape}, the real split {names}/{real.shape}")
         part_labels = np.asarray(ds.labels)
         index = np.arange(len(ds))
-        synthetic = part in cfg.synthetic_parts()
-        if synthetic:
-            ok = (eligible[part] if cfg.gate else np.ones(len(ds), bool))
+        if part in cfg.drawn_parts():
+            ok = (eligible[part] if cfg.gate and part != MORE_REAL else np.ones(len(ds), bool))
             if counts is not None:
-                k = counts[cfg.synthetic_parts().index(part)]
+                k = counts[cfg.drawn_parts().index(part)]
                 index = pick(part_labels, k, ok, [seed, _name_seed(f"{name}/{part}")],
                              f"compose.variants.{name}: part {part!r}", names)
             else:
@@ -116,12 +116,12 @@ def makeup_table(variants: dict[str, Variant]) -> str:
     """Markdown table. Rows: variant; columns: images per part, total, synthetic share,
     quality gate, on-the-fly augmentation."""
     parts = sorted({p for v in variants.values() for p in v.meta["made_of"]},
-                   key=lambda p: (p not in ("real", "classic"), p))
+                   key=lambda p: (p not in REAL_PARTS, p == MORE_REAL, p))
     head = ["variant", *parts, "total", "synthetic", "gate", "online_augment"]
     rows = []
     for name, v in variants.items():
         made = {p: sum(c) for p, c in v.meta["made_of"].items()}
-        synth = sum(n for p, n in made.items() if p not in ("real", "classic"))
+        synth = sum(n for p, n in made.items() if p not in (*REAL_PARTS, MORE_REAL))
         rows.append([name, *(str(made.get(p, "")) for p in parts), str(len(v.labels)),
                      f"{synth / max(1, len(v.labels)):.0%}", "yes" if v.meta.get("gate") else "-",
                      _spec_name(v.meta["online_augment"])])

@@ -14,7 +14,10 @@ from pipeline.core.settings import Section
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
 VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-REAL_PARTS = ("real", "classic")  # a variant's non-synthetic parts
+REAL_PARTS = ("real", "classic")  # a variant's parts that are not drawn from a set
+# the positive control: real train-pool images outside the train split, drawn like a synthetic
+# part (never in val or test, never seen by a generator)
+MORE_REAL = "more-real"
 
 
 class PrepareConfig(Section):
@@ -67,15 +70,17 @@ class VariantConfig(Section):
     """One training set of the study: its parts, how much synthetic data, the quality gate and
     optional on-the-fly augmentation.
 
-    Parts: `real` (the prepared train split), `classic` (the augment stage's copies) or the
-    name of a synthetic set under `sample.sets`. Synthetic parts contribute `ratio` synthetic
-    images per real training image, or `per_class` images per class, split evenly over the
-    synthetic parts (neither: every image of each set).
+    Parts: `real` (the prepared train split), `classic` (the augment stage's copies),
+    `more-real` (held-back real images of the train pool: the positive control, a perfect
+    generator) or the name of a synthetic set under `sample.sets`. Drawn parts (synthetic sets
+    and more-real) contribute `ratio` images per real training image, or `per_class` images
+    per class, split evenly over the drawn parts (neither: every image of each set).
     """
 
     parts: list[str] = Field(default=["real"], min_length=1, description=(
-        "`real` (the train split), `classic` (the augment stage's copies) and/or names of "
-        "sets under sample.sets"))
+        "`real` (the train split), `classic` (the augment stage's copies), `more-real` "
+        "(held-back real train-pool images: the positive control) and/or names of sets under "
+        "sample.sets"))
     ratio: PositiveFloat | None = Field(None, description=(
         "synthetic images per real training image (of each class)"))
     per_class: PositiveInt | None = Field(None, description=(
@@ -94,8 +99,12 @@ class VariantConfig(Section):
             raise ValueError(f"parts: {self.parts} names a part twice")
         return self
 
-    def synthetic_parts(self) -> list[str]:
+    def drawn_parts(self) -> list[str]:
+        """The parts drawn by ratio / per_class: synthetic sets and more-real."""
         return [part for part in self.parts if part not in REAL_PARTS]
+
+    def synthetic_parts(self) -> list[str]:
+        return [part for part in self.drawn_parts() if part != MORE_REAL]
 
 
 class GateConfig(Section):
@@ -117,6 +126,8 @@ def _default_variants() -> dict[str, VariantConfig]:
         "real+vae": v(parts=["real", "vae-prior"], ratio=1.0),
         "real+diffusion": v(parts=["real", "diffusion-ddim"], ratio=1.0),
         "real+all": v(parts=["real", "gan-prior", "vae-prior", "diffusion-ddim"], ratio=1.0),
+        "real+vae-jitter": v(parts=["real", "vae-jitter"], ratio=1.0),
+        "more-real": v(parts=["real", "more-real"], ratio=1.0),  # the positive control
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
 

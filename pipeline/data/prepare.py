@@ -201,6 +201,33 @@ def read_pool(prepared: Path):
     return train
 
 
+def held_out(pool, k: int, seed: int):
+    """The train pool's images outside its k-per-class draw (the train split when k is
+    prepare.train_per_class): the `more-real` part, a PackedDataset in pool order."""
+    import numpy as np
+
+    from pipeline.data.storage import PackedDataset
+
+    rest = np.setdiff1d(np.arange(len(pool)), subsample_per_class(
+        np.arange(len(pool)), pool.labels, k, seed, pool.class_names))
+    rows = [{"origin": "held-out real", "pool_index": int(i)} for i in rest]
+    return PackedDataset(np.asarray(pool.images[rest]), np.asarray(pool.labels)[rest],
+                         list(pool.class_names), {"kind": "more-real", "k": k}, rows)
+
+
+def more_real(prepared: Path):
+    """The `more-real` part of the study: the pool outside the train split."""
+    from pipeline.data.storage import is_dataset
+
+    if not is_dataset(prepared / POOL):
+        raise SynthaugError(f"{prepared}: part 'more-real' needs the held-back train pool "
+                            f"({POOL}/), which prepare writes only when prepare.train_per_class "
+                            "thins the train split; set it (e.g. 50) or drop the part")
+    pool = read_pool(prepared)
+    cfg = pool.meta["prepare"]
+    return held_out(pool, int(cfg["train_per_class"]), int(cfg["seed"]))
+
+
 def counts_table(splits: dict[str, Split], class_names: list[str]) -> str:
     """Images per class and split, with totals, as an aligned text table."""
     cols = [n for n in SPLITS if n in splits]

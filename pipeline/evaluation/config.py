@@ -57,13 +57,29 @@ class SweepConfig(Section):
     ratios: list[PositiveFloat] = Field(default=[2.0], description=(
         "synthetic images per real one (the study adds 0 and the variant's own ratio)"))
     seeds: list[int] = Field(default=[0, 1, 2], description="seeds of every sweep point")
+    low_data_k: PositiveInt = Field(10, description=(
+        "points at this many real images per class or fewer use low_data_seeds (small sets "
+        "are noisy)"))
+    low_data_seeds: list[int] = Field(default=[0, 1, 2, 3, 4], description=(
+        "seeds of the points at k <= low_data_k"))
+    when_per_class: list[PositiveInt] = Field(default=[5, 10, 20], description=(
+        "the 'when' figure's k (the study adds prepare.train_per_class): each of "
+        "when_variants re-composed on that k's own nested split, its synthetic sets drawn "
+        "from generators trained on that split alone; each k must be in real_per_class"))
+    when_variants: list[str] = Field(default=["real+classic", "real+vae-jitter", "more-real"],
+                                     description=(
+        "the variants of the 'when' figure (real-only comes from real_per_class)"))
+    when_models: list[str] = Field(default=["cnn"], description=(
+        "the sweep models that run the 'when' points (each trains a generator per k and "
+        "synthetic family)"))
 
 
 class StudyConfig(Section):
     """The comparison matrix: every variant x model x seed is one train + evaluate cell."""
 
     variants: list[str] = Field(default=["real", "real+classic", "real+gan", "real+vae",
-                                         "real+diffusion", "real+all", "synthetic-only"],
+                                         "real+diffusion", "real+vae-jitter", "real+all",
+                                         "synthetic-only", "more-real"],
                                 description="names under compose.variants the study trains on")
     models: list[str] = Field(default=["cnn", "efficientnet_lite0"],
                               description="the study's classifiers")

@@ -8,16 +8,21 @@ tested on the real test split:
   a prefix of its own seeded permutation), so k = prepare.train_per_class is the study's own
   train split and the k=5 set lies inside the k=10 set. Nothing reloads the source.
 - `ratio` r: the sweep's variant re-composed with r synthetic images per real one.
+- `when` (variant, k): a variant re-composed on the k-per-class split itself: `classic` copies
+  of it, `more-real` from the rest of the pool, synthetic sets from generators trained on that
+  split alone (`synthesize`, which the caller passes in: generators live above pipeline/).
+Points at k <= `low_data_k` use `low_data_seeds` (small sets are noisy).
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.augment.config import AugmentConfig
 from pipeline.classifiers.config import TrainConfig
 from pipeline.core.errors import SynthaugError
 from pipeline.data.config import ComposeConfig
@@ -25,16 +30,28 @@ from pipeline.data.storage import PackedDataset
 from pipeline.evaluation.config import SweepConfig
 
 
+Synthesize = Callable[[int, PackedDataset], dict[str, PackedDataset]]  # (k, split) -> sets
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
-    sweep: str  # "real_per_class" | "ratio"
+    sweep: str  # "real_per_class" | "ratio" | "when"
     value: float
     seed: int
+    variant: str = ""  # when points: the variant re-composed at k = value
 
 
-def points(s: SweepConfig) -> list[Point]:
-    return ([Point("real_per_class", k, seed) for k in s.real_per_class for seed in s.seeds]
-            + [Point("ratio", r, seed) for r in s.ratios for seed in s.seeds])
+def seeds_at(s: SweepConfig, k: float | None = None) -> list[int]:
+    return s.low_data_seeds if k is not None and k <= s.low_data_k else s.seeds
+
+
+def points(s: SweepConfig, model: str | None = None) -> list[Point]:
+    """Every point of the sweep (`model`: only the when_models run the when points)."""
+    when = model is None or model in s.when_models
+    return ([Point("real_per_class", k, seed) for k in s.real_per_class for seed in seeds_at(s, k)]
+            + [Point("ratio", r, seed) for r in s.ratios for seed in s.seeds]
+            + [Point("when", k, seed, v) for k in s.when_per_class if when
+               for v in s.when_variants for seed in seeds_at(s, k)])
 
 
 @dataclasses.dataclass
@@ -75,9 +92,42 @@ def per_class(pool: PackedDataset, k: int, seed: int) -> np.ndarray:
     return subsample_per_class(np.arange(len(pool)), pool.labels, k, seed, pool.class_names)
 
 
+def split_of(pool: PackedDataset, k: int) -> PackedDataset:
+    """The k-per-class train split, drawn from the pool as prepare draws it."""
+    idx = per_class(pool, k, pool_seed(pool))
+    return PackedDataset(np.asarray(pool.images[idx]), pool.labels[idx], list(pool.class_names),
+                         {"kind": "split", "k": k, "content_hash": f"pool-k{k}"})
+
+
+def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: AugmentConfig,
+             synthesize: Synthesize | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """A when point's training set: its variant composed on the k-per-class split alone."""
+    from pipeline.augment.expand import expand
+    from pipeline.data.compose import compose_variant
+    from pipeline.data.config import MORE_REAL
+    from pipeline.data.prepare import held_out
+
+    k, cfg = int(point.value), compose.variants[point.variant]
+    real = split_of(data.pool, k)
+    parts = {"real": real}
+    if "classic" in cfg.parts:
+        e = expand(real.images, real.labels, augment.pipeline, augment.copies_per_image,
+                   augment.seed, workers=1, progress=False)
+        parts["classic"] = PackedDataset(e.images, e.labels, real.class_names)
+    if MORE_REAL in cfg.parts:
+        parts[MORE_REAL] = held_out(data.pool, k, pool_seed(data.pool))
+    if cfg.synthetic_parts():
+        if synthesize is None:
+            raise SynthaugError(f"sweep.when_variants: {point.variant!r} has synthetic parts "
+                                "but no generator trainer was given")
+        parts.update(synthesize(k, real))
+    v = compose_variant(point.variant, cfg, parts, compose.seed)
+    return v.images, v.labels, point.variant
+
+
 def training_set(point: Point, data: SweepData, compose: ComposeConfig,
                  ratio_variant: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images, labels, variant name) of one point."""
+    """(images, labels, variant name) of a real_per_class or ratio point."""
     if point.sweep == "real_per_class":
         idx = per_class(data.pool, int(point.value), pool_seed(data.pool))
         return np.asarray(data.pool.images[idx]), data.pool.labels[idx], "real"  # gathers k x classes
@@ -89,23 +139,33 @@ def training_set(point: Point, data: SweepData, compose: ComposeConfig,
 
 
 def run(model: str, todo: list[Point], data: SweepData, train: TrainConfig, custom_models: dict,
-        compose: ComposeConfig, ratio_variant: str, device: torch.device) -> Iterator[dict]:
+        compose: ComposeConfig, ratio_variant: str, device: torch.device,
+        augment: AugmentConfig | None = None, synthesize: Synthesize | None = None
+        ) -> Iterator[dict]:
     """Train and test `model` at every point of `todo` with `train`'s recipe for it; yields
-    one result row per point."""
+    one result row per point. When points need `augment` (classic parts) and `synthesize`
+    (synthetic parts); each (variant, k) is composed once, for all its seeds."""
     from pipeline.classifiers.config import recipe
     from pipeline.classifiers.metrics import score
     from pipeline.classifiers.training import train_classifier
 
     composed = {pt.value: training_set(pt, data, compose, ratio_variant)  # fail before any
                 for pt in todo if pt.sweep == "ratio"}  # training (the synthetic draw is seed-free)
+    when: dict[tuple[str, float], tuple] = {}
     for point in todo:
-        images, labels, variant = (composed[point.value] if point.sweep == "ratio" else
-                                   training_set(point, data, compose, ratio_variant))
+        if point.sweep == "when":
+            key = (point.variant, point.value)
+            if key not in when:
+                when[key] = when_set(point, data, compose, augment or AugmentConfig(), synthesize)
+            images, labels, variant = when[key]
+        else:
+            images, labels, variant = (composed[point.value] if point.sweep == "ratio" else
+                                       training_set(point, data, compose, ratio_variant))
         net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
                                        data.real.class_names, recipe(train, model, point.seed),
                                        custom_models, device, point.seed)
         m, _ = score(net, data.test, device)
-        value = int(point.value) if point.sweep == "real_per_class" else point.value
+        value = point.value if point.sweep == "ratio" else int(point.value)
         yield {"sweep": point.sweep, "value": value, "seed": point.seed, "variant": variant,
                "model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                "train_images": len(labels), "best_epoch": fit.best_epoch,

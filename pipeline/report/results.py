@@ -37,13 +37,46 @@ def summarise(s: Study) -> list[dict]:
                 row["vs_real"] = {"mean_diff": t.mean_diff, "low": t.low, "high": t.high,
                                   "p_value": t.p_value, "significant": t.significant, "n": t.n}
             rows.append(row)
+    return worth(rows, s)
+
+
+def worth(rows: list[dict], s: Study) -> list[dict]:
+    """Each row's exchange rate (pipeline.evaluation.exchange), read off its model's real-only
+    curve (the real_per_class sweep plus the study's own k), as row["worth"]: a Rate dict plus
+    "text". Rows of models without two or more k on that curve get none."""
+    from pipeline.evaluation.exchange import exchange_rate
+
+    curves = ((s.sweeps or {}).get("real_per_class") or {}).get("points", {})
+    for row in rows:
+        pts = curves.get(row["model"], {})
+        if len(pts) < 2:
+            continue
+        seeds = row["seeds"]
+        paired = all(set(seeds) <= set(by_seed) for by_seed in pts.values())
+        curve = {int(k): [by_seed[sd][0] for sd in (seeds if paired else by_seed)]
+                 for k, by_seed in pts.items()}
+        rate = exchange_rate(curve, row["values"], paired=paired)
+        row["worth"] = {**rate.as_dict(), "k_used": s.train_per_class,
+                        "text": rate.text(s.train_per_class)}
     return rows
+
+
+def _worth_cell(r: dict) -> str:
+    w = r.get("worth")
+    if w is None:
+        return "-"
+    if w["where"] != "within":
+        return f"<{w['k_min']}" if w["where"] == "below" else f">{w['k_max']}"
+    lo = f"<{w['k_min']}" if w["low"] is None else f"{w['low']:.0f}"
+    hi = f">{w['k_max']}" if w["high"] is None else f"{w['high']:.0f}"
+    diff = f"; {w['k'] - w['k_used']:+.0f}" if w.get("k_used") else ""
+    return f"{w['k']:.0f} ({lo}-{hi}{diff})"
 
 
 def table(rows: list[dict]) -> str:
     """The results table: accuracy (95% CI), macro-F1 and the paired difference to `real`."""
-    lines = ["| variant | model | seeds | test accuracy % (95% CI) | macro-F1 % | vs real (pp, 95% CI) | p |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | model | seeds | test accuracy % (95% CI) | macro-F1 % | vs real (pp, 95% CI) | p "
+             "| worth real/class (95% CI) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = r.get("vs_real")
         gain = (f"{100 * vs['mean_diff']:+.1f} ({100 * vs['low']:+.1f} to {100 * vs['high']:+.1f})"
@@ -51,18 +84,25 @@ def table(rows: list[dict]) -> str:
                 if r["variant"] == BASELINE else "-")
         p = f"{vs['p_value']:.3f}" if vs and not math.isnan(vs["p_value"]) else "-"
         lines.append(f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | {pct(r['mean'])} "
-                     f"({pct(r['low'])}-{pct(r['high'])}) | {pct(r['macro_f1'])} | {gain} | {p} |")
+                     f"({pct(r['low'])}-{pct(r['high'])}) | {pct(r['macro_f1'])} | {gain} | {p} "
+                     f"| {_worth_cell(r)} |")
     return "\n".join(lines)
 
 
-def results_json(rows: list[dict], sweeps: dict) -> dict:
+def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> dict:
     """results.json (for `dvc metrics show`): "<variant>/<model>" and the sweeps' points."""
     out = {f"{r['variant']}/{r['model']}": {
         "accuracy_mean": r["mean"], "accuracy_ci_low": r["low"], "accuracy_ci_high": r["high"],
         "macro_f1_mean": r["macro_f1"], "seeds": len(r["seeds"]),
         **({"gain_vs_real": r["vs_real"]["mean_diff"], "p_vs_real": r["vs_real"]["p_value"]}
-           if "vs_real" in r else {})} for r in rows}
+           if "vs_real" in r else {}),
+        **({"worth_real_per_class": {k: v for k, v in r["worth"].items() if k != "text"}}
+           if "worth" in r else {})} for r in rows}
     out.update(sweeps_.results(sweeps))
+    if when:
+        from pipeline.report.when import results as when_results
+
+        out.update(when_results(when))
     return out
 
 
@@ -111,4 +151,11 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
         if any(len(pts) > 1 for pts in points.values()):
             sweep_plot(points, figs / f"sweep_{name}.png", **sweeps_.axes(s, name))
             drawn.add(f"sweep_{name}.png")
+    for model, cmp in (s.when or {}).items():
+        sweep_plot({name: {float(k): e["values"] for k, e in pts.items()} for name, pts in
+                    cmp.items()}, figs / f"when_{model}.png",
+                   xlabel="real training images per class (log scale)",
+                   title=f"when does it help ({model}): each line's generators trained per k",
+                   marks={float(s.train_per_class): "study"} if s.train_per_class else None)
+        drawn.add(f"when_{model}.png")
     return drawn

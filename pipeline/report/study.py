@@ -48,7 +48,8 @@ class Study:
     without metrics. splits: prepared split -> packed data set; panels: the sample figure's
     data sets (dicts: title, subtitle, images, labels, class_names); unsampled: sample sets
     without a packed set; training_sets: variant -> its composed set's meta; sweeps: see
-    pipeline.report.sweeps.merge; quality: quality.json's content, None without one.
+    pipeline.report.sweeps.merge; quality: quality.json's content, None without one; when:
+    model -> pipeline.report.when.compare of its lines.
     ratio / ratio_parts: the ratio and synthetic parts of `sweep.ratio_variant`."""
     study: StudyConfig
     cells: dict[Cell, dict]
@@ -65,6 +66,7 @@ class Study:
     training_sets: dict[str, dict] = field(default_factory=dict)
     sweeps: dict | None = None
     quality: dict | None = None
+    when: dict | None = None  # model -> pipeline.report.when.compare(...) of its lines
 
     def run(self, cell: Cell) -> Path:
         """A cell's run sub-path (variant/model/seedN unless `runs` says otherwise)."""

@@ -1,7 +1,7 @@
 """report.md: the study's answer on one page, section by section, from a `Study`."""
 from __future__ import annotations
 
-from pipeline.report import quality_page, results, sweeps
+from pipeline.report import quality_page, results, sweeps, when
 from pipeline.report.study import SPLITS, Study, pct, plural
 
 
@@ -64,7 +64,10 @@ def results_section(s: Study, rows: list[dict], drawn: set) -> list[str]:
         "",
         ("Mean over seeds with a t-based 95% confidence interval; *vs real* is the paired "
          "difference to the `real` variant on the same seeds (paired t-test, significant at "
-         "p < 0.05)."),
+         "p < 0.05). *Worth* is the exchange rate: the real images per class that real-only "
+         "training needs to match the row, read off the real-only curve of the "
+         "`real_per_class` sweep (monotone fit, linear in log k; 95% bootstrap interval over "
+         "seeds; `<k` / `>k`: off the measured curve), with its difference to the study's k."),
         "",
         results.table(rows),
         "",
@@ -129,8 +132,10 @@ def markdown(s: Study, rows: list[dict], drawn: set) -> str:
          f"({plural(s.study.variants, 'variant')} x {plural(s.study.models, 'model')} x "
          f"{plural(s.study.seeds, 'seed')})."),
         "",
+        *([answer, ""] if (answer := when.answer(s, rows)) else []),
         *data_section(s),
         *results_section(s, rows, drawn),
+        *when.section(s, drawn),
         *(sweeps.section(s, drawn) if s.sweeps else []),
         *samples_section(s, drawn),
         *quality_section(s),

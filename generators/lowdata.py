@@ -1,0 +1,60 @@
+"""Synthetic sets for a smaller real split: each generator family trained on that split alone
+(no leak from the larger pool), then each set drawn from it, in memory. The sweep's `when`
+points use it (pipeline.evaluation.sweep takes the callable `synthesizer` returns).
+
+Each family trains with its `train_generator` config, the step budget included: the same
+number of updates whatever the split's size, as `synthaug train-generator` trains it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from generators.config import SetConfig, TrainGeneratorConfig
+from pipeline.data.storage import PackedDataset
+
+
+def train_family(family: str, cfg: TrainGeneratorConfig, train: PackedDataset, val: PackedDataset,
+                 device: torch.device):
+    """The EMA model of `family` trained on `train` for its budget (no checkpoints, no logs)."""
+    from generators.common import build_generator
+    from generators.training import GeneratorTrainer
+    from pipeline.core.device import seed_everything
+
+    rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
+    model = build_generator(family, cfg.family(family), train.shape, train.class_names)
+    trainer = GeneratorTrainer(model, cfg, (train.images, train.labels), (val.images, val.labels),
+                               device, rng)
+    while not trainer.done:
+        trainer.train_steps(trainer.total - trainer.step)
+    return trainer.ema.eval()
+
+
+def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGeneratorConfig,
+                val: PackedDataset, per_class: int, batch_size: int, seed: int,
+                device: torch.device, log: Callable[[str], None] = lambda line: None
+                ) -> Callable[[int, PackedDataset], dict[str, PackedDataset]]:
+    """(k, split) -> {set name: packed set} for the sets `names`, cached per k: each family
+    they need trained once on the split, each set drawn as `synthaug sample` draws it."""
+    from generators.sets import draw, set_seed
+
+    cache: dict[int, dict[str, PackedDataset]] = {}
+
+    def make(k: int, split: PackedDataset) -> dict[str, PackedDataset]:
+        if k not in cache:
+            models, out = {}, {}
+            for name in names:
+                family = sets[name].generator
+                if family not in models:
+                    log(f"when k={k}: training {family} on {len(split)} images")
+                    models[family] = train_family(family, cfg, split, val, device)
+                n = sets[name].per_class or per_class
+                d = draw(models[family], name, sets[name], split, set_seed(seed, name), n,
+                         batch_size)
+                out[name] = PackedDataset(d.images, d.labels, list(split.class_names),
+                                          {"kind": "synthetic", "k": k}, d.provenance)
+            cache[k] = out
+        return cache[k]
+
+    return make

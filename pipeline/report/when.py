@@ -1,0 +1,143 @@
+"""When does synthetic data help: test accuracy against real images per class for real-only
+and the sweep's `when_variants` (each re-composed on that k's own split, its generators trained
+on that split alone), paired tests against real-only at each k, the report's figure and
+table, and the generated paragraph that opens the report ("the answer first")."""
+from __future__ import annotations
+
+import math
+
+from pipeline.report.study import BASELINE, Cell, Study, pct
+
+CONTROL = "more-real"
+
+
+def lines(results: dict, cells: dict[Cell, dict], k_study: int | None, model: str,
+          variants: list[str]) -> dict[str, dict[int, dict[int, float]]]:
+    """line (real, then each variant) -> {k: {seed: accuracy}}: the sweep's real_per_class and
+    when rows of `model`, and the study's own cells at k_study."""
+    out: dict[str, dict[int, dict[int, float]]] = {v: {} for v in [BASELINE, *variants]}
+    for row in (results.get(model) or {}).get("rows", []):
+        line = BASELINE if row.get("sweep") == "real_per_class" else (
+            row.get("variant") if row.get("sweep") == "when" else None)
+        if line in out:
+            out[line].setdefault(int(row["value"]), {})[row.get("seed", 0)] = row["accuracy"]
+    if k_study:
+        for (variant, m, seed), c in cells.items():
+            if m == model and variant in out:
+                out[variant].setdefault(int(k_study), {}).setdefault(seed, c["accuracy"])
+    return {name: dict(sorted(pts.items())) for name, pts in out.items() if pts}
+
+
+def measured(by_line: dict) -> bool:
+    """Whether any variant line has a point besides the study's own k (a when row)."""
+    return any(len(pts) > 1 for name, pts in by_line.items() if name != BASELINE)
+
+
+def compare(by_line: dict) -> dict[str, dict[int, dict]]:
+    """line -> {k: mean, low, high, n, values (per seed) and, against real-only on the seeds both have at that k,
+    gain, gain_low, gain_high, p, significant}."""
+    from pipeline.evaluation.stats import mean_ci, paired_test
+
+    real, out = by_line.get(BASELINE, {}), {}
+    for name, pts in by_line.items():
+        for k, by_seed in pts.items():
+            m = mean_ci(list(by_seed.values()))
+            entry = {"mean": m.mean, "low": m.low, "high": m.high, "n": m.n,
+                     "values": list(by_seed.values())}
+            shared = sorted(set(by_seed) & set(real.get(k, {}))) if name != BASELINE else []
+            if len(shared) >= 2:
+                t = paired_test([by_seed[sd] for sd in shared], [real[k][sd] for sd in shared])
+                entry.update(gain=t.mean_diff, gain_low=t.low, gain_high=t.high, p=t.p_value,
+                             significant=t.significant and t.mean_diff > 0)
+            out.setdefault(name, {})[k] = entry
+    return out
+
+
+def _gain(e: dict) -> str:
+    if "gain" not in e:
+        return ""
+    p = "-" if math.isnan(e["p"]) else f"{e['p']:.3f}"
+    return (f" ({100 * e['gain']:+.1f}, {100 * e['gain_low']:+.1f} to "
+            f"{100 * e['gain_high']:+.1f}; p {p}{', **significant**' if e['significant'] else ''})")
+
+
+def table(cmp: dict) -> str:
+    """Rows: k; columns: lines; cells: mean test accuracy % (gain vs real-only in points, its
+    95% CI and the paired p)."""
+    names, ks = list(cmp), sorted({k for pts in cmp.values() for k in pts})
+    out = ["| real / class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k in ks:
+        cells = [f"{pct(cmp[n][k]['mean'])} ({cmp[n][k]['n']} seeds){_gain(cmp[n][k])}"
+                 if k in cmp[n] else "-" for n in names]
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def results(when: dict[str, dict]) -> dict:
+    """results.json entries "when/<line>/<k>/<model>"."""
+    return {f"when/{name}/{k}/{model}": {kk: e[kk] for kk in e if kk not in ("significant", "values")}
+            for model, cmp in when.items() for name, pts in cmp.items() for k, e in pts.items()}
+
+
+def section(s: Study, drawn: set) -> list[str]:
+    if not s.when:
+        return []
+    parts = ["## When does it help", "",
+             ("Test accuracy against real training images per class. Each line's variant is "
+              "re-composed on that k's own split (nested draws from the train pool); its "
+              "generators are trained on that split alone, and `more-real` (the positive "
+              "control) draws held-back real images. In brackets: the paired difference to "
+              "real-only at the same k and seeds, in points, its 95% CI and p."), ""]
+    for model, cmp in s.when.items():
+        parts += [f"### {model}", "", table(cmp), ""]
+        if f"when_{model}.png" in drawn:
+            parts += [f"![when: {model}](figures/when_{model}.png)", ""]
+    return parts
+
+
+def _best(entries: list[tuple[str, dict]]) -> tuple[str, dict] | None:
+    with_gain = [(n, e) for n, e in entries if "gain" in e]
+    return max(with_gain, key=lambda ne: ne[1]["gain"]) if with_gain else None
+
+
+def answer(s: Study, rows: list[dict]) -> str:
+    """The report's first paragraph: which kind, how much and when, from the numbers."""
+    from pipeline.data.config import MORE_REAL
+
+    k = s.train_per_class or "all"
+    out = []
+    for model in s.study.models:
+        mine = [r for r in rows if r["model"] == model and "vs_real" in r]
+        synth = [(r["variant"], {"gain": r["vs_real"]["mean_diff"], **r}) for r in mine
+                 if r["variant"] != MORE_REAL and r["variant"] != "real+classic"]
+        best = _best(synth)
+        if best is None:
+            continue
+        name, r = best
+        vs, worth = r["vs_real"], r.get("worth", {}).get("text")
+        verdict = ("beats" if vs["significant"] and vs["mean_diff"] > 0 else
+                   "loses to" if vs["significant"] else "does not differ significantly from")
+        line = (f"**{model}, {k} real images per class:** the best synthetic variant, "
+                f"`{name}`, {verdict} real-only ({100 * vs['mean_diff']:+.1f} points, 95% CI "
+                f"{100 * vs['low']:+.1f} to {100 * vs['high']:+.1f}, p {vs['p_value']:.3f})"
+                + (f", {worth}" if worth else "") + ".")
+        control = next((r for r in mine if r["variant"] == MORE_REAL), None)
+        if control:
+            c = control["vs_real"]
+            line += (f" The positive control (as many more real images) gives "
+                     f"{100 * c['mean_diff']:+.1f} points ({100 * c['low']:+.1f} to "
+                     f"{100 * c['high']:+.1f}, p {c['p_value']:.3f}): the room there was.")
+        out.append(line)
+    for model, cmp in (s.when or {}).items():
+        ks = sorted({kk for n, pts in cmp.items() if n != BASELINE for kk in pts})
+        bits = []
+        for kk in ks:
+            best = _best([(n, pts[kk]) for n, pts in cmp.items()
+                          if n not in (BASELINE, CONTROL) and kk in pts])
+            ctrl = cmp.get(CONTROL, {}).get(kk)
+            if best:
+                bits.append(f"at {kk} per class `{best[0]}`{_gain(best[1])}"
+                            + (f", more-real{_gain(ctrl)}" if ctrl and "gain" in ctrl else ""))
+        if bits:
+            out.append(f"**When ({model}):** " + "; ".join(bits) + ".")
+    return "\n\n".join(out)

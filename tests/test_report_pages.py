@@ -249,3 +249,29 @@ def test_each_row_gets_its_exchange_rate_off_the_real_only_curve():
     assert "| 14 (" in table and "; -36) |" in table and "| <5 |" in table
     js = results.results_json(list(out.values()), s.sweeps)
     assert js["real+vae/cnn"]["worth_real_per_class"]["where"] == "within"
+
+
+def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
+    import json
+
+    from pipeline.report import timings
+
+    m = {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "gpu": None,
+         "isa": {"avx2": True, "avx512f": False, "avx512_bf16": False}}
+    for rel, wall, cpu in [("train/real/cnn.json", 10.0, 18.0), ("train/real/eff.json", 30.0, 58.0),
+                           ("prepare.json", 5.0, 4.0), ("report.json", 99.0, 1.0)]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps({"stage": rel.split("/")[0].removesuffix(".json"),
+                                                "wall_seconds": wall, "cpu_seconds": cpu,
+                                                "peak_rss_mib": wall * 10, "machine": m}))
+    (tmp_path / "junk.json").write_text("{not json")
+    records = timings.read(tmp_path)
+    assert len(records) == 4
+    text = "\n".join(timings.section(records, tmp_path))
+    assert "AMD EPYC, 2 cores; ISA: AVX2 (no AVX-512, no bf16, no AMX); no GPU" in text
+    rows = text.splitlines()
+    first = rows.index("| stage | cells | wall s | CPU s | cores busy | peak memory MiB |")
+    assert rows[first + 2] == "| train | 2 | 40 | 76 | 1.9 | 300 |"  # the slowest first
+    assert rows[first + 3] == "| prepare | 1 | 5 | 4 | 0.8 | 50 |"
+    assert rows[first + 4].startswith("| **total** | 3 | **45** (0.8 min) | 80 |")  # no report
+    assert timings.section([], tmp_path) == []

@@ -28,6 +28,7 @@ class Layout:
     quality: Path = Path("reports/quality")
     evaluate_metrics: Path = Path("metrics/evaluate")
     train_metrics: Path = Path("metrics/train")
+    timings: Path = Path("metrics/timings")
 
     @classmethod
     def of(cls, paths) -> Layout:

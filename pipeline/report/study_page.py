@@ -1,7 +1,7 @@
 """report.md: the study's answer on one page, section by section, from a `Study`."""
 from __future__ import annotations
 
-from pipeline.report import quality_page, results, sweeps, when
+from pipeline.report import quality_page, results, sweeps, timings, when
 from pipeline.report.study import SPLITS, Study, pct, plural
 
 
@@ -139,6 +139,7 @@ def markdown(s: Study, rows: list[dict], drawn: set) -> str:
         *(sweeps.section(s, drawn) if s.sweeps else []),
         *samples_section(s, drawn),
         *quality_section(s),
+        *timings.section(timings.read(s.layout.timings), s.layout.timings),
     ]
     if s.missing:
         parts += ["## Missing cells", "", "Not evaluated yet: " + ", ".join(s.missing), ""]

@@ -1,0 +1,71 @@
+"""Where the time went: the stages' timing files (pipeline.core.timing records under
+paths.timings, one per stage or cell) as the report's closing table, with the machine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read(root: Path) -> list[dict]:
+    """Every timing record under `root` (none: []); unreadable files are left out."""
+    out = []
+    for f in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        try:
+            record = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and "stage" in record and "wall_seconds" in record:
+            out.append(record)
+    return out
+
+
+def machine(m: dict) -> str:
+    """`AMD EPYC, 2 cores; ISA: AVX2 (no AVX-512, no bf16, no AMX); no GPU`."""
+    isa = m.get("isa") or {}
+    if isa.get("amx_bf16") or isa.get("amx_tile"):
+        kind = "AMX"
+    elif isa.get("avx512_bf16"):
+        kind = "AVX512-BF16"
+    elif isa.get("avx512f"):
+        kind = "AVX-512 (no bf16)"
+    elif isa.get("avx2"):
+        kind = "AVX2 (no AVX-512, no bf16, no AMX)"
+    else:
+        kind = "unknown"
+    gpu = m.get("gpu")
+    gpu_text = f"GPU {gpu.get('name', '?')}" if isinstance(gpu, dict) else "no GPU"
+    return f"{m.get('cpu', '?')}, {m.get('usable_cores', m.get('cores', '?'))} cores; ISA: {kind}; {gpu_text}"
+
+
+def table(records: list[dict]) -> str:
+    """Per stage: cells, wall and CPU seconds (summed over cells), the cores kept busy and the
+    largest peak memory; then the total. The report's own stage is left out (it is running)."""
+    by_stage: dict[str, list[dict]] = {}
+    for r in records:
+        if r["stage"] != "report":
+            by_stage.setdefault(r["stage"], []).append(r)
+    lines = ["| stage | cells | wall s | CPU s | cores busy | peak memory MiB |",
+             "|---|---|---|---|---|---|"]
+    total_wall = total_cpu = 0.0
+    for stage, rs in sorted(by_stage.items(), key=lambda kv: -sum(r["wall_seconds"] for r in kv[1])):
+        wall = sum(r["wall_seconds"] for r in rs)
+        cpu = sum(r.get("cpu_seconds", 0.0) for r in rs)
+        peak = max(r.get("peak_rss_mib", 0.0) for r in rs)
+        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
+        lines.append(f"| {stage} | {len(rs)} | {wall:.0f} | {cpu:.0f} | "
+                     f"{cpu / wall if wall else 0:.1f} | {peak:.0f} |")
+    lines.append(f"| **total** | {sum(map(len, by_stage.values()))} | **{total_wall:.0f}** "
+                 f"({total_wall / 60:.1f} min) | {total_cpu:.0f} | "
+                 f"{total_cpu / total_wall if total_wall else 0:.1f} | |")
+    return "\n".join(lines)
+
+
+def section(records: list[dict], root: Path) -> list[str]:
+    """The report's last section; nothing without records."""
+    if not records:
+        return []
+    machines = sorted({machine(r.get("machine") or {}) for r in records})
+    return ["## Where the time went", "",
+            (f"Each stage's own command (process start-up before it and DVC's bookkeeping "
+             f"between stages are not in it), from `{root}`; sorted by wall time. Machine: "
+             + "; ".join(machines) + "."), "", table(records), ""]

@@ -100,9 +100,6 @@ class Params(Section):
                         f"compose.variants.{name}.parts: {part!r} is neither real, classic, "
                         f"more-real nor a set under sample.sets "
                         f"({', '.join(self.sample.sets) or 'none'})")
-            if "more-real" in variant.parts and self.prepare.train_per_class is None:
-                raise ValueError(f"compose.variants.{name}.parts: more-real needs held-back real "
-                                 "images: set prepare.train_per_class (e.g. 50)")
         allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
         if self.quality.model not in allowed:
             raise ValueError(f"quality.model: unknown model {self.quality.model!r}; allowed: "

@@ -37,7 +37,8 @@ def project(tmp_path, repo_root):
     params["study"].update(variants=["real", "real+online", "real+all"], models=["cnn"],
                            seeds=[0, 1])  # 3 cells of 2 seeds
     params["sweep"].update(models=["cnn"], real_per_class=[5], ratios=[0.5], seeds=[0],
-                           ratio_variant="real+mix")
+                           ratio_variant="real+mix", low_data_seeds=[0, 1],
+                           when_per_class=[5], when_variants=["real+mix"])  # a tiny when curve
     params["sample"].update(per_class=20, sets={
         "gan-prior": {"generator": "gan"},
         "vae-gmm": {"generator": "vae", "sampler": "gmm", "components": 2},
@@ -103,12 +104,15 @@ def test_dvc_repro_end_to_end(project):
         cell = json.loads((root / f"metrics/evaluate/{variant}/cnn.json").read_text())
         assert set(cell) == {"accuracy_mean", "seed0", "seed1"}
     sweep = json.loads((root / "metrics/sweep/cnn/results.json").read_text())["rows"]
-    assert [(r["sweep"], r["value"], r["train_images"]) for r in sweep] == [
-        ("real_per_class", 5, 50), ("ratio", 0.5, 300)]
+    assert [(r["sweep"], r["value"], r["seed"], r["train_images"]) for r in sweep] == [
+        ("real_per_class", 5, 0, 50), ("real_per_class", 5, 1, 50), ("ratio", 0.5, 0, 300),
+        ("when", 5, 0, 100), ("when", 5, 1, 100)]  # when: its own k=5 split + a generator on it
     report = (root / "reports/report.md").read_text()
     assert "| real+all | cnn | 2 |" in report and "## Sweeps" in report
+    assert "## When does it help" in report and "## Where the time went" in report
+    assert (root / "metrics/timings/sweep/cnn.json").is_file()
     for figure in ("accuracy", "learning_curves", "best_confusion", "samples",
-                   "sweep_real_per_class", "sweep_ratio"):
+                   "sweep_real_per_class", "sweep_ratio", "when_cnn"):
         assert (root / f"reports/figures/{figure}.png").is_file(), figure
     for data in ("accuracy.json", "learning_curves.json", "best_confusion.csv"):
         assert (root / "reports/plots" / data).is_file(), data

@@ -17,7 +17,8 @@ def project(tmp_path, image_folder, run_cli, repo_root):
                              val_fraction=0.2, test_fraction=0.2)
     params["train"].update(epochs=1, batch_size=8, epoch_size=0, patience=0)
     params["sweep"].update(models=["lenet5", "cnn"], real_per_class=[3, 6, 10], ratios=[0.5, 2.0],
-                           seeds=[0, 1])
+                           seeds=[0, 1], low_data_seeds=[0, 1],  # when points: tests/test_when.py
+                           when_per_class=[])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert run_cli(tmp_path, "prepare").exit_code == 0
     # a stand-in synthetic set for the ratio variant's part (diffusion-ddim): 20 per class

@@ -49,10 +49,17 @@ def test_more_real_is_drawn_like_a_synthetic_part_but_is_not_synthetic():
                         {"real": real, "more-real": held_out(p, 4, 3)})
 
 
-def test_more_real_needs_a_thinned_train_split():
-    with pytest.raises(SynthaugError, match="more-real needs held-back real images"):
-        validate_params({"prepare": {"train_per_class": None}})
-    validate_params({})  # the default study has it, with train_per_class 50
+def test_more_real_needs_a_thinned_train_split(tmp_path):
+    from pipeline.data.prepare import more_real
+    from pipeline.data.storage import write_dataset
+
+    p = pool()
+    (tmp_path / "train").mkdir()
+    write_dataset(tmp_path / "train", p.images, p.labels, NAMES, None,
+                  {"prepare": {"train_per_class": None, "seed": 0}})
+    with pytest.raises(SynthaugError, match="needs the held-back train pool .* set it"):
+        more_real(tmp_path)
+    validate_params({"prepare": {"train_per_class": None}})  # other stages still run
 
 
 def test_low_data_points_get_more_seeds_and_when_points_only_their_models():
@@ -140,7 +147,7 @@ def test_the_report_reads_when_lines_tests_them_and_answers_first():
               when={"cnn": cmp})
     text = when.answer(s, results_.summarise(s))
     assert "the best synthetic variant, `real+vae-jitter`, loses to real-only" in text
-    assert "The positive control" in text and "at 10 per class `real+vae-jitter`" in text
-    assert "more-real (+6.0" in text
+    assert "The positive control" in text and "a gain the harness detects" in text
+    assert "at 10 per class `real+vae-jitter` (-1.0" in text and "`more-real` (+6.0" in text
     js = results_.results_json(results_.summarise(s), {}, s.when)
     assert js["when/more-real/10/cnn"]["p"] < 0.05 and "values" not in js["when/more-real/10/cnn"]

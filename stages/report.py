@@ -76,4 +76,5 @@ def _study(p):
                  training_sets=inputs.training_sets(layout.variants, p.study.variants),
                  sweeps=merged, quality=inputs.quality(layout.quality),
                  when={m: when.compare(w) for m in p.sweep.when_models if when.measured(w := when.lines(
-                     swept, cells, p.prepare.train_per_class, m, p.sweep.when_variants))})
+                     swept, cells, p.prepare.train_per_class, m, p.sweep.when_variants),
+                     p.prepare.train_per_class)})

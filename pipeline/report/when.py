@@ -28,9 +28,9 @@ def lines(results: dict, cells: dict[Cell, dict], k_study: int | None, model: st
     return {name: dict(sorted(pts.items())) for name, pts in out.items() if pts}
 
 
-def measured(by_line: dict) -> bool:
+def measured(by_line: dict, k_study: int | None) -> bool:
     """Whether any variant line has a point besides the study's own k (a when row)."""
-    return any(len(pts) > 1 for name, pts in by_line.items() if name != BASELINE)
+    return any(set(pts) - {k_study} for name, pts in by_line.items() if name != BASELINE)
 
 
 def compare(by_line: dict) -> dict[str, dict[int, dict]]:

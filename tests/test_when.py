@@ -92,11 +92,11 @@ def test_a_when_point_composes_its_variant_on_the_k_split_alone():
     from pipeline.augment.config import AugmentConfig
 
     aug = AugmentConfig(pipeline="light", copies_per_image=2)
-    x, y, _ = when_set(Point("when", 2, 0, "real+classic"), data, compose, aug, synthesize)
+    x, y, *_ = when_set(Point("when", 2, 0, "real+classic"), data, compose, aug, synthesize)
     assert len(y) == 6 + 12 and np.array_equal(x[:6], split_of(p, 2).images)
-    x, y, _ = when_set(Point("when", 2, 0, "real+vae-jitter"), data, compose, aug, synthesize)
+    x, y, *_ = when_set(Point("when", 2, 0, "real+vae-jitter"), data, compose, aug, synthesize)
     assert len(y) == 12 and seen == [(2, 6)]  # the generator saw the k=2 split only
-    x, y, _ = when_set(Point("when", 2, 0, "more-real"), data, compose, aug, synthesize)
+    x, y, *_ = when_set(Point("when", 2, 0, "more-real"), data, compose, aug, synthesize)
     assert np.bincount(y).tolist() == [6, 6, 6]
     with pytest.raises(SynthaugError, match="no generator trainer"):
         when_set(Point("when", 2, 0, "real+vae-jitter"), data, compose, aug, None)

@@ -8,6 +8,7 @@ by validation loss).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.classifiers.config import TrainConfig
+from pipeline.classifiers.optim import optimizer, scheduler
+from pipeline.classifiers.use import Use
 from pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, layout,
                                    mixed_precision, place)
 from pipeline.core.distributed import SINGLE, Dist, broadcast_buffers, wrap
@@ -45,39 +48,6 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out.append(model(xb).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # A model may hand out its own parameter groups (transfer learning: discriminative learning
-    # rates, and layers that a strategy unfreezes later must be in the optimizer from the start).
-    if hasattr(model, "param_groups"):
-        params = model.param_groups(cfg.lr)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-    # one fused kernel over all parameters (CPU and CUDA): 7x faster than torch's per-tensor
-    # default on CPU, where a 200-tensor network spent a tenth of its step in the optimiser
-    device = next(model.parameters()).device.type
-    fused = {"fused": True} if device in ("cpu", "cuda") else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0, **fused)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-
-
-def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """Returns (scheduler, steps per call): per-batch for onecycle/cosine, per-epoch for step."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.scheduler == "onecycle" and total >= 10:  # OneCycleLR divides by zero on tiny runs
-        max_lr = [g["lr"] for g in opt.param_groups]  # per group: discriminative rates survive
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
-                                                   pct_start=0.25), "batch"
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), "batch"
-    if cfg.scheduler == "step":
-        step = max(1, math.ceil(cfg.epochs / 3))
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=0.1), "epoch"
-    return None, None
 
 
 @dataclass
@@ -113,7 +83,8 @@ def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype, channels_last: 
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         cfg: TrainConfig, device: torch.device, generator: torch.Generator,
         on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
-        augment: OnlineAugment | None = None, dist: Dist = SINGLE) -> FitResult:
+        augment: OnlineAugment | None = None, dist: Dist = SINGLE,
+        use: Use | None = None) -> FitResult:
     """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
 
     `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
@@ -121,7 +92,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
     every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
     batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as one
-    process.
+    process. `use` (pipeline.classifiers.use) weights the synthetic samples' loss and/or swaps
+    real images for their synthetic variants; its schedule is `fit_variant`'s.
     """
     model.to(device)
     cl = cfg.channels_last
@@ -134,11 +106,15 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     # that variants of different sizes get the same optimiser steps, early stopping and
     # schedule: the comparison measures their data, not their step counts.
     epoch_size = cfg.epoch_size or len(yt)
-    stream = ShuffledStream(len(yt), generator)
+    draw = None if use is None else torch.as_tensor(use.base(), dtype=torch.long)
+    stream = ShuffledStream(len(yt) if draw is None else len(draw), generator)
+    replace = None if use is None else use.replacer(generator)
+    weights = None if use is None else use.weights(device)
     steps = math.ceil(epoch_size / cfg.batch_size)
-    opt = _optimizer(model, cfg)
-    sched, sched_every = _scheduler(opt, cfg, steps)
+    opt = optimizer(model, cfg)
+    sched, sched_every = scheduler(opt, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    per_sample = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none")
     dtype, scaler = mixed_precision(device, cfg.amp, cfg.cpu_bf16)
     batch_aug, aug_gen = None, None
     if cfg.batch_augment is not None:
@@ -169,6 +145,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         first_bad = torch.full((), -1, dtype=torch.long, device=device)
         seen = 0
         order = stream.take(epoch_size)
+        if draw is not None:  # indices into the training set; some swapped for a variant
+            order = draw[order] if replace is None else replace(draw[order])
         aug_iter = None if augment is None else augment.batches(order, cfg.batch_size, epoch, device)
         bar = tqdm(range(0, epoch_size, cfg.batch_size),
                    disable=None if progress else True,  # None: only on a terminal
@@ -187,7 +165,13 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             xb = layout(xb, cl)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = net(xb)
-                loss = criterion(logits.float(), yb)
+                if weights is None:
+                    loss = criterion(logits.float(), yb)
+                else:  # gather (memory-mapped) reads a batch in ascending index order
+                    sel = idx[part] if aug_iter is not None or isinstance(xt, torch.Tensor) \
+                        else idx[part].sort().values
+                    w = weights[sel.to(device)]
+                    loss = (per_sample(logits.float(), yb) * w).sum() / w.sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss * weight).backward()
@@ -245,11 +229,34 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     return result
 
 
+def fit_variant(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val, cfg: TrainConfig,
+                device: torch.device, generator: torch.Generator, use: Use | None = None,
+                **kw) -> FitResult:
+    """`fit` with a variant's recipe of use; `pretrain_finetune` fits on the whole variant,
+    then fine-tunes the best model on its real images alone (fresh optimiser and schedule,
+    lr x finetune_lr_mult) and keeps the fine-tuning phase's best epoch."""
+    first = fit(model, train, val, cfg, device, generator, use=use, **kw)
+    if use is None or use.schedule != "pretrain_finetune":
+        return first
+    tune = cfg.model_copy(update={"epochs": use.finetune_epochs, "lr": cfg.lr * use.finetune_lr_mult})
+    real = dataclasses.replace(use, synthetic_weight=1.0, replace_p=0.0, draw=use.real_only())
+    on_epoch = kw.pop("on_epoch", None)
+    shift = lambda row: {**row, "epoch": row["epoch"] + first.epochs_run, "phase": "finetune"}
+    second = fit(model, train, val, tune, device, generator, use=real, **kw,
+                 on_epoch=None if on_epoch is None else lambda row: on_epoch(shift(row)))
+    return dataclasses.replace(second, best_epoch=second.best_epoch + first.epochs_run,
+                               epochs_run=first.epochs_run + second.epochs_run,
+                               seconds=first.seconds + second.seconds,
+                               history=first.history + [shift(r) for r in second.history])
+
+
 def train_classifier(images: np.ndarray, labels: np.ndarray,
                      select: tuple[np.ndarray, np.ndarray], class_names: list[str],
                      recipe: TrainConfig, custom_models: dict, device: torch.device, seed: int,
-                     progress: bool = False) -> tuple[nn.Module, dict, FitResult]:
-    """Train `recipe.model` on uint8 N x H x W x C `images` with model selection on `select`.
+                     progress: bool = False, use: Use | None = None, online=None
+                     ) -> tuple[nn.Module, dict, FitResult]:
+    """Train `recipe.model` on uint8 N x H x W x C `images` with model selection on `select`;
+    `use`: a variant's recipe of use, `online`: its on-the-fly augmentation (else the recipe's).
 
     Returns (model with the best state, its architecture record for `save_classifier`, fit).
     """
@@ -260,5 +267,11 @@ def train_classifier(images: np.ndarray, labels: np.ndarray,
     _, h, w, c = images.shape
     model, architecture = build_classifier(recipe.model, custom_models, (c, h, w),
                                            class_names, images, recipe)
-    result = fit(model, (images, labels), select, recipe, device, generator, progress=progress)
+    augment, online = None, online or recipe.online_augment
+    if online is not None:
+        from pipeline.augment.expand import OnlineAugment
+
+        augment = OnlineAugment(images, labels, online, recipe.seed, recipe.workers)
+    result = fit_variant(model, (images, labels), select, recipe, device, generator, use,
+                         progress=progress, augment=augment)
     return model.eval(), architecture, result

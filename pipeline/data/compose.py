@@ -109,6 +109,11 @@ def compose_variant(name: str, cfg: VariantConfig, parts: dict[str, PackedDatase
     meta = {"variant": name, "kind": "variant", "parts": list(cfg.parts), "made_of": made_of,
             "ratio": cfg.ratio, "per_class": cfg.per_class, "gate": cfg.gate, "seed": seed,
             "online_augment": cfg.online_augment, "source": real.meta.get("source")}
+    if not cfg.use.plain():  # how training uses the synthetic part (pipeline/classifiers/use.py)
+        if cfg.use.replace_p > 0 and not any(r.get("parent") not in (None, "") for r in provenance):
+            raise SynthaugError(f"compose.variants.{name}.use.replace_p: none of its parts has "
+                                "images with a parent; use a posterior_jitter or img2img set")
+        meta["use"] = cfg.use.model_dump()
     return Variant(np.concatenate(images), np.concatenate(labels), list(names), provenance, meta)
 
 

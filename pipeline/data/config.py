@@ -6,7 +6,7 @@ import re
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from pipeline.augment.config import AugmentSpec
 from pipeline.core.settings import Section
@@ -66,6 +66,28 @@ class PrepareConfig(Section):
         return self
 
 
+class UseConfig(Section):
+    """How a variant's synthetic images enter training (pipeline/classifiers/use.py says where
+    each recipe comes from); the defaults are plain mixing."""
+
+    synthetic_weight: NonNegativeFloat = Field(1.0, description=(
+        "loss weight of synthetic samples against 1 for real ones: each batch's loss is the "
+        "weighted mean (0: the synthetic images count for nothing)"))
+    replace_p: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "each real image drawn is swapped, with this probability, for one of its own synthetic "
+        "variants (parts with a parent: posterior_jitter, img2img); the variants are then not "
+        "drawn on their own"))
+    schedule: Literal["mixed", "pretrain_finetune"] = Field("mixed", description=(
+        "`mixed`: one run on the whole variant; `pretrain_finetune`: then fine-tune the best "
+        "model on the real images alone"))
+    finetune_epochs: PositiveInt = Field(3, description="pretrain_finetune: real-only epochs")
+    finetune_lr_mult: PositiveFloat = Field(0.3, description=(
+        "pretrain_finetune: the fine-tuning peak lr = train.lr x this"))
+
+    def plain(self) -> bool:
+        return self == UseConfig()
+
+
 class VariantConfig(Section):
     """One training set of the study: its parts, how much synthetic data, the quality gate and
     optional on-the-fly augmentation.
@@ -89,7 +111,10 @@ class VariantConfig(Section):
     gate: bool = Field(False, description="filter synthetic parts through compose.gate first")
     online_augment: AugmentSpec | None = Field(None, description=(
         "augmentation preset or step list applied every epoch while training on this variant "
-        "(takes precedence over train.online_augment)"))
+        "(takes precedence over train.online_augment): classic augmentation on top"))
+    use: UseConfig = Field(UseConfig(), description=(
+        "how its synthetic images are used in training: loss weight, replacement of their "
+        "parents, pre-train then fine-tune"))
 
     @model_validator(mode="after")
     def _amount(self):
@@ -128,6 +153,15 @@ def _default_variants() -> dict[str, VariantConfig]:
         "real+all": v(parts=["real", "gan-prior", "vae-prior", "diffusion-ddim"], ratio=1.0),
         "real+vae-jitter": v(parts=["real", "vae-jitter"], ratio=1.0),
         "more-real": v(parts=["real", "more-real"], ratio=1.0),  # the positive control
+        # recipes of use of one synthetic set (pipeline/classifiers/use.py)
+        "real+vae-jitter.weighted": v(parts=["real", "vae-jitter"], ratio=1.0,
+                                      use=UseConfig(synthetic_weight=0.5)),
+        "real+vae-jitter.replace": v(parts=["real", "vae-jitter"], ratio=1.0,
+                                     use=UseConfig(replace_p=0.5)),
+        "real+vae-jitter.finetune": v(parts=["real", "vae-jitter"], ratio=1.0,
+                                      use=UseConfig(schedule="pretrain_finetune")),
+        "real+vae-jitter.online": v(parts=["real", "vae-jitter"], ratio=1.0,
+                                    online_augment="medium"),
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
 

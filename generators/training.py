@@ -6,12 +6,14 @@ as many updates as one of 5,000. Per step it trains each active part of the mode
 (GAN: discriminator, then generator; VAE: the whole model; latent diffusion: the autoencoder
 in its first `autoencoder_steps`, the denoiser after), each with its own Adam optimiser and
 learning-rate schedule, then updates an exponential moving average (EMA) of the weights that
-sampling uses. Data live as one uint8 tensor on the device, cut into batches by index (as
+sampling uses (diffusers' `EMAModel`, imported when a trainer is built: diffusers takes seconds).
+Data live as one uint8 tensor on the device, cut into batches by index (as
 pipeline.classifiers.training does for classifiers).
 
-Everything a run depends on is in `state_dict()`: weights, EMA, optimisers, schedules, the
-grad scaler, RNG states and the batch stream's position, step and history. Restoring it and training on gives the same
-weights, bit for bit on CPU, as never having stopped: that is what resuming relies on.
+Everything a run depends on is in `state_dict()`: weights, EMA (and its step count), optimisers,
+schedules, the grad scaler, RNG states and the batch stream's position, step and history.
+Restoring it and training on gives the same weights, bit for bit on CPU, as never having
+stopped: that is what resuming relies on.
 """
 from __future__ import annotations
 
@@ -79,12 +81,18 @@ class GeneratorTrainer:
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
                 opt, lr_lambda(self.fcfg, sum(name in a for a in active)))
         self.dtype, self.scaler = _amp(device, cfg.amp)
+        from diffusers.training_utils import EMAModel  # here, not at import: diffusers takes seconds
         live, ema = model.state_dict(), self.ema.state_dict()
-        # pairs of (ema, live) tensors: averaged ones (float weights under ema_prefix), copied ones
-        self._avg = [(ema[k], v) for k, v in live.items()
-                     if k.startswith(model.ema_prefix) and v.is_floating_point()]
-        self._copy = [(ema[k], v) for k, v in live.items()
-                      if not (k.startswith(model.ema_prefix) and v.is_floating_point())]
+        # EMAModel averages the tensors that require grad and copies the others: the live tensors
+        # are handed over as aliases that require grad just for the float weights (and buffers)
+        # under ema_prefix, trained now or not; its shadow tensors are self.ema's own, updated
+        # in place. Decay min(ema_decay, (1 + step) / (10 + step)), short at first:
+        # update_after_step=-1 makes its count `step` the trainer's step
+        avg = {k: k.startswith(model.ema_prefix) and v.is_floating_point() for k, v in live.items()}
+        self._live = [v.detach().requires_grad_(avg[k]) for k, v in live.items()]
+        self.ema_model = EMAModel(self._live, decay=cfg.ema_decay, min_decay=0.0,
+                                  update_after_step=-1, foreach=True)
+        self.ema_model.shadow_params = [ema[k] for k in live]
         self._trainable: list[str] | None = None
         self.step, self.seconds, self.cut_short, self.history = 0, 0.0, False, []
 
@@ -102,14 +110,6 @@ class GeneratorTrainer:
             for param in p["params"]:
                 param.requires_grad_(name in parts)
         self._trainable = list(parts)
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))  # short at first
-        for e, v in self._avg:
-            e.lerp_(v, 1 - decay)
-        for e, v in self._copy:
-            e.copy_(v)
 
     def train_steps(self, n: int, bar=None) -> dict:
         """Up to `n` more optimiser steps (fewer at the end of the budget or of `max_seconds`);
@@ -153,7 +153,7 @@ class GeneratorTrainer:
                 self.scaler.update()
             broadcast_buffers(model, d)
             self.step += 1
-            self._update_ema()
+            self.ema_model.step(self._live)
             seen += w
             if bar is not None:
                 bar.update(1)
@@ -184,7 +184,9 @@ class GeneratorTrainer:
                "torch": torch.get_rng_state()}
         return {"step": self.step, "seconds": self.seconds, "cut_short": self.cut_short,
                 "stream": self.stream.left.clone(), "history": self.history,
-                "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "model": self.model.state_dict(), "ema": self.ema.state_dict(),  # the shadow tensors
+                "ema_model": {k: v for k, v in self.ema_model.state_dict().items()
+                              if k != "shadow_params"},  # its settings and step count
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
@@ -192,7 +194,8 @@ class GeneratorTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
+        self.ema.load_state_dict(state["ema"])  # in place: still EMAModel's shadow tensors
+        self.ema_model.load_state_dict(state.get("ema_model", {"optimization_step": state["step"]}))
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers.items():

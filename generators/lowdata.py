@@ -34,27 +34,29 @@ def train_family(family: str, cfg: TrainGeneratorConfig, train: PackedDataset, v
 def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGeneratorConfig,
                 val: PackedDataset, per_class: int, batch_size: int, seed: int,
                 device: torch.device, log: Callable[[str], None] = lambda line: None
-                ) -> Callable[[int, PackedDataset], dict[str, PackedDataset]]:
-    """(k, split) -> {set name: packed set} for the sets `names`, cached per k: each family
-    they need trained once on the split, each set drawn as `synthaug sample` draws it."""
+                ) -> Callable[..., dict[str, PackedDataset]]:
+    """(k, split, tag="") -> {set name: packed set} for the sets `names`, cached per (k, tag):
+    each family they need trained once on the split, each set drawn as `synthaug sample`
+    draws it (tag "unlabelled": the split holds the pool's pseudo-labelled images too)."""
     from generators.sets import draw, set_seed
 
-    cache: dict[int, dict[str, PackedDataset]] = {}
+    cache: dict[tuple[int, str], dict[str, PackedDataset]] = {}
 
-    def make(k: int, split: PackedDataset) -> dict[str, PackedDataset]:
-        if k not in cache:
+    def make(k: int, split: PackedDataset, tag: str = "") -> dict[str, PackedDataset]:
+        if (k, tag) not in cache:
             models, out = {}, {}
             for name in names:
                 family = sets[name].generator
                 if family not in models:
-                    log(f"when k={k}: training {family} on {len(split)} images")
+                    log(f"when k={k}: training {family} on {len(split)} images"
+                        f"{' (pseudo-labelled pool included)' if tag else ''}")
                     models[family] = train_family(family, cfg, split, val, device)
                 n = sets[name].per_class or per_class
                 d = draw(models[family], name, sets[name], split, set_seed(seed, name), n,
                          batch_size)
                 out[name] = PackedDataset(d.images, d.labels, list(split.class_names),
                                           {"kind": "synthetic", "k": k}, d.provenance)
-            cache[k] = out
-        return cache[k]
+            cache[k, tag] = out
+        return cache[k, tag]
 
     return make

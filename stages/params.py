@@ -93,12 +93,16 @@ class Params(Section):
             if name not in self.compose.variants:
                 raise ValueError(f"study.variants: {name!r} is not defined under compose.variants "
                                  f"(defined: {', '.join(self.compose.variants)})")
+            v = self.compose.variants[name]
+            if v.unlabelled or "pseudo-real" in v.parts:
+                raise ValueError(f"study.variants: {name!r} (labelled few, unlabelled many) is "
+                                 "for the sweep's when points; name it in sweep.when_variants")
         for name, variant in self.compose.variants.items():
             for part in variant.synthetic_parts():
                 if part not in self.sample.sets:
                     raise ValueError(
                         f"compose.variants.{name}.parts: {part!r} is neither real, classic, "
-                        f"more-real nor a set under sample.sets "
+                        f"more-real, pseudo-real nor a set under sample.sets "
                         f"({', '.join(self.sample.sets) or 'none'})")
         allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
         if self.quality.model not in allowed:

@@ -253,6 +253,26 @@ def test_linear_probe_fit_learns_and_leaves_backbone_untouched():
     assert all(torch.equal(v, after[k]) for k, v in before.items())  # BN statistics included
 
 
+def test_frozen_groups_keep_the_bottom_of_the_backbone_as_it_was(tmp_path):
+    train, val = stripes(30, 0), stripes(10, 1)
+    cfg = TrainConfig(model="efficientnet_lite0", epochs=1, batch_size=32, patience=0,
+                      input_size=16, frozen_groups=4)
+    model, record = build_classifier("efficientnet_lite0", {}, (1, 16, 16), list("abcd"), None, cfg)
+    bottom, top = model.groups[:4], model.groups[4:]
+    before = {id(p): p.detach().clone() for g in model.groups for m in g for p in m.parameters()}
+    fit(model, train, val, cfg, CPU, seed_everything(0), progress=False)
+    model.train()
+    assert trainable(bottom) == {False} and bn_modes(bottom) == {False}
+    assert trainable(top) == {True}
+    assert all(torch.equal(p, before[id(p)]) for g in bottom for m in g for p in m.parameters())
+    assert not all(torch.equal(p, before[id(p)]) for g in top for m in g for p in m.parameters())
+    save_classifier(tmp_path / "m", model, {**record, "train": {}})
+    loaded, config = load_classifier(tmp_path / "m")  # the setting travels with the model
+    assert config["transfer"]["frozen_groups"] == 4 and loaded.frozen_groups == 4
+    with pytest.raises(SynthaugError, match="train.frozen_groups: 10 is outside 0..9"):
+        build(frozen_groups=10)
+
+
 def test_params_accept_transfer_models_and_reserve_their_names():
     for name in TRANSFER_MODELS:
         assert Params.model_validate({"train": {"model": name}}).train.model == name

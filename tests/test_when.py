@@ -102,6 +102,55 @@ def test_a_when_point_composes_its_variant_on_the_k_split_alone():
         when_set(Point("when", 2, 0, "real+vae-jitter"), data, compose, aug, None)
 
 
+def test_labelled_few_unlabelled_many_and_its_self_training_control():
+    """`pseudo-real`: the rest of the pool with the labeller's labels (not its own); an
+    `unlabelled` variant's generator sees the split plus those pseudo-labelled images."""
+    p = pool()
+    data = SweepData(real=split_of(p, 4), val=split_of(p, 1), test=split_of(p, 1), pool=p,
+                     synthetic={})
+    seen, asked = [], []
+
+    def synthesize(k, split, tag=""):
+        seen.append((k, len(split), tag))
+        return {"vae-prior": PackedDataset(split.images[:, ::-1].copy(), split.labels, NAMES)}
+
+    def label(k, split, images):  # a "classifier" whose labels are not the true ones
+        asked.append((k, len(split), len(images)))
+        return (np.arange(len(images)) % 3).astype(np.int64)
+
+    compose = ComposeConfig(variants={
+        "self-training": VariantConfig(parts=["real", "pseudo-real"], ratio=1.0),
+        "real+vae.unlabelled": VariantConfig(parts=["real", "vae-prior"], ratio=1.0,
+                                             unlabelled=True)})
+    from pipeline.augment.config import AugmentConfig
+
+    aug = AugmentConfig()
+    from pipeline.data.compose import compose_variant as real_compose
+    import pipeline.data.compose as compose_module
+
+    made = []
+    compose_module.compose_variant = lambda *a, **k: made.append(real_compose(*a, **k)) or made[-1]
+    try:
+        when_set(Point("when", 2, 0, "self-training"), data, compose, aug, synthesize, label)
+    finally:
+        compose_module.compose_variant = real_compose
+    v = made[0]
+    assert asked == [(2, 6, 36 - 6)] and not seen  # labels for the pool outside the split
+    # its drawn half carries the labeller's labels, not the pool's own
+    rest = held_out(p, 2, 3)
+    given = {row["pool_index"]: i % 3 for i, row in enumerate(rest.manifest)}
+    drawn = [(r["pool_index"], int(lab)) for r, lab in zip(v.provenance, v.labels)
+             if r["part"] == "pseudo-real"]
+    assert len(drawn) == 6 and all(given[i] == lab for i, lab in drawn)
+    assert any(p.labels[i] != lab for i, lab in drawn)
+    assert VariantConfig(parts=["real", "pseudo-real"]).synthetic_parts() == []
+    x, y, *_ = when_set(Point("when", 2, 0, "real+vae.unlabelled"), data, compose, aug,
+                        synthesize, label)
+    assert seen == [(2, 36, "unlabelled")]  # the generator saw split + pseudo-labelled pool
+    with pytest.raises(SynthaugError, match="needs pseudo-labels"):
+        when_set(Point("when", 2, 0, "self-training"), data, compose, aug, synthesize)
+
+
 def test_lowdata_trains_each_family_once_per_k_on_that_split():
     from generators.config import SetConfig, TrainGeneratorConfig
     from generators.lowdata import synthesizer
@@ -118,6 +167,8 @@ def test_lowdata_trains_each_family_once_per_k_on_that_split():
     assert out["vae-prior"].images.shape == (15, 16, 16, 1)
     assert np.bincount(out["vae-jitter"].labels).tolist() == [5, 5, 5]
     assert make(2, split_of(p, 2)) is out and len(lines) == 1  # cached per k
+    other = make(2, split_of(p, 3), "unlabelled")  # and per tag
+    assert other is not out and len(lines) == 2 and "pseudo-labelled" in lines[1]
 
 
 def test_the_report_reads_when_lines_tests_them_and_answers_first():

@@ -73,6 +73,9 @@ class TrainConfig(Section):
     freeze_bn: bool = Field(False, description=(
         "transfer models: the backbone's BatchNorm keeps its ImageNet running statistics "
         "(eval mode) while its weights train"))
+    frozen_groups: NonNegativeInt = Field(0, description=(
+        "transfer models: the backbone's bottom N block groups never train (finetune, "
+        "gradual_unfreeze): no backward pass through the early, high-resolution layers"))
     weights: Path | None = Field(None, description=(
         "ImageNet weights file (.pth or .safetensors); null: the package's file or the torch "
         "hub cache"))

@@ -10,6 +10,9 @@ groups (stem ... top) so that a strategy can freeze them:
 - gradual_unfreeze: the head first, then one more group from the top every `unfreeze_every`
   epochs. Every parameter is in the optimizer from the start (frozen ones get no gradient, so
   the optimizer skips them until they thaw).
+`frozen_groups` N (finetune, gradual_unfreeze): the bottom N groups never train (frozen, eval
+mode): no backward pass through the early, high-resolution layers, where most of a small-input
+step's arithmetic is (efficientnet_lite0 at 40 px, 4 of 9 groups: steps ~3x faster on CPU).
 `freeze_bn` (any strategy): the trained groups' BatchNorm layers stay in eval mode too, keeping
 the ImageNet running statistics (their scale and shift still learn): at 10 images per class,
 batch statistics are noisy and the running stats they drag along no longer fit the weights at
@@ -46,7 +49,7 @@ STRATEGIES = ("linear_probe", "finetune", "gradual_unfreeze")
 class TransferClassifier(nn.Module):
     def __init__(self, net: nn.Module, groups: list[list[nn.Module]], head: nn.Module,
                  norm: tuple = IMAGENET, *, strategy: str = "finetune", input_size: int = 32, backbone_lr_mult: float = 1.0,
-                 unfreeze_every: int = 1, freeze_bn: bool = False):
+                 unfreeze_every: int = 1, freeze_bn: bool = False, frozen_groups: int = 0):
         super().__init__()
         if strategy not in STRATEGIES:
             raise SynthaugError(f"train.strategy: unknown {strategy!r}; allowed: {', '.join(STRATEGIES)}")
@@ -59,10 +62,14 @@ class TransferClassifier(nn.Module):
         self.strategy, self.input_size = strategy, input_size
         self.backbone_lr_mult, self.unfreeze_every = backbone_lr_mult, unfreeze_every
         self.freeze_bn = freeze_bn
+        if not 0 <= frozen_groups <= len(groups):
+            raise SynthaugError(f"train.frozen_groups: {frozen_groups} is outside 0..{len(groups)} "
+                                "(the backbone's block groups)")
+        self.frozen_groups = frozen_groups
         covered = {id(p) for p in head.parameters()} | {id(p) for p in self.backbone_params()}
         if any(id(p) not in covered for p in net.parameters()):
             raise AssertionError("block groups + head must cover every parameter")
-        self.set_unfrozen(0 if strategy != "finetune" else len(groups))
+        self.set_unfrozen(self.unfrozen_at(1))
 
     # ------------------------------------------------------------------ strategy
     def backbone_params(self) -> list[nn.Parameter]:
@@ -85,9 +92,10 @@ class TransferClassifier(nn.Module):
         """How many block groups train in `epoch` (1-based) under this strategy."""
         if self.strategy == "linear_probe":
             return 0
+        top = len(self.groups) - self.frozen_groups  # the bottom frozen_groups never train
         if self.strategy == "finetune":
-            return len(self.groups)
-        return min(len(self.groups), (epoch - 1) // self.unfreeze_every)
+            return top
+        return min(top, (epoch - 1) // self.unfreeze_every)
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         self.set_unfrozen(self.unfrozen_at(epoch))
@@ -127,7 +135,8 @@ class TransferClassifier(nn.Module):
     def settings(self) -> dict:
         return {"strategy": self.strategy, "input_size": self.input_size,
                 "backbone_lr_mult": self.backbone_lr_mult, "unfreeze_every": self.unfreeze_every,
-                "freeze_bn": self.freeze_bn}
+                "freeze_bn": self.freeze_bn,
+                **({"frozen_groups": self.frozen_groups} if self.frozen_groups else {})}
 
 
 # ---------------------------------------------------------------------- architectures

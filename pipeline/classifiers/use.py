@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from pipeline.core.errors import SynthaugError
-from pipeline.data.config import MORE_REAL, REAL_PARTS
+from pipeline.data.config import REAL_DRAWN, REAL_PARTS
 
-NON_SYNTHETIC = (*REAL_PARTS, MORE_REAL)  # parts made of real images
+NON_SYNTHETIC = (*REAL_PARTS, *REAL_DRAWN)  # parts made of real images
 
 
 @dataclass

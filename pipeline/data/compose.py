@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.config import MORE_REAL, REAL_PARTS, VariantConfig
+from pipeline.data.config import MORE_REAL, REAL_DRAWN, REAL_PARTS, VariantConfig
 from pipeline.core.errors import SynthaugError
 from pipeline.data.storage import PackedDataset
 
@@ -94,7 +94,7 @@ def compose_variant(name: str, cfg: VariantConfig, parts: dict[str, PackedDatase
         part_labels = np.asarray(ds.labels)
         index = np.arange(len(ds))
         if part in cfg.drawn_parts():
-            ok = (eligible[part] if cfg.gate and part != MORE_REAL else np.ones(len(ds), bool))
+            ok = (eligible[part] if cfg.gate and part not in REAL_DRAWN else np.ones(len(ds), bool))
             if counts is not None:
                 k = counts[cfg.drawn_parts().index(part)]
                 index = pick(part_labels, k, ok, [seed, _name_seed(f"{name}/{part}")],

@@ -18,6 +18,10 @@ REAL_PARTS = ("real", "classic")  # a variant's parts that are not drawn from a 
 # the positive control: real train-pool images outside the train split, drawn like a synthetic
 # part (never in val or test, never seen by a generator)
 MORE_REAL = "more-real"
+# labelled few, unlabelled many (sweep when points): the same held-back images, labelled by a
+# classifier trained on the labelled split alone: self-training, the control of `unlabelled`
+PSEUDO_REAL = "pseudo-real"
+REAL_DRAWN = (MORE_REAL, PSEUDO_REAL)  # drawn parts made of real images
 
 
 class PrepareConfig(Section):
@@ -112,6 +116,10 @@ class VariantConfig(Section):
     online_augment: AugmentSpec | None = Field(None, description=(
         "augmentation preset or step list applied every epoch while training on this variant "
         "(takes precedence over train.online_augment): classic augmentation on top"))
+    unlabelled: bool = Field(False, description=(
+        "sweep when points only: its generators train on the labelled k-per-class split plus "
+        "the rest of the train pool without its labels, labelled by a classifier trained on the "
+        "split (compare with the part `pseudo-real`: those images themselves, so labelled)"))
     use: UseConfig = Field(UseConfig(), description=(
         "how its synthetic images are used in training: loss weight, replacement of their "
         "parents, pre-train then fine-tune"))
@@ -129,7 +137,7 @@ class VariantConfig(Section):
         return [part for part in self.parts if part not in REAL_PARTS]
 
     def synthetic_parts(self) -> list[str]:
-        return [part for part in self.drawn_parts() if part != MORE_REAL]
+        return [part for part in self.drawn_parts() if part not in REAL_DRAWN]
 
 
 class GateConfig(Section):
@@ -162,6 +170,9 @@ def _default_variants() -> dict[str, VariantConfig]:
                                       use=UseConfig(schedule="pretrain_finetune")),
         "real+vae-jitter.online": v(parts=["real", "vae-jitter"], ratio=1.0,
                                     online_augment="medium"),
+        # labelled few, unlabelled many (sweep when points only): self-training, the control
+        "self-training": v(parts=["real", "pseudo-real"], ratio=1.0),
+        "real+vae.unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
 

@@ -17,6 +17,7 @@ import typer
 from stages.common import params_from, user_errors
 from stages import (
     augment,
+    check,
     compose,
     evaluate,
     export,
@@ -40,6 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # re-flows docstring paragraphs in --help
 )
+app.command("check")(check.command)
 app.command("prepare")(prepare.command)
 app.command("augment")(augment.command)
 app.command("judge")(judge.command)

@@ -62,6 +62,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     if not (model_dir / "config.json").is_file():
         raise SynthaugError(f"{model_dir}: no trained classifier; run `synthaug train --variant "
                             f"{variant} --model {cfg.model} --seed {cfg.seed}` first")
+    from pipeline.classifiers.runs import check_cell, rerun_command
+
+    run_id = check_cell(model_dir, p.paths.train_metrics / run, None,  # one run's model and log
+                        rerun_command(variant, cfg.model))
     model, config = load_classifier(model_dir, device)
     if config["class_names"] != test.class_names or tuple(config["shape"]) != test.shape:
         raise SynthaugError(f"{model_dir}: trained on classes {config['class_names']} of shape "
@@ -70,7 +74,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     m, pred = score(model, test, device, p.evaluate.batch_size)
     with atomic_output(out_dir) as out:
         write_evaluation(out, m, test.class_names, test.labels, pred, figure=True,
-                         variant=variant, model=config["model"], seed=cfg.seed)
+                         variant=variant, model=config["model"], seed=cfg.seed, run_id=run_id)
     say(f"test ({m['num_test']} real images): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}")
     for line in per_class_lines(m):

@@ -44,13 +44,16 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         raise SynthaugError(f"--model: {model!r} is not in sweep.models "
                             f"({', '.join(p.sweep.models)})")
     from pipeline.data.outputs import atomic_output
-    from pipeline.evaluation.sweep import SweepData, points, results_path, run
+    from pipeline.evaluation.sweep import SweepData, feasible, points, results_path, run
 
     s = p.sweep
     parts = p.compose.variants[s.ratio_variant].synthetic_parts() if s.ratios else []
     todo = points(s, model)
     data = SweepData.load(p.paths.prepared, p.paths.synthetic, parts,
                           pool=any(pt.sweep != "ratio" for pt in todo))
+    todo, skipped = feasible(todo, data.pool, p.compose)  # k above the smallest class: skipped
+    for skip in skipped:
+        say(f"note: sweep skips {skip['sweep']} {skip['variant']} k={skip['value']}: {skip['reason']}")
     device = pick_device(p.train.device)
     synthesize = _synthesizer(p, {pt.variant for pt in todo}, data.val, device)
     say(f"sweep {model}: {len(todo)} point(s) on {device}")
@@ -65,7 +68,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     bar.close()
     out = results_path(p.paths.sweep, model)
     with atomic_output(out, is_dir=False) as f:
-        f.write_text(json.dumps({"model": model, "rows": rows}, indent=1) + "\n")
+        f.write_text(json.dumps({"model": model, "rows": rows, "skipped": skipped}, indent=1) + "\n")
     say(f"-> {out}")
     return model  # the cell of the timing file
 

@@ -77,7 +77,7 @@ def _train_one(p, variant: str, cfg, run: Path, progress, test, figures, dist) -
     if not is_dataset(train_dir := p.paths.variants / variant):
         raise SynthaugError(f"{train_dir}: no training set for variant {variant!r}; run "
                             "`synthaug compose` (or `dvc repro`) first")
-    train = read_dataset(train_dir)  # memory-mapped: `fit` loads it or reads it per batch (train.load)
+    train = read_dataset(train_dir, manifest=True)  # memory-mapped: `fit` loads it or reads it per batch (train.load)
     val = read_dataset(p.paths.prepared / "val", mmap=False)
     device = dist.device(pick_device(cfg.device))
     if cfg.threads:
@@ -96,5 +96,5 @@ def _train_one(p, variant: str, cfg, run: Path, progress, test, figures, dist) -
     say(f"{fit_line(result)} -> {dirs[0]}")
     if m is not None:
         say(f"{test_line(m)} -> {dirs[2]}")
-    return {} if m is None else {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+    return {} if m is None else dict(accuracy=m["accuracy"], macro_f1=m["macro_f1"], run_id=cell.run_id)
 

@@ -17,6 +17,7 @@ import torch
 
 from pipeline.classifiers.config import TrainConfig
 from pipeline.classifiers.training import FitResult
+from pipeline.classifiers.use import Use
 from pipeline.core.batches import precision_note
 from pipeline.core.distributed import SINGLE, Dist
 from pipeline.data.storage import PackedDataset
@@ -34,6 +35,7 @@ class Cell:
         self.variant, self.train, self.cfg = variant, train, cfg
         # a variant that asks for on-the-fly augmentation gets it, else train.online_augment
         self.online = train.meta.get("online_augment") or cfg.online_augment
+        self.use = Use.of(train.meta, train.manifest, f"variant {variant}")  # None: plain mixing
         self.model, self.architecture = build_classifier(cfg.model, custom_models, train.shape,
                                                          train.class_names, train.images, cfg)
         self.parameters = count_params(self.model)[0]
@@ -81,26 +83,35 @@ class Cell:
 
         from pipeline.classifiers.classifier import save_classifier
         from pipeline.classifiers.metrics import score, write_evaluation
-        from pipeline.classifiers.training import fit
+        from pipeline.classifiers.runs import make_run_id
+        from pipeline.classifiers.training import fit_variant
 
         cfg, t = self.cfg, self.train
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
         live.log_params({"variant": self.variant, "model": cfg.model, "parameters": self.parameters,
-                         **cfg.model_dump(mode="json"), "online_augment": self.online})
+                         **cfg.model_dump(mode="json"), "online_augment": self.online,
+                         "use": t.meta.get("use")})
         if self.augment is not None:
             self._preview(log_dir)
 
         def logged(row: dict) -> None:
             for key, value in row.items():
-                if key not in ("epoch", "best", "samples"):
+                if key not in ("epoch", "best", "samples", "phase"):
                     live.log_metric(key, value)
             live.next_step()
             if on_epoch is not None:
                 on_epoch(row)
 
-        result = fit(self.model, (t.images, t.labels), (val.images, val.labels), cfg, device,
-                     generator, on_epoch=logged, progress=progress, augment=self.augment, dist=dist)
-        live.summary.update({"variant": self.variant, "model": cfg.model, "seed": cfg.seed,
+        result = fit_variant(self.model, (t.images, t.labels), (val.images, val.labels), cfg,
+                             device, generator, self.use, on_epoch=logged, progress=progress,
+                             augment=self.augment, dist=dist)
+        # one id in the model's config, the log's summary and the test metrics: readers
+        # refuse a cell whose three folders come from different runs (pipeline.classifiers.runs)
+        self.run_id = make_run_id(self.model.state_dict(), {
+            "variant": self.variant, "train": cfg.model_dump(mode="json"),
+            "content_hash": t.meta.get("content_hash")})
+        live.summary.update({"run_id": self.run_id, "variant": self.variant, "model": cfg.model,
+                             "seed": cfg.seed,
                              "best_epoch": result.best_epoch,
                              "best_val_accuracy": result.best_val_accuracy,
                              "epochs_run": result.epochs_run, "train_seconds": result.seconds})
@@ -112,10 +123,12 @@ class Cell:
                             title=f"{cfg.model} on {self.variant} ({t.meta.get('source', '?')}), "
                                   f"seed {cfg.seed}", best_epoch=result.best_epoch)
         save_classifier(model_dir, self.model, {
+            "run_id": self.run_id,
             **self.architecture,
             "train": cfg.model_dump(mode="json"),
             "trained_on": {"variant": self.variant, "content_hash": t.meta.get("content_hash"),
-                           "source": t.meta.get("source"), "online_augment": self.online},
+                           "source": t.meta.get("source"), "online_augment": self.online,
+                           **({"use": t.meta["use"]} if "use" in t.meta else {})},
             "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy,
         })
@@ -124,7 +137,8 @@ class Cell:
             return result, None
         m, pred = score(self.model, test, device, batch_size)
         write_evaluation(test_dir, m, test.class_names, test.labels, pred, figure=figures,
-                         variant=self.variant, model=cfg.model, seed=cfg.seed)
+                         variant=self.variant, model=cfg.model, seed=cfg.seed,
+                         run_id=self.run_id)
         return result, m
 
 

@@ -30,7 +30,8 @@ from pipeline.data.storage import PackedDataset
 from pipeline.evaluation.config import SweepConfig
 
 
-Synthesize = Callable[[int, PackedDataset], dict[str, PackedDataset]]  # (k, split) -> sets
+Synthesize = Callable[..., dict[str, PackedDataset]]  # (k, split, tag="") -> sets
+Labeller = Callable[[int, PackedDataset, np.ndarray], np.ndarray]  # (k, split, images) -> labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +101,15 @@ def split_of(pool: PackedDataset, k: int) -> PackedDataset:
 
 
 def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: AugmentConfig,
-             synthesize: Synthesize | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """A when point's training set: its variant composed on the k-per-class split alone."""
+             synthesize: Synthesize | None, label: Labeller | None = None):
+    """A when point's training set, its variant composed on the k-per-class split alone:
+    (images, labels, variant name, its recipe of use or None, its online augmentation).
+    Labelled few, unlabelled many: `pseudo-real` and `unlabelled` variants see the rest of
+    the pool with the labels `label` (a classifier trained on the split) gives it."""
+    from pipeline.classifiers.use import Use
     from pipeline.augment.expand import expand
     from pipeline.data.compose import compose_variant
-    from pipeline.data.config import MORE_REAL
+    from pipeline.data.config import MORE_REAL, PSEUDO_REAL
     from pipeline.data.prepare import held_out
 
     k, cfg = int(point.value), compose.variants[point.variant]
@@ -116,13 +121,29 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
         parts["classic"] = PackedDataset(e.images, e.labels, real.class_names)
     if MORE_REAL in cfg.parts:
         parts[MORE_REAL] = held_out(data.pool, k, pool_seed(data.pool))
+    if PSEUDO_REAL in cfg.parts or cfg.unlabelled:
+        if label is None:
+            raise SynthaugError(f"sweep.when_variants: {point.variant!r} needs pseudo-labels "
+                                "but no labeller was given")
+        rest = held_out(data.pool, k, pool_seed(data.pool))
+        parts[PSEUDO_REAL] = PackedDataset(rest.images, label(k, real, rest.images),
+                                           real.class_names, {"kind": PSEUDO_REAL, "k": k},
+                                           rest.manifest)
     if cfg.synthetic_parts():
         if synthesize is None:
             raise SynthaugError(f"sweep.when_variants: {point.variant!r} has synthetic parts "
                                 "but no generator trainer was given")
-        parts.update(synthesize(k, real))
+        if cfg.unlabelled:  # the generators see the pseudo-labelled pool too
+            pseudo = parts[PSEUDO_REAL]
+            both = PackedDataset(np.concatenate([real.images, pseudo.images]),
+                                 np.concatenate([real.labels, pseudo.labels]), real.class_names,
+                                 {"kind": "split", "k": k, "content_hash": f"pool-k{k}-unlabelled"})
+            parts.update(synthesize(k, both, "unlabelled"))
+        else:
+            parts.update(synthesize(k, real))
     v = compose_variant(point.variant, cfg, parts, compose.seed)
-    return v.images, v.labels, point.variant
+    use = Use.of(v.meta, v.provenance, f"compose.variants.{point.variant}")
+    return v.images, v.labels, point.variant, use, v.meta.get("online_augment")
 
 
 def training_set(point: Point, data: SweepData, compose: ComposeConfig,
@@ -152,24 +173,72 @@ def run(model: str, todo: list[Point], data: SweepData, train: TrainConfig, cust
     composed = {pt.value: training_set(pt, data, compose, ratio_variant)  # fail before any
                 for pt in todo if pt.sweep == "ratio"}  # training (the synthetic draw is seed-free)
     when: dict[tuple[str, float], tuple] = {}
+    label = labeller(model, train, custom_models, data, device)
     for point in todo:
         if point.sweep == "when":
             key = (point.variant, point.value)
             if key not in when:
-                when[key] = when_set(point, data, compose, augment or AugmentConfig(), synthesize)
-            images, labels, variant = when[key]
+                when[key] = when_set(point, data, compose, augment or AugmentConfig(), synthesize,
+                                     label)
+            images, labels, variant, use, online = when[key]
         else:
-            images, labels, variant = (composed[point.value] if point.sweep == "ratio" else
-                                       training_set(point, data, compose, ratio_variant))
+            (images, labels, variant), use, online = (
+                composed[point.value] if point.sweep == "ratio" else
+                training_set(point, data, compose, ratio_variant)), None, None
         net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
                                        data.real.class_names, recipe(train, model, point.seed),
-                                       custom_models, device, point.seed)
+                                       custom_models, device, point.seed, use=use, online=online)
         m, _ = score(net, data.test, device)
         value = point.value if point.sweep == "ratio" else int(point.value)
         yield {"sweep": point.sweep, "value": value, "seed": point.seed, "variant": variant,
                "model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                "train_images": len(labels), "best_epoch": fit.best_epoch,
+               "val_accuracy": fit.best_val_accuracy,  # for choosing between recipes
                "train_seconds": round(fit.seconds, 2)}
+
+
+def labeller(model: str, train: TrainConfig, custom_models: dict, data: SweepData,
+             device: torch.device) -> Labeller:
+    """(k, split, images) -> labels: what a classifier trained on the labelled k-per-class split
+    (`model`'s recipe, the first seed of the sweep: 0) predicts for unlabelled images; one
+    classifier per k."""
+    from pipeline.classifiers.config import recipe
+    from pipeline.classifiers.training import predict, train_classifier
+
+    nets: dict[int, torch.nn.Module] = {}
+
+    def label(k: int, split: PackedDataset, images: np.ndarray) -> np.ndarray:
+        if k not in nets:
+            nets[k] = train_classifier(split.images, split.labels, (data.val.images, data.val.labels),
+                                       split.class_names, recipe(train, model, 0), custom_models,
+                                       device, 0)[0]
+        return predict(nets[k], images, device).argmax(1).numpy().astype(np.int64)
+
+    return label
+
+
+def feasible(todo: list[Point], pool: PackedDataset | None,
+             compose: ComposeConfig) -> tuple[list[Point], list[dict]]:
+    """(the points of `todo` the train pool can give, one record per skipped k: sweep, value,
+    variant, reason). A k above the smallest class (or a when variant that would draw more
+    held-back images than the pool has beyond the k) is skipped, not an error: the rest of
+    the sweep still runs (`synthaug check` names the skips before any work)."""
+    from pipeline.evaluation.checks import sweep_skip
+
+    if pool is None:
+        return todo, []
+    counts = np.bincount(np.asarray(pool.labels), minlength=len(pool.class_names))
+    kept, skipped = [], {}
+    for pt in todo:
+        why = None if pt.sweep == "ratio" else sweep_skip(
+            pt.sweep, int(pt.value), pt.variant, counts, list(pool.class_names), compose)
+        if why is None:
+            kept.append(pt)
+        else:
+            skipped.setdefault((pt.sweep, pt.value, pt.variant), {
+                "sweep": pt.sweep, "value": int(pt.value), "variant": pt.variant or "real",
+                "reason": why})
+    return kept, list(skipped.values())
 
 
 def results_path(root: Path, model: str) -> Path:

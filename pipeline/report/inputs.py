@@ -10,11 +10,17 @@ from pipeline.report.study import SPLITS, Cell, Layout
 
 
 def cells(layout: Layout, runs: dict[Cell, Path]) -> tuple[dict[Cell, dict], list[str]]:
-    """(cell -> metrics.json plus "history", the runs without metrics), in `runs` order."""
+    """(cell -> metrics.json plus "history", the runs without metrics), in `runs` order.
+    A SynthaugError when a cell's test metrics, training log and model folder come from
+    different training runs (pipeline.classifiers.runs: a run cut short while saving)."""
+    from pipeline.classifiers.runs import check_cell, rerun_command
+
     found, missing = {}, []
     for cell, run in runs.items():
         f = layout.evaluate_metrics / run / "metrics.json"
         if f.is_file():
+            check_cell(layout.models / run, layout.train_metrics / run, f.parent,
+                       rerun_command(cell[0], cell[1]))
             hist = layout.train_metrics / run / "history.json"
             found[cell] = {**json.loads(f.read_text()),
                            "history": json.loads(hist.read_text()) if hist.is_file() else []}

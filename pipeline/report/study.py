@@ -28,6 +28,7 @@ class Layout:
     quality: Path = Path("reports/quality")
     evaluate_metrics: Path = Path("metrics/evaluate")
     train_metrics: Path = Path("metrics/train")
+    models: Path = Path("models/classifiers")  # only each cell's config.json: its run id
     timings: Path = Path("metrics/timings")
 
     @classmethod

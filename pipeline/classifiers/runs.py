@@ -1,0 +1,83 @@
+"""One id per training run of a study cell, and the check that a cell's files share it.
+
+A cell's model folder, training log and test metrics live in three folders (three DVC outs,
+under paths.models, paths.train_metrics and paths.evaluate_metrics), each written atomically
+but not all three at once: a kill between two of the renames leaves a new folder beside old
+ones. So each carries the run's id (`run_id`: config.json of the model, the training log's
+summary metrics.json, the test metrics.json), and every reader that uses more than one of
+them checks that the ids agree (`check_cell`); a mismatch is one line naming both files and
+the command that makes them whole again.
+
+The id is a content hash of the trained weights and the run's record (recipe, training set),
+so the same params and seed give the same id (training is deterministic on CPU): a rerun
+that changes nothing keeps every file byte-identical. Light module: no torch at import.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pipeline.core.errors import SynthaugError
+
+RUN_ID = "run_id"
+LENGTH = 16  # hex digits
+
+
+def make_run_id(state_dict, record: dict) -> str:
+    """The id of a run that produced the weights `state_dict` (name -> tensor) under
+    `record` (JSON-able: the recipe, the training set's content hash, ...)."""
+    import torch
+
+    h = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())  # the bytes, whatever the dtype
+    return h.hexdigest()[:LENGTH]
+
+
+def _id_in(file: Path) -> tuple[bool, str | None]:
+    """(the file exists, the run id it records: None for files written before run ids)."""
+    if not file.is_file():
+        return False, None
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SynthaugError(f"{file}: cannot be read as JSON ({e}); rerun the stage that "
+                            "wrote it") from None
+    return True, data.get(RUN_ID) if isinstance(data, dict) else None
+
+
+def cell_files(model_dir: Path | None, log_dir: Path | None,
+               metrics_dir: Path | None) -> list[Path]:
+    """The three files of a cell that carry its run id (those whose folder is given)."""
+    return [d / name for d, name in ((model_dir, "config.json"), (log_dir, "metrics.json"),
+                                     (metrics_dir, "metrics.json")) if d is not None]
+
+
+def check_cell(model_dir: Path | None, log_dir: Path | None, metrics_dir: Path | None,
+               rerun: str) -> str | None:
+    """The run id the cell's existing files agree on (None: none of them records one).
+
+    A SynthaugError (one line: both files, both ids, `rerun`) when two of them come from
+    different runs. Missing files are not this check's business: the callers say what to do
+    when a file they need is absent."""
+    seen: list[tuple[Path, str | None]] = []
+    for f in cell_files(model_dir, log_dir, metrics_dir):
+        exists, rid = _id_in(f)
+        if exists:
+            seen.append((f, rid))
+    for f, rid in seen[1:]:
+        first, first_id = seen[0]
+        if rid != first_id:
+            raise SynthaugError(
+                f"{f} (run {rid or 'without an id'}) and {first} (run {first_id or 'without an id'}) "
+                f"come from different training runs (a run was cut short while saving); "
+                f"rerun `{rerun}` (or `dvc repro`)")
+    return seen[0][1] if seen else None
+
+
+def rerun_command(variant: str, model: str) -> str:
+    """The command that rewrites a study cell's three folders together."""
+    return f"synthaug train --variant {variant} --model {model} --study-seeds"

@@ -1,0 +1,50 @@
+"""`synthaug check`: every problem the params and the data show, before any work."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+
+RECORD = {"ok": True}  # constant: a passing check never makes `dvc repro` rerun prepare
+
+
+@user_errors
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            out: Annotated[Path, typer.Option(
+                "--out", help="where a passing check writes its record (prepare's dvc dep)",
+                metavar="FILE")] = Path("metrics/check.json"),
+            ) -> None:
+    """Check the params against the data before any work, and name every problem at once:
+    one `error:` line each, with its fix, then exit code 2.
+
+    Reads params.yaml and, as far as they exist, the source and the prepared data: the train
+    pool's class counts come from `paths.prepared` when the current `prepare` params made it,
+    else from the source's labels or file counts (no image is decoded). Checks
+    `prepare.train_per_class` against the smallest class, every variant of `study.variants`
+    (its `ratio` / `per_class` against what its parts will hold: `sample.per_class` per set,
+    the pool beyond the train split for `more-real`), the sweep's ratio and when points.
+    A `sweep.real_per_class` or `sweep.when_per_class` k above the smallest class is no
+    error: the sweep skips it, and a note says so. `dvc repro` runs this stage first.
+    """
+    p = params_from(params, set_)
+    from pipeline.data.counts import pool_counts
+    from pipeline.data.outputs import atomic_output
+    from pipeline.evaluation.checks import check
+
+    counts, problems = pool_counts(p.prepare, p.paths.prepared)
+    sizes = {name: s.per_class or p.sample.per_class for name, s in p.sample.sets.items()}
+    found = check(p.prepare, p.compose, p.study, p.sweep, sizes, counts)
+    for note in found.notes:
+        say(f"note: {note}")
+    if problems := problems + found.problems:
+        for line in problems:
+            typer.echo(f"error: {line}", err=True)
+        say(f"check: {len(problems)} problem(s); fix them and run `synthaug check` again")
+        raise typer.Exit(2)
+    with atomic_output(out, is_dir=False) as f:
+        f.write_text(json.dumps(RECORD) + "\n")
+    say(f"check: no problems -> {out}")

@@ -1,0 +1,146 @@
+"""Issue 17 item 9, fail early: `synthaug check` names every problem the params and the data
+show before any work (all at once, one `error:` line each with its fix, exit 2), takes the
+sensible default where there is one (a sweep k above the smallest class is skipped with a
+note), and the sweep itself skips such a k instead of failing after the study."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import yaml
+
+from pipeline.data.config import ComposeConfig, PrepareConfig
+from pipeline.data.counts import PoolCounts, pool_counts
+from pipeline.data.storage import PackedDataset, write_dataset
+from pipeline.evaluation.checks import check, sweep_skip
+from pipeline.evaluation.config import StudyConfig, SweepConfig
+
+
+def params_file(root, repo_root, **sections) -> None:
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def errors(r) -> list[str]:
+    assert "Traceback" not in r.output
+    lines = r.stderr.splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), r.stderr
+    return lines
+
+
+def test_every_problem_at_once_before_any_work(tmp_path, image_folder, run_cli, repo_root):
+    """The user's case: a folder with few images per class and a study sized for more."""
+    image_folder(tmp_path / "imgs", classes=("astronaut", "coffee"), per_class=12)
+    params_file(tmp_path, repo_root, prepare={"source": "folder:imgs", "train_per_class": 20},
+                sample={"per_class": 4}, sweep={"real_per_class": [5, 100], "when_per_class": [5]})
+    r = run_cli(tmp_path, "check")
+    assert r.exit_code == 2, r.output
+    lines = errors(r)
+    text = "\n".join(lines)
+    # the train pool: 12 files per class split 70/10/20 -> 8 per class (an estimate: no
+    # image is decoded before prepare)
+    assert ("error: prepare.train_per_class: 20 requested but class 'astronaut' has only about "
+            "8 training image(s); set it to 8 or less, or null") in text
+    for variant, part in [("real+gan", "gan-prior"), ("real+vae", "vae-prior"),
+                          ("real+diffusion", "diffusion-ddim"), ("synthetic-only", "diffusion-ddim")]:
+        assert (f"error: compose.variants.{variant}: part {part!r} needs 8 images of class "
+                f"'astronaut' but the set holds 4 (sample.per_class); draw at least 8") in text
+    assert "error: sweep.ratios: 2 (real+diffusion): part 'diffusion-ddim' needs 16" in text
+    assert "error: sweep.when_variants: real+vae-jitter at k=5: part 'vae-jitter' needs 5" in text
+    # the train split takes all 8: more-real has nothing left to draw
+    assert "compose.variants.more-real: part 'more-real' needs 8 images of class 'astronaut' " \
+           "but the train pool has 0 beyond the train split; lower" in text
+    assert len(lines) == len(set(lines)) >= 8
+    assert "note: sweep.real_per_class: 100 is skipped" in r.stdout  # a default, not an error
+    assert not (tmp_path / "metrics/check.json").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_sweep_k_above_the_smallest_class_is_a_note_and_the_check_passes(
+        tmp_path, image_folder, run_cli, repo_root):
+    image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=30)
+    params_file(tmp_path, repo_root, prepare={"source": "folder:imgs", "train_per_class": 5},
+                sweep={"real_per_class": [5, 10, 100], "when_per_class": [5, 10]})
+    r = run_cli(tmp_path, "check")
+    assert r.exit_code == 0, r.output
+    assert "note: train pool: 2 classes, the smallest 'a' with about 21 images" in r.stdout
+    assert "note: sweep.real_per_class: 100 is skipped (k=100 images per class, but class 'a' " \
+           "of the train pool has only 21)" in r.stdout
+    # more-real at k=10 draws 10 more of the 11 beyond the k: it fits; at 5, 5 of 16
+    assert "when_per_class" not in r.stdout
+    assert json.loads((tmp_path / "metrics/check.json").read_text()) == {"ok": True}
+    r = run_cli(tmp_path, "check", "-S", "prepare.source=folder:nowhere")
+    assert errors(r) == ["error: prepare.source: folder nowhere not found; point it at a folder "
+                         "with one sub-folder of images per class"]
+
+
+def test_the_counts_come_from_prepared_data_made_with_these_params(tmp_path):
+    cfg = PrepareConfig(source="torchvision:MNIST", train_per_class=3)
+    assert pool_counts(cfg, tmp_path) == (None, [])  # unknown before prepare: no error
+    found = check(cfg, ComposeConfig(), StudyConfig(), SweepConfig(), {}, None)
+    assert not found.problems and "not known before `synthaug prepare`" in found.notes[0]
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    x = np.zeros((7, 8, 8, 1), np.uint8)
+    write_dataset(pool, x, np.array([0, 0, 0, 0, 1, 1, 1]), ["x", "y"],
+                  meta={"prepare": cfg.model_dump(mode="json")})
+    counts, problems = pool_counts(cfg, tmp_path)
+    assert counts.exact and counts.pool.tolist() == [4, 3] and counts.smallest() == ("y", 3)
+    other = cfg.model_copy(update={"seed": 1})  # prepare will make other splits: not these
+    assert pool_counts(other, tmp_path) == (None, [])
+
+
+def test_sweep_skip_and_the_sweep_stage_skips(tmp_path, image_folder, run_cli, repo_root):
+    compose = ComposeConfig()
+    pool = np.array([21, 30])
+    assert sweep_skip("real_per_class", 21, "", pool, ["a", "b"], compose) is None
+    assert "class 'a' of the train pool has only 21" in sweep_skip(
+        "real_per_class", 22, "", pool, ["a", "b"], compose)
+    assert "more-real at k=11 needs 11 held-back images of class 'a' (more-real) but the " \
+           "train pool has 10 beyond the k" in sweep_skip("when", 11, "more-real", pool,
+                                                          ["a", "b"], compose)
+    assert sweep_skip("when", 11, "real+classic", pool, ["a", "b"], compose) is None
+    counts = PoolCounts(["a", "b"], pool, "test", True)
+    notes = check(PrepareConfig(train_per_class=5), compose, StudyConfig(variants=["real"]),
+                  SweepConfig(real_per_class=[5, 11, 40], when_per_class=[5, 11]),
+                  {"diffusion-ddim": 100, "vae-jitter": 100}, counts).notes
+    assert any("sweep.when_per_class: more-real at 11 is skipped" in n for n in notes)
+    assert any("sweep.real_per_class: 40 is skipped" in n for n in notes)
+
+    # the sweep stage: k=40 is above the smallest class; it runs the rest and records the skip
+    from pipeline.evaluation.sweep import Point, feasible
+
+    ds = PackedDataset(np.zeros((51, 8, 8, 1), np.uint8), np.repeat([0, 1], [21, 30]), ["a", "b"])
+    todo = [Point("real_per_class", 5, 0), Point("real_per_class", 40, 0),
+            Point("real_per_class", 40, 1), Point("ratio", 2.0, 0)]
+    kept, skipped = feasible(todo, ds, compose)
+    assert kept == [todo[0], todo[3]] and len(skipped) == 1
+    assert skipped[0] | {"reason": ""} == {"sweep": "real_per_class", "value": 40,
+                                           "variant": "real", "reason": ""}
+
+    image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=14, size=(12, 12))
+    params_file(tmp_path, repo_root,
+                prepare={"source": "folder:imgs", "size": 12, "train_per_class": 3},
+                train={"epochs": 1, "batch_size": 8, "epoch_size": 0, "patience": 0},
+                sweep={"models": ["lenet5"], "real_per_class": [3, 40], "ratios": [],
+                       "seeds": [0], "low_data_seeds": [0], "when_per_class": [],
+                       "when_models": []})
+    assert run_cli(tmp_path, "prepare").exit_code == 0
+    r = run_cli(tmp_path, "check")
+    assert r.exit_code == 0 and "images (data/prepared/pool)" in r.stdout, r.output
+    r = run_cli(tmp_path, "sweep", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "note: sweep skips real_per_class real k=40: k=40 images per class" in r.stdout
+    out = json.loads((tmp_path / "metrics/sweep/lenet5/results.json").read_text())
+    assert [(row["sweep"], row["value"]) for row in out["rows"]] == [("real_per_class", 3)]
+    assert [(s["sweep"], s["value"]) for s in out["skipped"]] == [("real_per_class", 40)]
+
+
+def test_dvc_runs_the_check_first(repo_root):
+    spec = yaml.safe_load((repo_root / "dvc.yaml").read_text())
+    first = next(iter(spec["stages"]))
+    record = spec["vars"][0]["check_record"]
+    assert first == "check" and spec["stages"]["prepare"]["deps"][0] == "${check_record}"
+    assert record == "metrics/check.json"
+    assert "synthaug check --out ${check_record}" == spec["stages"]["check"]["cmd"]

@@ -13,16 +13,13 @@ from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
-    """Score every synthetic set under `sample.sets` against the real train split.
-
-    Reference rows: `real-val` (the real validation split: what a perfect generator scores)
-    and `noise` (uniform noise: the floor). Per set: FID-domain and KID-domain (Frechet and
-    kernel distances in the judge's penultimate-layer features; not comparable with Inception
-    FID), FID-lite0 (EfficientNet-Lite0 ImageNet features, when its weights are there),
-    precision / recall (k-NN manifolds) and density / coverage, CAS (a classifier trained on
-    the set alone, tested on the real test split) and CAS / real (over the judge's own test
-    accuracy), judge agreement, memorisation (the share of near-copies of training images) and
-    the classes that fail.
+    """Score every synthetic set under `sample.sets` against real images no generator saw
+    (held-back train-pool images, else the train split), with the reference rows `real-val`
+    (the real validation split: what a perfect generator scores) and `noise` (the floor).
+    Per set: FID-domain / KID-domain (in the judge's penultimate-layer features; not Inception
+    FID), FID-lite0 (EfficientNet-Lite0 ImageNet features), precision / recall / density /
+    coverage, CAS (a classifier trained on the set alone, tested on real test) and CAS / real,
+    judge agreement, near-copies of training images and the classes that fail.
 
     Writes paths.quality/quality.md (the table, ranks and figures), quality.json (for
     `dvc metrics show`, and what the report shows) and figures/ (FID-domain vs CAS, and each
@@ -42,7 +39,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         sets = page.record(rows)
         (tmp / "quality.json").write_text(json.dumps(sets, indent=2) + "\n")
         (tmp / "quality.md").write_text(page.page(sets, q.model, q.k, q.copy_threshold,
-                                                  p.paths.synthetic, p.paths.quality))
+                                                  p.paths.synthetic, p.paths.quality,
+                                                  ctx.reference_name))
     say(page.table(sets))
     say(f"-> {p.paths.quality / 'quality.md'}")
 
@@ -90,7 +88,10 @@ def _context(p):
     q, device = p.quality, pick_device(p.quality.device)
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     judge, _ = load_classifier(p.paths.judge, device)
-    ctx = QualityContext.build(train, val, test, judge, q, recipe(TrainConfig(), q), p.models, device)
+    from pipeline.data.prepare import held_back_reference
+
+    ctx = QualityContext.build(train, val, test, judge, q, recipe(TrainConfig(), q), p.models, device,
+                               reference=held_back_reference(p.paths.prepared, train, q.seed))
     noise = noise_set(max(1, len(val) // len(val.class_names)), train.shape,
                       len(train.class_names), q.seed)
     sets = [(n, read_dataset(p.paths.synthetic / n, mmap=False)) for n in p.sample.sets]

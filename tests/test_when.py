@@ -62,6 +62,27 @@ def test_more_real_needs_a_thinned_train_split(tmp_path):
     validate_params({"prepare": {"train_per_class": None}})  # other stages still run
 
 
+def test_the_quality_reference_is_held_back_pool_images_no_generator_saw(tmp_path):
+    from pipeline.data.prepare import held_back_reference
+    from pipeline.data.storage import write_dataset
+
+    p = pool()
+    meta = {"prepare": {"train_per_class": 4, "seed": 3}}
+    train = split_of(p, 4)
+    for name, ds in [("pool", p), ("train", train)]:
+        (tmp_path / name).mkdir()
+        write_dataset(tmp_path / name, ds.images, ds.labels, NAMES, None, meta)
+    ref = held_back_reference(tmp_path, train, seed=0)
+    assert np.bincount(ref.labels).tolist() == [4, 4, 4]  # the train split's size and balance
+    train_rows = {bytes(x) for x in train.images}
+    assert not any(bytes(x) in train_rows for x in ref.images)  # none of the train split
+    assert np.array_equal(held_back_reference(tmp_path, train, seed=0).images, ref.images)
+    import shutil
+
+    shutil.rmtree(tmp_path / "pool")  # no pool (train_per_class: null): the train split
+    assert held_back_reference(tmp_path, train, seed=0) is None
+
+
 def test_low_data_points_get_more_seeds_and_when_points_only_their_models():
     s = SweepConfig(real_per_class=[5, 20], ratios=[], seeds=[0, 1], low_data_k=10,
                     low_data_seeds=[0, 1, 2, 3, 4], when_per_class=[5, 20],

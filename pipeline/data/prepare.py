@@ -215,6 +215,26 @@ def held_out(pool, k: int, seed: int):
                          list(pool.class_names), {"kind": "more-real", "k": k}, rows)
 
 
+def held_back_reference(prepared: Path, train, seed: int):
+    """A real reference that no generator saw, for the quality stage: held-back train-pool
+    images (outside the train split, never val or test), as many per class as `train` has
+    where the pool holds them, drawn with `seed`; None without a pool."""
+    import numpy as np
+
+    from pipeline.data.storage import PackedDataset, is_dataset
+
+    if not is_dataset(prepared / POOL):
+        return None
+    rest = more_real(prepared)
+    rng = np.random.default_rng(seed)
+    want = np.bincount(train.labels, minlength=len(train.class_names))
+    idx = np.sort(np.concatenate([
+        rng.choice(pool, min(len(pool), int(n)), replace=False)
+        for c, n in enumerate(want) if len(pool := np.flatnonzero(rest.labels == c))]))
+    return PackedDataset(rest.images[idx], rest.labels[idx], list(rest.class_names),
+                         {"kind": "reference"})
+
+
 def more_real(prepared: Path):
     """The `more-real` part of the study: the pool outside the train split."""
     from pipeline.data.storage import is_dataset

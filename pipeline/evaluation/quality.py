@@ -1,5 +1,9 @@
-"""Is a synthetic set worth training on? `assess` measures one set against the real train split,
-given a `QualityContext` built once per run.
+"""Is a synthetic set worth training on? `assess` measures one set against real images, given
+a `QualityContext` built once per run. The distribution metrics (FID/KID, precision/recall/
+density/coverage) compare with a *reference* of real images no generator saw: held-back images
+of the train pool (the train split's size and class balance; never val or test), else the
+train split itself. Against the train split, sets that start from training images (posterior
+jitter, img2img) would cover it better than any independent real sample.
 
 Everything is measured through a *judge*: the quality recipe (`recipe`: TrainConfig defaults
 with quality's model, epochs and seed) trained on the real train split. Its penultimate layer
@@ -79,8 +83,9 @@ class QualityContext:
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    train_feats: torch.Tensor
+    train_feats: torch.Tensor  # the reference's features (see the module docstring)
     train_lite0: torch.Tensor | None
+    reference_name: str  # what the reference images are
     radius: np.ndarray  # train_radius of the train split
     reference: dict  # judge_agreement on the real test split: the real reference per class
 
@@ -91,10 +96,12 @@ class QualityContext:
     @classmethod
     def build(cls, train, val, test, judge: nn.Module, q: QualityConfig, recipe: TrainConfig,
               custom_models: dict, device: torch.device,
-              class_names: list[str] | None = None) -> QualityContext:
+              class_names: list[str] | None = None, reference=None) -> QualityContext:
         """train/val/test: packed data sets (anything with .images and .labels) or
-        (images, labels) pairs; class names from `train.class_names` unless given."""
+        (images, labels) pairs; class names from `train.class_names` unless given.
+        `reference`: the real images the distribution metrics compare with (None: train)."""
         tr, va, te = _xy(train), _xy(val), _xy(test)
+        ref = tr if reference is None else _xy(reference)
         names = list(class_names or getattr(train, "class_names", None)
                      or [str(c) for c in range(int(tr[1].max()) + 1)])
         judge = judge.to(device).eval()
@@ -104,8 +111,10 @@ class QualityContext:
         else:
             lite0, note = None, "quality.imagenet_features is off"
         return cls(q, recipe, custom_models, device, names, judge, domain, lite0, note, tr, va,
-                   te, features(domain, tr[0], device),
-                   features(lite0, tr[0], device) if lite0 is not None else None,
+                   te, features(domain, ref[0], device),
+                   features(lite0, ref[0], device) if lite0 is not None else None,
+                   "the train split" if reference is None else
+                   f"{len(ref[1])} held-back real train-pool images",
                    train_radius(tr[0]), judge_agreement(judge, *te, device, names))
 
 
@@ -115,7 +124,8 @@ def _median(values: np.ndarray) -> float | None:
 
 def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContext,
            select: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """All metrics of one labelled set against the real train split.
+    """All metrics of one labelled set against the real reference (and the train split for
+    memorisation).
 
     Keys: name, images, fid_domain, kid_domain, kid_domain_std, fid_lite0 (None without
     ImageNet features), precision, recall, density, coverage, cas, cas_ratio (CAS / the judge's

@@ -134,16 +134,19 @@ def summary(sets: dict[str, dict], heading: str = "##") -> list[str]:
 
 
 def page(sets: dict[str, dict], model: str, k: int, copy_threshold: float, synthetic: Path,
-         folder: Path) -> str:
+         folder: Path, reference: str = "the train split") -> str:
     """quality.md: what the metrics are, the summary, the scatter figure and per synthetic set
     its sample grid (under `synthetic`, linked relative to `folder`, where quality.md sits)
-    and closest pairs. `model`, `k`, `copy_threshold`: the quality section's settings."""
+    and closest pairs. `model`, `k`, `copy_threshold`: the quality section's settings;
+    `reference`: what the distribution metrics compare with."""
     if not synthetic.is_absolute():
         synthetic = Path(os.path.relpath(synthetic, folder))
     parts = [
         "# Synthetic data quality",
         "",
-        ("Every synthetic set against the real train split; `real-val` (the real validation "
+        (f"Every synthetic set against real images no generator saw ({reference}: FID, KID, "
+         "precision, recall, density, coverage) and the train split (near-copies); "
+         "`real-val` (the real validation "
          "split) and `noise` are the reference rows. FID-domain and KID-domain are measured in "
          f"the penultimate-layer features of the judge (`{model}` trained on the real "
          "train split): they rank sets of this data set, and are not Inception FID. "

@@ -27,14 +27,37 @@ def run_key(family: str, cfg: TrainGeneratorConfig, train_hash: str) -> str:
 
 
 def save_checkpoint(path: Path, key: str, state: dict) -> None:
-    """Write-then-rename: a kill mid-write leaves the previous checkpoint intact."""
+    """Write-then-rename: a kill mid-write leaves the previous checkpoint intact. Serialised in
+    memory first, so that a full disk is a plain OSError here (torch.save's own writer reports
+    it as "file write failed"): then the partial file goes and the error is one line."""
+    import io
+
     import torch
 
+    from pipeline.data.outputs import no_space_error
+    from pipeline.data.storage import NO_SPACE
+
+    buffer = io.BytesIO()
+    torch.save({"key": key, **state}, buffer)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"key": key, **state}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in NO_SPACE:
+            raise no_space_error(path, buffer.getbuffer().nbytes) from None
+        raise
+
+
+def unreadable(path: Path, e: BaseException) -> str:
+    """The warning for a resume checkpoint that cannot be used: the file, why, what happens."""
+    why = (str(e).strip().splitlines() or [""])[0][:120]
+    return (f"warning: {path}: unreadable checkpoint ({type(e).__name__}"
+            f"{': ' + why if why else ''}); starting over")
 
 
 def load_checkpoint(path: Path, key: str, device) -> tuple[dict | None, str]:
@@ -46,7 +69,9 @@ def load_checkpoint(path: Path, key: str, device) -> tuple[dict | None, str]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # truncated, foreign or junk file: any unpickling error
-        return None, f"{path}: unreadable checkpoint ({type(e).__name__}); starting over"
+        return None, unreadable(path, e)
     if not isinstance(state, dict) or state.get("key") != key:
         return None, f"config or data changed since {path} was written: starting over"
-    return state, f"resuming from step {state.get('step')} ({path})"
+    if type(state.get("step")) is not int or state["step"] < 0:
+        return None, unreadable(path, ValueError(f"step {state.get('step')!r}"))
+    return state, f"resuming from step {state['step']} ({path})"

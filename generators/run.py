@@ -12,6 +12,7 @@ removes the work folder.
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ import torch
 
 from generators.common import build_generator, sample_images, save_generator
 from generators.config import TrainGeneratorConfig
-from generators.resume import load_checkpoint, run_key, save_checkpoint
+from generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
 from generators.training import GeneratorTrainer
 from pipeline.core.distributed import SINGLE, Dist
 from pipeline.data.storage import PackedDataset
@@ -61,9 +62,16 @@ class GeneratorRun:
     def resume(self) -> str:
         """Continue from the work folder's checkpoint if it is this run's, and set the folder
         up; returns what happened, in words ("" when there was nothing to resume)."""
-        state, note = load_checkpoint(self.work / "checkpoint.pt", self.key, self.trainer.device)
-        if state is not None:
-            self.trainer.load_state_dict(state)
+        path = self.work / "checkpoint.pt"
+        state, note = load_checkpoint(path, self.key, self.trainer.device)
+        if state is not None:  # readable, this run's key: its contents may still not fit
+            fresh = copy.deepcopy(self.trainer.state_dict())
+            try:
+                self.trainer.load_state_dict(state)
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+                self.trainer.load_state_dict(fresh)  # as built: the same run as a fresh one
+                note = unreadable(path, e)
+            del fresh
         del state
         if self.dist.active:  # every rank has read the checkpoint before rank 0 changes the folder
             torch.distributed.barrier()

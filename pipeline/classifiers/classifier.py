@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.core.checkpoint import load_folder, save_folder
+from pipeline.core.checkpoint import RETRAIN, first_line, fit_weights, load_folder, save_folder
 from pipeline.core.errors import SynthaugError
 
 
@@ -55,7 +55,7 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
                                        input_size=cfg.input_size,
                                        backbone_lr_mult=cfg.backbone_lr_mult,
                                        unfreeze_every=cfg.unfreeze_every,
-                                       freeze_bn=cfg.freeze_bn)
+                                       freeze_bn=cfg.freeze_bn, frozen_groups=cfg.frozen_groups)
         return model, {"model": name, "layers": [], "shape": list(shape),
                        "class_names": list(class_names),
                        "transfer": {**model.settings(), "pretrained": source}}
@@ -94,22 +94,67 @@ def save_classifier(folder: Path, model: Classifier, config: dict) -> None:
     save_folder(folder, config, model.state_dict())
 
 
-def load_classifier(folder: Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
-    from pydantic import TypeAdapter
+NUMBER = (int, float)
+# config.json's keys and their JSON types: the architecture record (required) and what the
+# stages add about the run (optional); anything else means the file was edited or is foreign
+CONFIG_KEYS = {"kind": str, "model": str, "layers": list, "shape": list, "class_names": list,
+               "mean": list, "std": list}
+RECORD_KEYS = {"transfer": dict, "train": dict, "trained_on": dict, "judge": dict,
+               "best_epoch": int, "best_val_accuracy": NUMBER, "run_id": str}
+
+
+def check_config(config: dict, path: Path) -> None:
+    """A SynthaugError naming `path` (a config.json) when its keys or their types are not a
+    classifier's."""
+    def bad(what: str) -> SynthaugError:
+        return SynthaugError(f"{path}: {what}; {RETRAIN}")
+
+    if config.get("kind") != "classifier":
+        raise bad(f"not a classifier's config (kind {config.get('kind')!r})")
+    if missing := [k for k in CONFIG_KEYS if k not in config]:
+        raise bad(f"missing key(s) {', '.join(missing)}")
+    if unknown := sorted(set(config) - set(CONFIG_KEYS) - set(RECORD_KEYS)):
+        raise bad(f"unknown key(s) {', '.join(unknown)}")
+    for key, kind in {**CONFIG_KEYS, **RECORD_KEYS}.items():
+        if key in config and (not isinstance(config[key], kind) or isinstance(config[key], bool)):
+            raise bad(f"{key!r} is {type(config[key]).__name__}, not "
+                      f"{getattr(kind, '__name__', 'a number')}")
+    shape, names = config["shape"], config["class_names"]
+    if len(shape) != 3 or not all(type(d) is int and d > 0 for d in shape):
+        raise bad(f"'shape' {shape} is not [C, H, W] of positive integers")
+    if not names or not all(isinstance(c, str) for c in names):
+        raise bad("'class_names' must be a non-empty list of strings")
+    for key in ("mean", "std"):
+        v = config[key]
+        if not v or not all(isinstance(x, NUMBER) and not isinstance(x, bool) for x in v) or \
+                ("transfer" not in config and len(v) != shape[0]):
+            raise bad(f"{key!r} must be one number per channel")
+
+
+def load_classifier(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The classifier saved in `folder` (`save_classifier`) and its config, in eval mode. An
+    edited or foreign config.json, or weights that do not fit it, are one SynthaugError naming
+    the file."""
+    from pydantic import TypeAdapter, ValidationError
 
     from pipeline.classifiers.architectures import Layer
 
     config, weights = load_folder(folder)
-    if "transfer" in config:  # the saved weights replace everything: no ImageNet file needed
-        from pipeline.classifiers.transfer import build_transfer
+    path = Path(folder) / "config.json"
+    check_config(config, path)
+    try:
+        if "transfer" in config:  # the saved weights replace everything: no ImageNet file
+            from pipeline.classifiers.transfer import build_transfer
 
-        settings = {k: v for k, v in config["transfer"].items() if k != "pretrained"}
-        model, _ = build_transfer(config["model"], len(config["class_names"]), pretrained=False,
-                                  **settings)
-        model.load_state_dict(weights, strict=True)
-        return model.to(device).eval(), config
-    layers = TypeAdapter(list[Layer]).validate_python(config["layers"])
-    model = make_classifier(layers, tuple(config["shape"]), len(config["class_names"]),
-                            config["mean"], config["std"])
-    model.load_state_dict(weights, strict=True)
+            settings = {k: v for k, v in config["transfer"].items() if k != "pretrained"}
+            model, _ = build_transfer(config["model"], len(config["class_names"]),
+                                      pretrained=False, **settings)
+        else:
+            layers = TypeAdapter(list[Layer]).validate_python(config["layers"])
+            model = make_classifier(layers, tuple(config["shape"]), len(config["class_names"]),
+                                    config["mean"], config["std"])
+    except (KeyError, TypeError, ValueError, ValidationError, RuntimeError, SynthaugError) as e:
+        raise SynthaugError(f"{path}: does not describe a classifier synthaug can build "
+                            f"({first_line(e)}); {RETRAIN}") from None
+    fit_weights(model, weights, Path(folder) / "weights.safetensors")
     return model.to(device).eval(), config

@@ -4,10 +4,18 @@ when done, so a crash leaves the previous output or nothing, never half an outpu
 An existing folder is replaced only if a synthaug stage wrote it (a MARKER file, a packed data
 set, or only entries the new output also has), leftovers of killed runs are cleared at the next
 run (`remove_stale`), and the output gets the modes the umask gives (`follow_umask`).
+
+Two runs writing one output: the second stops at once with one line (`_lock`: an advisory
+flock on `.NAME.lock` beside the output, held while the output is written; the kernel drops
+it when its process dies, so a killed run's lock file blocks nobody). A full disk anywhere
+inside an atomic output is one line too (`_no_space`), with the temporary folder removed and
+the previous output left as it was.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import math
 import os
 import re
 import shutil
@@ -18,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import is_dataset
+from pipeline.data.storage import NO_SPACE, is_dataset
 
 MARKER = ".synthaug-output"  # in an output folder: "a synthaug stage wrote this; replace it"
 MARKERS = (MARKER, ".synthaug-export")  # the second: exports written before MARKER existed
@@ -132,6 +140,86 @@ def _check_replaceable(path: Path, is_dir: bool, new: Path | None = None) -> Non
         raise _refuse(path, f"it holds {bad.relative_to(path).as_posix()}")
 
 
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+def _lock(path: Path) -> int:
+    """Hold the advisory lock of output `path` (a file descriptor to pass to `_unlock`), or
+    raise a SynthaugError naming the run that holds it. The PID in the file is for the message."""
+    lock = lock_path(path)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:  # another user's lock file: reading it is enough to lock it
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError as e:
+            if e.errno in NO_SPACE:  # not even room for the lock file
+                raise no_space_error(lock, 0) from None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SynthaugError(f"{path} is being written by another synthaug run (pid {pid}); "
+                                f"wait for it or remove {lock} if it is stale") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the holder before us may have removed the file it locked: lock the new one
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    with contextlib.suppress(OSError):  # who holds it, for the message of a second run
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unlock(path: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):  # removed while held: a run that then opens the
+        lock_path(path).unlink()  # old file finds it gone and locks a new one (see _lock)
+    os.close(fd)
+
+
+def _blocks(p: Path, leave_out: Path | None = None) -> int:
+    """Bytes on disk under `p` (allocated blocks: a sized but unwritten file counts little)."""
+    files = [p] if not p.is_dir() else [f for f in p.rglob("*") if f.is_file()]
+    return sum(f.lstat().st_blocks * 512 for f in files
+               if not f.is_symlink() and f.exists() and f != leave_out)
+
+
+def _no_space(e: OSError, path: Path, tmp: Path | None, is_dir: bool) -> SynthaugError:
+    """A full disk while writing output `path` (temporary folder `tmp`), in one line: the file
+    (by its final name), and about how much the output needs: what is written so far plus what
+    a reservation asked for (`storage.reserve`), else at least as much as the previous output."""
+    where, failed = path, Path(os.path.abspath(e.filename)) if e.filename else None
+    tmp = Path(os.path.abspath(tmp)) if tmp is not None else None
+    if tmp is not None and failed is not None and failed.is_relative_to(tmp):
+        rel = failed.relative_to(tmp)
+        if is_dir and rel.parts and not rel.name.startswith("."):  # not a scratch file
+            where = path / rel
+    try:
+        if hasattr(e, "need"):
+            need = _blocks(tmp, failed) + e.need if tmp is not None else e.need
+        else:
+            need = max(_blocks(tmp) if tmp is not None else 0,
+                       _blocks(path) if path.exists() and not path.is_symlink() else 0)
+    except OSError:
+        need = getattr(e, "need", 0)
+    return no_space_error(where, need)
+
+
+def no_space_error(where: Path | str, need: int) -> SynthaugError:
+    """The one line for a full disk: the file, and about how many bytes (`need`) it takes."""
+    return SynthaugError(f"no space left on device writing {where} (need about "
+                         f"{max(1, math.ceil(need / 2**20))} MB); free some space there, or "
+                         "choose an output path on another disk, and rerun")
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path`, else vanishes.
@@ -140,16 +228,19 @@ def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -
     for a file (is_dir=False) it writes the yielded file path. An existing `path` is replaced
     only if a synthaug stage wrote it (see `_foreign`) or it is empty: a foreign folder is
     refused with a SynthaugError and kept. Leftovers of killed runs are removed first, and
-    the output gets the modes the umask gives.
+    the output gets the modes the umask gives. While the output is written its lock is held
+    (a second run on it fails at once, naming this one), and a full disk (ENOSPC) is one
+    SynthaugError naming the file: the temporary folder goes, the previous output stays.
     """
     path = Path(path)
     _check_replaceable(path, is_dir)  # early: before any work
     made = [d for d in path.parents if not d.exists()]  # nearest first
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
-    target = tmp if is_dir else tmp / path.name
+    fd, tmp = _lock(path), None
     try:
+        remove_stale(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+        target = tmp if is_dir else tmp / path.name
         yield target
         if is_dir and marker:
             (tmp / MARKER).write_text(MARKER_TEXT)
@@ -162,12 +253,21 @@ def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -
         os.replace(target, path)
         if old is not None:
             shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        full = isinstance(e, OSError) and e.errno in NO_SPACE
+        error = _no_space(e, path, tmp, is_dir) if full else None  # sized before the clean-up
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _unlock(path, fd)
+        fd = None
         for d in made:  # folders made only for this output: a failed run leaves none behind
             with contextlib.suppress(OSError):  # (not if something else has moved in since)
                 d.rmdir()
+        if error is not None:
+            raise error from None
         raise
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if fd is not None:
+            _unlock(path, fd)

@@ -24,9 +24,9 @@ class QualityConfig(Section):
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     k: PositiveInt = Field(5, description=(
         "nearest neighbours for precision / recall / density / coverage"))
-    outlier_radii: float = Field(0.1, ge=0.0, lt=1.0, description=(
+    outlier_radii: float = Field(0.5, ge=0.0, lt=1.0, description=(
         "precision leaves out the balls of this share of real images with the largest k-NN "
-        "radii (outliers' balls are wide enough to hold noise)"))
+        "radii (wide balls hold noise too); 0.5 as Kynkaanniemi et al. 2019's realism score"))
     kid_subset_size: PositiveInt = Field(100, description="subset size of the KID estimate")
     copy_threshold: float = Field(0.5, gt=0.0, le=1.0, description=(
         "near-copy: distance to the nearest training image < this x that training image's "

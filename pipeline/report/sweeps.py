@@ -168,6 +168,10 @@ def section(s: Study, drawn: set) -> list[str]:
         parts += [f"No sweep results for {', '.join(absent)} yet (missing "
                   + ", ".join(f"`{s.layout.sweep / m / 'results.json'}`" for m in absent)
                   + "; run `synthaug sweep`).", ""]
+    skipped = _skipped(s)
+    if skipped:
+        parts += ["Skipped points (the train pool cannot give them): " + "; ".join(skipped)
+                  + ".", ""]
     labels = _labels(s)
     for name, sweep in s.sweeps.items():
         heading, what, label = labels[name]
@@ -189,3 +193,20 @@ def section(s: Study, drawn: set) -> list[str]:
         else:
             parts += ["(No figure: every model has a single point so far.)", ""]
     return parts
+
+
+def _skipped(s: Study) -> list[str]:
+    """One phrase per sweep point a model's results.json records as skipped, with why."""
+    import json
+
+    out = []
+    for model in s.sweep.models:
+        f = s.layout.sweep / model / "results.json"
+        try:
+            rows = json.loads(f.read_text()).get("skipped", []) if f.is_file() else []
+        except (OSError, ValueError, AttributeError):
+            continue  # a bad file is named where the rows are read
+        for r in rows:
+            what = f"{r.get('sweep')} {r.get('value')}" + (f" {r['variant']}" if r.get("variant") else "")
+            out.append(f"{model}: {what} ({r.get('why', r.get('reason', 'no room'))})")
+    return out

@@ -88,7 +88,7 @@ def test_makeup_table_shows_each_part_and_the_synthetic_share(parts):
 
 
 @pytest.mark.parametrize("variant, fragment", [
-    ({"parts": ["real", "nope"]}, "'nope' is neither real, classic, more-real nor a set under sample.sets"),
+    ({"parts": ["real", "nope"]}, "'nope' is neither real, classic, more-real, pseudo-real nor a set under sample.sets"),
     ({"parts": ["real", "gan-prior"], "ratio": 1, "per_class": 5}, "ratio or per_class, not both"),
     ({"parts": ["real", "real"]}, "names a part twice"),
     ({"parts": ["real", "gan-prior"], "ratio": -1}, "greater than 0"),

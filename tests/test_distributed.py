@@ -86,7 +86,8 @@ def test_two_gloo_processes_train_like_one(project):
             assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), key
     m1 = json.loads((one / "metrics/evaluate" / run / "metrics.json").read_text())
     m2 = json.loads((project / "metrics/evaluate" / run / "metrics.json").read_text())
-    assert m1 == m2
+    # the run id hashes the weights, which agree only up to float summation order
+    assert m1.pop("run_id") != "" and m2.pop("run_id") != "" and m1 == m2
     files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*")  # noqa: E731
                                 if p.is_file())
     # the same files (the single run's metrics/ also holds compose's timing file)

@@ -50,7 +50,7 @@ def _alive(pid: int) -> bool:
 def remove_stale(path: Path) -> list[Path]:
     """Remove the temporary and old siblings of `path` that killed runs left behind: those
     whose PID is not alive on this machine (or, without a PID, older than a day). A live
-    run's siblings are kept. Returns what was removed."""
+    run's siblings are kept. Call it holding the output's lock. Returns what was removed."""
     removed = []
     with contextlib.suppress(OSError):
         for e in path.parent.iterdir():
@@ -58,7 +58,8 @@ def remove_stale(path: Path) -> list[Path]:
             if not m or m["name"] != path.name:
                 continue
             pid = m["tmp"] or m["old"]
-            if pid is not None and _alive(int(pid)):
+            # the caller holds the output's lock: this process's own are from a failed attempt
+            if pid is not None and int(pid) != os.getpid() and _alive(int(pid)):
                 continue
             if pid is None and time.time() - e.lstat().st_mtime < LEGACY_STALE_S:
                 continue
@@ -220,6 +221,38 @@ def no_space_error(where: Path | str, need: int) -> SynthaugError:
                          "choose an output path on another disk, and rerun")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 with RENAME_EXCHANGE); False where
+    the C library, kernel or file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _commit(target: Path, path: Path, is_dir: bool) -> None:
+    """Put the finished `target` at `path`. A file replaces a file in one rename; a folder
+    swaps places with the previous one in one step where the OS can (the previous output
+    then sits in the temporary folder, which goes next), else the previous one is moved
+    aside first: killed between those two renames, the next run brings it back."""
+    if not (path.exists() or path.is_symlink()):
+        os.replace(target, path)
+        return
+    if not is_dir and (path.is_symlink() or not path.is_dir()):
+        os.replace(target, path)
+        return
+    if is_dir and path.is_dir() and not path.is_symlink() and _exchange(target, path):
+        return
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    os.replace(target, path)
+    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path`, else vanishes.
@@ -246,13 +279,7 @@ def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -
             (tmp / MARKER).write_text(MARKER_TEXT)
         _check_replaceable(path, is_dir, target)
         follow_umask(target)
-        old = None
-        if path.exists() or path.is_symlink():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(target, path)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        _commit(target, path, is_dir)
     except BaseException as e:
         full = isinstance(e, OSError) and e.errno in NO_SPACE
         error = _no_space(e, path, tmp, is_dir) if full else None  # sized before the clean-up

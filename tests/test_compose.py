@@ -98,3 +98,8 @@ def test_bad_variants_name_the_key(variant, fragment):
         validate_params({"compose": {"variants": {"real": {}, "v": variant}},
                          "study": {"variants": ["real", "v"]}})
     assert fragment in str(e.value)
+
+
+def test_a_variant_name_with_a_dot_is_refused_as_no_override_could_reach_it():
+    with pytest.raises(SynthaugError, match=r"'real\.x'.*no dots"):
+        validate_params({"compose": {"variants": {"real": {}, "real.x": {}}}})

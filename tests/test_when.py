@@ -141,7 +141,7 @@ def test_labelled_few_unlabelled_many_and_its_self_training_control():
 
     compose = ComposeConfig(variants={
         "self-training": VariantConfig(parts=["real", "pseudo-real"], ratio=1.0),
-        "real+vae.unlabelled": VariantConfig(parts=["real", "vae-prior"], ratio=1.0,
+        "real+vae-unlabelled": VariantConfig(parts=["real", "vae-prior"], ratio=1.0,
                                              unlabelled=True)})
     from pipeline.augment.config import AugmentConfig
 
@@ -165,7 +165,7 @@ def test_labelled_few_unlabelled_many_and_its_self_training_control():
     assert len(drawn) == 6 and all(given[i] == lab for i, lab in drawn)
     assert any(p.labels[i] != lab for i, lab in drawn)
     assert VariantConfig(parts=["real", "pseudo-real"]).synthetic_parts() == []
-    x, y, *_ = when_set(Point("when", 2, 0, "real+vae.unlabelled"), data, compose, aug,
+    x, y, *_ = when_set(Point("when", 2, 0, "real+vae-unlabelled"), data, compose, aug,
                         synthesize, label)
     assert seen == [(2, 36, "unlabelled")]  # the generator saw split + pseudo-labelled pool
     with pytest.raises(SynthaugError, match="needs pseudo-labels"):

@@ -13,7 +13,7 @@ from pipeline.core.settings import Section
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
-VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+VARIANT_RE = re.compile(r"^[A-Za-z0-9_+-]+$")  # no dots: `-S compose.variants.NAME.key=` splits at them
 REAL_PARTS = ("real", "classic")  # a variant's parts that are not drawn from a set
 # the positive control: real train-pool images outside the train split, drawn like a synthetic
 # part (never in val or test, never seen by a generator)
@@ -162,17 +162,17 @@ def _default_variants() -> dict[str, VariantConfig]:
         "real+vae-jitter": v(parts=["real", "vae-jitter"], ratio=1.0),
         "more-real": v(parts=["real", "more-real"], ratio=1.0),  # the positive control
         # recipes of use of one synthetic set (pipeline/classifiers/use.py)
-        "real+vae-jitter.weighted": v(parts=["real", "vae-jitter"], ratio=1.0,
+        "real+vae-jitter-weighted": v(parts=["real", "vae-jitter"], ratio=1.0,
                                       use=UseConfig(synthetic_weight=0.5)),
-        "real+vae-jitter.replace": v(parts=["real", "vae-jitter"], ratio=1.0,
+        "real+vae-jitter-replace": v(parts=["real", "vae-jitter"], ratio=1.0,
                                      use=UseConfig(replace_p=0.5)),
-        "real+vae-jitter.finetune": v(parts=["real", "vae-jitter"], ratio=1.0,
+        "real+vae-jitter-finetune": v(parts=["real", "vae-jitter"], ratio=1.0,
                                       use=UseConfig(schedule="pretrain_finetune")),
-        "real+vae-jitter.online": v(parts=["real", "vae-jitter"], ratio=1.0,
+        "real+vae-jitter-online": v(parts=["real", "vae-jitter"], ratio=1.0,
                                     online_augment="medium"),
         # labelled few, unlabelled many (sweep when points only): self-training, the control
         "self-training": v(parts=["real", "pseudo-real"], ratio=1.0),
-        "real+vae.unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),
+        "real+vae-unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
 
@@ -189,6 +189,7 @@ class ComposeConfig(Section):
     def _names(cls, v: dict) -> dict:
         for name in v:
             if not VARIANT_RE.match(name):
-                raise ValueError(f"variant name {name!r}: use letters, digits and _ . + - only")
+                raise ValueError(f"variant name {name!r}: use letters, digits and _ + - only (no dots: "
+                                 "-S compose.variants.NAME.key=value could not name it)")
         return v
 

@@ -230,7 +230,8 @@ def test_sweep_table_and_winner_line():
 # -- the inputs --------------------------------------------------------------------------------
 
 def test_inputs_read_what_is_there(tmp_path):
-    layout = Layout(evaluate_metrics=tmp_path / "ev", train_metrics=tmp_path / "tr")
+    layout = Layout(evaluate_metrics=tmp_path / "ev", train_metrics=tmp_path / "tr",
+                    models=tmp_path / "models")  # nothing of the working directory
     (tmp_path / "ev/real/cnn/seed0").mkdir(parents=True)
     (tmp_path / "ev/real/cnn/seed0/metrics.json").write_text('{"accuracy": 0.9}')
     runs = {("real", "cnn", 0): Path("real/cnn/seed0"), ("real", "cnn", 1): Path("real/cnn/seed1")}

@@ -155,9 +155,10 @@ def sweep_plot(points: dict[str, dict[float, list[float]]], path: Path, xlabel: 
     for j, (model, pts) in enumerate(points.items()):
         xs = sorted(pts)
         color = cmap(j % 10)
-        n = max(len(pts[x]) for x in xs)
+        n, least = max(len(pts[x]) for x in xs), min(len(pts[x]) for x in xs)
+        seeds = f"{least}-{n}" if least < n else f"{n}"
         ax.plot(xs, [float(np.mean(pts[x])) for x in xs], "o-", color=color, lw=1.6, ms=4,
-                label=f"{model} ({n} seed{'s' if n > 1 else ''})")
+                label=f"{model} ({seeds} seed{'s' if n > 1 else ''})")
         if n > 1:
             ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs],
                             color=color, alpha=0.15, lw=0)

@@ -14,9 +14,8 @@ import yaml
 
 from pipeline.classifiers.runs import check_cell
 from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import write_dataset
 from tests.conftest import one_line_error
-from tests.test_train import blobs
+from tests.test_train import blob_splits
 
 RUN = Path("real/cnn/seed0")
 FOLDERS = {"model": "models/classifiers", "log": "metrics/train", "test": "metrics/evaluate"}
@@ -30,11 +29,7 @@ class Killed(BaseException):
 
 @pytest.fixture
 def project(tmp_path, run_cli):
-    prepared = tmp_path / "data" / "prepared"
-    for split, (x, y) in {"train": blobs(), "val": blobs(10, seed=1), "test": blobs(12, seed=2)}.items():
-        (prepared / split).mkdir(parents=True)
-        write_dataset(prepared / split, x, y, ["tl", "br"], meta={"source": "blobs"})
-    params = yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
+    params = blob_splits(tmp_path)
     params["train"].update(batch_size=16, epoch_size=0, model="cnn")
     params["study"].update(variants=["real"], seeds=[0])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

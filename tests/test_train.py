@@ -135,14 +135,20 @@ def test_online_augmentation_is_the_same_for_any_worker_count():
     assert not torch.equal(weights[0], torch.cat([p.flatten() for p in plain.state_dict().values()]))
 
 
-@pytest.fixture
-def tiny_project(tmp_path, run_cli):
-    """Prepared splits of the blobs, their study variants (real, real+online) and a params file."""
-    prepared = tmp_path / "data" / "prepared"
+def blob_splits(root: Path) -> dict:
+    """Prepared train/val/test splits of the blobs under `root`; returns the default params
+    (params.yaml) for the caller to adjust and write."""
+    prepared = root / "data" / "prepared"
     for split, (x, y) in {"train": blobs(), "val": blobs(10, seed=1), "test": blobs(12, seed=2)}.items():
         (prepared / split).mkdir(parents=True)
         write_dataset(prepared / split, x, y, ["tl", "br"], meta={"source": "blobs"})
-    params = yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
+    return yaml.safe_load((Path(__file__).parent.parent / "params.yaml").read_text())
+
+
+@pytest.fixture
+def tiny_project(tmp_path, run_cli):
+    """Prepared splits of the blobs, their study variants (real, real+online) and a params file."""
+    params = blob_splits(tmp_path)
     params["train"].update(epochs=3, batch_size=16, epoch_size=0)
     params["study"]["variants"] = ["real", "real+online"]
     params["compose"]["variants"]["real+online"]["online_augment"] = "light"

@@ -168,11 +168,10 @@ def _lock(path: Path) -> int:
         except BaseException:
             os.close(fd)
             raise
-        try:  # the holder before us may have removed the file it locked: lock the new one
+        # the holder before us may have removed the file it locked: then lock the new one
+        with contextlib.suppress(FileNotFoundError):
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 break
-        except FileNotFoundError:
-            pass
         os.close(fd)
     with contextlib.suppress(OSError):  # who holds it, for the message of a second run
         os.ftruncate(fd, 0)

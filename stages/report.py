@@ -75,6 +75,8 @@ def _study(p):
                  splits=splits, panels=panels, unsampled=unsampled,
                  training_sets=inputs.training_sets(layout.variants, p.study.variants),
                  sweeps=merged, quality=inputs.quality(layout.quality),
+                 skipped=[{"model": m, **r} for m, res in swept.items()
+                          for r in (res or {}).get("skipped", [])],
                  when={m: when.compare(w) for m in p.sweep.when_models if when.measured(w := when.lines(
                      swept, cells, p.prepare.train_per_class, m, p.sweep.when_variants),
                      p.prepare.train_per_class)})

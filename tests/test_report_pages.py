@@ -198,14 +198,9 @@ def test_merge_sweep_results_with_the_studys_cells():
     assert "macro_f1_mean" not in sweeps.results(m)["sweep/real_per_class/50/cnn"]  # a None F1
 
 
-def test_the_sweeps_section_names_skipped_points(tmp_path):
-    from pipeline.evaluation.config import SweepConfig
-
-    (tmp_path / "cnn").mkdir()
-    (tmp_path / "cnn" / "results.json").write_text(json.dumps({"model": "cnn", "rows": [], "skipped": [
-        {"sweep": "real_per_class", "value": 100, "variant": "real",
-         "reason": "k=100 images per class, but class 'a' of the train pool has only 33"}]}))
-    s = _study(layout=Layout(sweep=tmp_path), sweep=SweepConfig(models=["cnn"], when_models=["cnn"]))
+def test_the_sweeps_section_names_skipped_points():
+    s = _study(skipped=[{"model": "cnn", "sweep": "real_per_class", "value": 100, "variant": "real",
+                         "reason": "k=100 images per class, but class 'a' of the train pool has only 33"}])
     s.sweeps = {"real_per_class": {"points": [], "absent": []}}
     text = "\n".join(sweeps.section(s, set()))
     assert ("Skipped points (the train pool cannot give them): cnn: real_per_class 100 real "

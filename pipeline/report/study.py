@@ -69,6 +69,7 @@ class Study:
     sweeps: dict | None = None
     quality: dict | None = None
     when: dict | None = None  # model -> pipeline.report.when.compare(...) of its lines
+    skipped: list[dict] = field(default_factory=list)  # sweep points skipped: model + record
 
     def run(self, cell: Cell) -> Path:
         """A cell's run sub-path (variant/model/seedN unless `runs` says otherwise)."""

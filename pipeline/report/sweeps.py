@@ -196,17 +196,7 @@ def section(s: Study, drawn: set) -> list[str]:
 
 
 def _skipped(s: Study) -> list[str]:
-    """One phrase per sweep point a model's results.json records as skipped, with why."""
-    import json
-
-    out = []
-    for model in s.sweep.models:
-        f = s.layout.sweep / model / "results.json"
-        try:
-            rows = json.loads(f.read_text()).get("skipped", []) if f.is_file() else []
-        except (OSError, ValueError, AttributeError):
-            continue  # a bad file is named where the rows are read
-        for r in rows:
-            what = f"{r.get('sweep')} {r.get('value')}" + (f" {r['variant']}" if r.get("variant") else "")
-            out.append(f"{model}: {what} ({r.get('why', r.get('reason', 'no room'))})")
-    return out
+    """One phrase per sweep point the sweep skipped (results.json's "skipped"), with why."""
+    return [f"{r['model']}: {r['sweep']} {r['value']}"
+            + (f" {r['variant']}" if r.get("variant") else "") + f" ({r['reason']})"
+            for r in s.skipped]

@@ -1,6 +1,7 @@
 """`synthaug sweep`: accuracy against real images per class and against the synthetic ratio."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated
@@ -30,7 +31,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     sets from generators trained on that split). k <= `sweep.low_data_k`: `low_data_seeds`.
     The study's own cells fill in k = prepare.train_per_class and the variant's own ratio.
 
-    Writes `paths.sweep/MODEL/results.json` (one row per point) atomically;
+    On a CPU the points run in `sweep.workers` processes (0: one per core, at most 4), each
+    with its share of the threads: small networks keep two cores only partly busy.
+
+    Writes `paths.sweep/MODEL/results.json` (one row per point, in the order of the points)
+    atomically, once every point has finished;
     `synthaug report` draws the curves.
     """
     p = params_from(params, set_)
@@ -44,7 +49,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         raise SynthaugError(f"--model: {model!r} is not in sweep.models "
                             f"({', '.join(p.sweep.models)})")
     from pipeline.data.outputs import atomic_output
-    from pipeline.evaluation.sweep import SweepData, feasible, points, results_path, run
+    from pipeline.evaluation.sweep import SweepData, feasible, points, results_path
 
     s = p.sweep
     parts = p.compose.variants[s.ratio_variant].synthetic_parts() if s.ratios else []
@@ -55,13 +60,21 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     for skip in skipped:
         say(f"note: sweep skips {skip['sweep']} {skip['variant']} k={skip['value']}: {skip['reason']}")
     device = pick_device(p.train.device)
-    synthesize = _synthesizer(p, {pt.variant for pt in todo}, data.val, device)
-    say(f"sweep {model}: {len(todo)} point(s) on {device}")
-    rows = []
+    from pipeline.core.pool import plan
+    from pipeline.evaluation.sweep_run import SweepJob, check_ratios, groups, run
+
+    check_ratios(todo, data, p.compose, s.ratio_variant)  # fail before any training
+
+    job = SweepJob(model, p.train, p.models, p.compose, p.augment, s.ratio_variant,
+                   p.paths.prepared, p.paths.synthetic, parts, data.pool is not None, str(device),
+                   functools.partial(_synthesizer, p, sorted({pt.variant for pt in todo})))
+    workers, threads = plan(len(groups(todo, p.compose)), device.type, s.workers)
+    say(f"sweep {model}: {len(todo)} point(s) on {device}"
+        + (f", {workers} worker processes of {threads} thread(s)" if workers > 1 else ""))
+    rows: list[dict | None] = [None] * len(todo)
     bar = tqdm(total=len(todo), disable=None if progress else True, unit="point")
-    for row in run(model, todo, data, p.train, p.models, p.compose, s.ratio_variant, device,
-                   p.augment, synthesize):
-        rows.append(row)
+    for i, row in run(job, todo, workers, threads):
+        rows[i] = row
         bar.update()
         say(f"{row['sweep']} {row['variant']} {row['value']:>6} seed {row['seed']}: {row['train_images']:5d} "
             f"images, test accuracy {row['accuracy']:.4f} ({row['train_seconds']:.1f} s)")
@@ -73,8 +86,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     return model  # the cell of the timing file
 
 
-def _synthesizer(p, variants: set[str], val, device):
-    """The when points' synthetic sets: generators trained per k (generators.lowdata)."""
+def _synthesizer(p, variants: list[str], val, device):
+    """The when points' synthetic sets: generators trained per k (generators.lowdata); called
+    in each sweep worker (it pickles as a partial of this module's function)."""
     names = sorted({s for v in variants if v for s in p.compose.variants[v].synthetic_parts()})
     if not names:
         return None

@@ -1,7 +1,6 @@
 """`synthaug train`: fit one classifier on the prepared train split (val for early stopping)."""
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -17,8 +16,7 @@ from stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
             study_seeds: Annotated[bool, typer.Option(
-                "--study-seeds", help="train every seed of study.seeds, one after the other "
-                "(what a dvc cell does)")] = False,
+                "--study-seeds", help="train every seed of study.seeds (what a dvc cell does)")] = False,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True,
             test: Annotated[bool, typer.Option(
                 help="then score it on the real test split, as `synthaug evaluate` does")] = True,
@@ -28,21 +26,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`
     (or every seed of `study.seeds`), then test it on the held-out real test split.
 
-    Reads `paths.variants`/VARIANT (made by `synthaug compose`) and selects the best epoch on
-    `paths.prepared`/val. When the variant (or `train.online_augment`) asks for on-the-fly
-    augmentation, every epoch sees freshly augmented copies. Per seed it writes the model folder
-    `paths.models`/VARIANT/MODEL/seedN (config.json + weights.safetensors, loadable without
-    params.yaml), dvclive metrics and plots to `paths.train_metrics`/VARIANT/MODEL/seedN and the
-    test scores where `synthaug evaluate` puts them (`paths.evaluate_metrics`/VARIANT/MODEL/seedN);
-    with --study-seeds also `paths.evaluate_metrics`/VARIANT/MODEL.json, every seed's test
-    scores in one row for `dvc metrics show`.
-
-    Data parallel on several GPUs or processes: `torchrun --nproc_per_node N -m stages train
-    ...`; the ranks split every batch, average the gradients and rank 0 writes.
-
-    The recipe is the `train` section with `train.per_model.MODEL` on top. Training and
-    testing every seed in one process saves ~8 s per run (importing torch, and torch._dynamo
-    that torch.optim loads) over one process per step.
+    Reads `paths.variants`/VARIANT (from `synthaug compose`); the best epoch is chosen on
+    `paths.prepared`/val; on-the-fly augmentation when the variant (or `train.online_augment`)
+    asks. Per seed: the model folder `paths.models`/VARIANT/MODEL/seedN (config.json +
+    weights.safetensors), dvclive logs under `paths.train_metrics` and test scores under
+    `paths.evaluate_metrics` (same sub-path); with --study-seeds also
+    `paths.evaluate_metrics`/VARIANT/MODEL.json, every seed in one row of `dvc metrics show`.
+    The recipe is `train` with `train.per_model.MODEL` on top. On a CPU the seeds train side
+    by side in `study.workers` one-thread processes (forked: free to start). Data parallel:
+    `torchrun --nproc_per_node N -m stages train ...` (ranks split each batch; rank 0 writes).
     """
     p = params_from(params, set_)
     if study_seeds and seed is not None:
@@ -50,24 +42,32 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.core.distributed import from_env
 
     dist = from_env()  # under torchrun: this process's rank; else a single process
-    scores = {}
-    for s in (list(p.study.seeds) if study_seeds else [seed]):
-        name, cfg, run = study_cell(p, variant, model, s)
-        scores[f"seed{cfg.seed}"] = _train_one(p, name, cfg, run, progress, test, figures, dist)
+    seeds = list(p.study.seeds) if study_seeds else [seed]
+    name, cfg, run = study_cell(p, variant, model, seeds[0])  # bad input: refused here, once
+    from pipeline.core.device import pick_device
+    from pipeline.core.pool import imap, plan
+    workers, threads = (plan(len(seeds), pick_device(cfg.device).type, p.study.workers)
+                        if dist.world == 1 and not cfg.threads else (1, 0))  # threads: as asked
+    if workers > 1:
+        say(f"{name} / {cfg.model}: seeds {seeds} in {workers} processes of {threads} thread(s)")
+    state = (p, variant, model, progress and workers == 1, test, figures, workers > 1)
+    scores = {f"seed{seeds[i]}": row for i, row in  # tuple: a picklable "state = its args"
+              sorted(imap(tuple, (state,), _train_one, seeds, workers, threads))}
     if study_seeds and test and dist.main:  # every seed's test scores in one row of `dvc metrics show`
-        from pipeline.data.outputs import atomic_output
-
-        out = p.paths.evaluate_metrics / name / f"{cfg.model}.json"
-        mean = sum(row["accuracy"] for row in scores.values()) / len(scores)
-        with atomic_output(out, is_dir=False) as f:
-            f.write_text(json.dumps({"accuracy_mean": mean, **scores}, indent=2) + "\n")
-        say(f"{name} / {cfg.model}: mean test accuracy {100 * mean:.1f}% over {len(scores)} "
-            f"seed(s) -> {out}")
+        from pipeline.classifiers.runs import write_summary
+        mean = write_summary(out := p.paths.evaluate_metrics / name / f"{cfg.model}.json", scores)
+        say(f"{name} / {cfg.model}: mean test accuracy {100 * mean:.1f}% ({len(scores)} seeds) -> {out}")
     return Path(name, cfg.model) if study_seeds else run  # the cell of the timing file
 
 
-def _train_one(p, variant: str, cfg, run: Path, progress, test, figures, dist) -> dict:
-    """Train (and test) one seed; its test scores (empty without test)."""
+def _train_one(state: tuple, seed: int) -> dict:
+    """Train (and test) one seed of a cell, here or in a worker process: its test scores
+    (empty without test). Seeds side by side (`tagged`) start their lines with the seed."""
+    from pipeline.core.distributed import from_env
+
+    p, variant, model, progress, test, figures, tagged = state
+    variant, cfg, run = study_cell(p, variant, model, seed)
+    dist, tag = from_env(), f"seed {seed}: " if tagged else ""
     import torch
 
     from pipeline.classifiers.cell import Cell, epoch_line, fit_line, test_line
@@ -92,9 +92,9 @@ def _train_one(p, variant: str, cfg, run: Path, progress, test, figures, dist) -
             (output(dirs[2], dist) if test else nullcontext()) as test_dir:
         result, m = cell.run(val, test_split, device, generator, model_dir, log_dir, test_dir,
                              figures=figures, progress=progress and dist.main, dist=dist,
-                             on_epoch=lambda row: say(epoch_line(row)), batch_size=p.evaluate.batch_size)
-    say(f"{fit_line(result)} -> {dirs[0]}")
+                             on_epoch=lambda row: say(tag + epoch_line(row)), batch_size=p.evaluate.batch_size)
+    say(f"{tag}{fit_line(result)} -> {dirs[0]}")
     if m is not None:
-        say(f"{test_line(m)} -> {dirs[2]}")
+        say(f"{tag}{test_line(m)} -> {dirs[2]}")
     return {} if m is None else dict(accuracy=m["accuracy"], macro_f1=m["macro_f1"], run_id=cell.run_id)
 

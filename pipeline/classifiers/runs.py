@@ -81,3 +81,14 @@ def check_cell(model_dir: Path | None, log_dir: Path | None, metrics_dir: Path |
 def rerun_command(variant: str, model: str) -> str:
     """The command that rewrites a study cell's three folders together."""
     return f"synthaug train --variant {variant} --model {model} --study-seeds"
+
+
+def write_summary(out: Path, scores: dict[str, dict]) -> float:
+    """A cell's every seed's test scores (and run ids) in one file, `out` (one row of `dvc
+    metrics show`), atomically; returns their mean accuracy."""
+    from pipeline.data.outputs import atomic_output
+
+    mean = sum(row["accuracy"] for row in scores.values()) / len(scores)
+    with atomic_output(out, is_dir=False) as f:
+        f.write_text(json.dumps({"accuracy_mean": mean, **scores}, indent=2) + "\n")
+    return mean

@@ -2,7 +2,7 @@
 accuracy-against-data sweeps and the study's variant x model x seed matrix."""
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from pipeline.core.settings import Device, Section
 
@@ -72,6 +72,10 @@ class SweepConfig(Section):
     when_models: list[str] = Field(default=["cnn"], description=(
         "the sweep models that run the 'when' points (each trains a generator per k and "
         "synthetic family)"))
+    workers: NonNegativeInt = Field(0, description=(
+        "processes that share the sweep's points on a CPU, the cores split among them as "
+        "threads; 0: one per core on a CPU (at most 4), all in the sweep's own process on a "
+        "GPU; 1: always in its own process"))
 
 
 class StudyConfig(Section):
@@ -85,4 +89,7 @@ class StudyConfig(Section):
                               description="the study's classifiers")
     seeds: list[int] = Field(default=[0, 1, 2], description=(
         "seeds of every cell (all trained in one process per variant x model)"))
+    workers: NonNegativeInt = Field(0, description=(
+        "processes that train a cell's seeds side by side on a CPU, one thread each; 0: one "
+        "per core (at most 4), 1: one after the other in the cell's process (a GPU always)"))
 

@@ -159,44 +159,6 @@ def training_set(point: Point, data: SweepData, compose: ComposeConfig,
     return v.images, v.labels, ratio_variant
 
 
-def run(model: str, todo: list[Point], data: SweepData, train: TrainConfig, custom_models: dict,
-        compose: ComposeConfig, ratio_variant: str, device: torch.device,
-        augment: AugmentConfig | None = None, synthesize: Synthesize | None = None
-        ) -> Iterator[dict]:
-    """Train and test `model` at every point of `todo` with `train`'s recipe for it; yields
-    one result row per point. When points need `augment` (classic parts) and `synthesize`
-    (synthetic parts); each (variant, k) is composed once, for all its seeds."""
-    from pipeline.classifiers.config import recipe
-    from pipeline.classifiers.metrics import score
-    from pipeline.classifiers.training import train_classifier
-
-    composed = {pt.value: training_set(pt, data, compose, ratio_variant)  # fail before any
-                for pt in todo if pt.sweep == "ratio"}  # training (the synthetic draw is seed-free)
-    when: dict[tuple[str, float], tuple] = {}
-    label = labeller(model, train, custom_models, data, device)
-    for point in todo:
-        if point.sweep == "when":
-            key = (point.variant, point.value)
-            if key not in when:
-                when[key] = when_set(point, data, compose, augment or AugmentConfig(), synthesize,
-                                     label)
-            images, labels, variant, use, online = when[key]
-        else:
-            (images, labels, variant), use, online = (
-                composed[point.value] if point.sweep == "ratio" else
-                training_set(point, data, compose, ratio_variant)), None, None
-        net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
-                                       data.real.class_names, recipe(train, model, point.seed),
-                                       custom_models, device, point.seed, use=use, online=online)
-        m, _ = score(net, data.test, device)
-        value = point.value if point.sweep == "ratio" else int(point.value)
-        yield {"sweep": point.sweep, "value": value, "seed": point.seed, "variant": variant,
-               "model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-               "train_images": len(labels), "best_epoch": fit.best_epoch,
-               "val_accuracy": fit.best_val_accuracy,  # for choosing between recipes
-               "train_seconds": round(fit.seconds, 2)}
-
-
 def labeller(model: str, train: TrainConfig, custom_models: dict, data: SweepData,
              device: torch.device) -> Labeller:
     """(k, split, images) -> labels: what a classifier trained on the labelled k-per-class split

@@ -16,7 +16,7 @@ Points at k <= `low_data_k` use `low_data_seeds` (small sets are noisy).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np

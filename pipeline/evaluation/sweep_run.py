@@ -78,10 +78,6 @@ class Worker:
         return rows
 
 
-def _run_group(worker: Worker, group: list[Point]) -> list[dict]:
-    return worker.run_group(group)
-
-
 def groups(todo: list[Point], compose: ComposeConfig) -> list[list[Point]]:
     """`todo` cut into the jobs of a sweep, longest first: the points of one training set
     together (its seeds), and every when point at one k whose variant needs generators or
@@ -119,6 +115,6 @@ def run(job: SweepJob, todo: list[Point], workers: int = 1,
 
     jobs = groups(todo, job.compose)
     index = {id(pt): i for i, pt in enumerate(todo)}
-    for g, rows in imap(Worker, (job,), _run_group, jobs, workers, threads):
+    for g, rows in imap(Worker, (job,), Worker.run_group, jobs, workers, threads):
         for point, row in zip(jobs[g], rows):
             yield index[id(point)], row

@@ -274,6 +274,8 @@ def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
         (tmp_path / rel).write_text(json.dumps({"stage": rel.split("/")[0].removesuffix(".json"),
                                                 "wall_seconds": wall, "cpu_seconds": cpu,
                                                 "peak_rss_mib": wall * 10, "machine": m}))
+    worker = json.loads((tmp_path / "train/real/eff.json").read_text())  # its workers: 700 MiB
+    (tmp_path / "train/real/eff.json").write_text(json.dumps({**worker, "children_peak_rss_mib": 700.0}))
     (tmp_path / "junk.json").write_text("{not json")
     records = timings.read(tmp_path)
     assert len(records) == 4
@@ -281,7 +283,7 @@ def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
     assert "AMD EPYC, 2 cores; ISA: AVX2 (no AVX-512, no bf16, no AMX); no GPU" in text
     rows = text.splitlines()
     first = rows.index("| stage | cells | wall s | CPU s | cores busy | peak memory MiB |")
-    assert rows[first + 2] == "| train | 2 | 40 | 76 | 1.9 | 300 |"  # the slowest first
+    assert rows[first + 2] == "| train | 2 | 40 | 76 | 1.9 | 700 |"  # the slowest first
     assert rows[first + 3] == "| prepare | 1 | 5 | 4 | 0.8 | 50 |"
     assert rows[first + 4].startswith("| **total** | 3 | **45** (0.8 min) | 80 |")  # no report
     assert timings.section([], tmp_path) == []

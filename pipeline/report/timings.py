@@ -39,7 +39,8 @@ def machine(m: dict) -> str:
 
 def table(records: list[dict]) -> str:
     """Per stage: cells, wall and CPU seconds (summed over cells), the cores kept busy and the
-    largest peak memory; then the total. The report's own stage is left out (it is running)."""
+    largest peak memory of one process (the stage's own or a worker's: a pooled stage's
+    workers hold the models); then the total. The report's own stage is left out (it is running)."""
     by_stage: dict[str, list[dict]] = {}
     for r in records:
         if r["stage"] != "report":
@@ -50,7 +51,7 @@ def table(records: list[dict]) -> str:
     for stage, rs in sorted(by_stage.items(), key=lambda kv: -sum(r["wall_seconds"] for r in kv[1])):
         wall = sum(r["wall_seconds"] for r in rs)
         cpu = sum(r.get("cpu_seconds", 0.0) for r in rs)
-        peak = max(r.get("peak_rss_mib", 0.0) for r in rs)
+        peak = max(max(r.get("peak_rss_mib", 0.0), r.get("children_peak_rss_mib", 0.0)) for r in rs)
         total_wall, total_cpu = total_wall + wall, total_cpu + cpu
         lines.append(f"| {stage} | {len(rs)} | {wall:.0f} | {cpu:.0f} | "
                      f"{cpu / wall if wall else 0:.1f} | {peak:.0f} |")

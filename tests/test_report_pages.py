@@ -282,8 +282,39 @@ def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
     text = "\n".join(timings.section(records, tmp_path))
     assert "AMD EPYC, 2 cores; ISA: AVX2 (no AVX-512, no bf16, no AMX); no GPU" in text
     rows = text.splitlines()
-    first = rows.index("| stage | cells | wall s | CPU s | cores busy | peak memory MiB |")
-    assert rows[first + 2] == "| train | 2 | 40 | 76 | 1.9 | 700 |"  # the slowest first
-    assert rows[first + 3] == "| prepare | 1 | 5 | 4 | 0.8 | 50 |"
+    first = rows.index("| stage | cells | wall s | CPU s | cores busy | start-up s | peak memory MiB |")
+    assert rows[first + 2] == "| train | 2 | 40 | 76 | 1.9 | 0 | 700 |"  # the slowest first
+    assert rows[first + 3] == "| prepare | 1 | 5 | 4 | 0.8 | 0 | 50 |"
     assert rows[first + 4].startswith("| **total** | 3 | **45** (0.8 min) | 80 |")  # no report
+    assert "unbroken run" not in text  # records without clock times: no span
     assert timings.section([], tmp_path) == []
+
+
+def test_the_span_of_one_run_counts_start_up_and_the_time_between_commands():
+    from pipeline.report import timings
+
+    def rec(stage, start, startup, wall):
+        return {"stage": stage, "wall_seconds": wall, "startup_seconds": startup,
+                "started_at": start, "ended_at": start + startup + wall}
+
+    old = rec("prepare", 1000.0, 2.0, 5.0)  # an earlier run, an hour before
+    run = [rec("augment", 5000.0, 3.0, 10.0), rec("train", 5015.0, 4.0, 20.0),
+           rec("sweep", 5040.0, 4.0, 30.0), rec("report", 5080.0, 3.0, 9.0)]
+    s = timings.span([old, *run])
+    assert s["commands"] == 3  # the report (still running when it reads these) is left out
+    assert s["seconds"] == pytest.approx(74.0)  # 5000 -> 5074
+    assert s["between"] == pytest.approx(74.0 - (13 + 24 + 34))
+    text = "\n".join(timings.section([old, *run], Path("t")))
+    assert "unbroken run of 3 commands took **74 s (1.2 min)**" in text
+    assert "| train | 1 | 20 |" in text and "| 4 |" in text  # start-up column
+    assert timings.span([{"stage": "x", "wall_seconds": 1.0}]) is None
+
+
+def test_the_machine_line_names_an_isa_cap():
+    from pipeline.report import timings
+
+    m = {"cpu": "AMD EPYC", "usable_cores": 2, "isa": {"avx2": True, "avx512f": True,
+                                                        "avx512_bf16": True},
+         "isa_cap": "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2"}
+    assert timings.machine(m) == ("AMD EPYC, 2 cores; ISA: AVX512-BF16, capped by "
+                                  "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2; no GPU")

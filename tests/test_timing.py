@@ -78,6 +78,40 @@ def test_stopwatch_counts_cpu_time_of_children():
     assert t["stage"] == "x" and t["cpu_seconds"] > 0.05 and t["children_peak_rss_mib"] > 1
 
 
+def test_a_record_has_the_process_start_up_and_its_clock_times():
+    import subprocess
+    import sys
+    import time
+
+    # a fresh interpreter importing numpy: its start-up is counted before the stopwatch
+    out = subprocess.run([sys.executable, "-c", "import numpy, json; from pipeline.core.timing "
+                          "import Stopwatch; print(json.dumps(Stopwatch().record()))"],
+                         check=True, capture_output=True, text=True).stdout
+    t = json.loads(out)
+    assert 0.01 < t["startup_seconds"] < 60
+    assert t["started_at"] <= t["ended_at"] <= time.time()
+    assert t["ended_at"] - t["started_at"] >= t["startup_seconds"]
+
+
+def test_process_age_reads_proc_and_gives_none_without_it():
+    from pipeline.core.timing import process_age
+
+    tck = os.sysconf("SC_CLK_TCK")
+    stat = f"123 (a (b) c) S {' '.join(['0'] * 18)} {10 * tck} 0 0"  # starttime: 10 s after boot
+    assert process_age(stat, uptime=12.5) == pytest.approx(2.5)
+    assert process_age("garbage", uptime=1.0) is None
+
+
+def test_the_isa_cap_is_recorded(monkeypatch):
+    from pipeline.core.timing import isa_cap
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert isa_cap() is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert isa_cap() == "ONEDNN_MAX_CPU_ISA=AVX2"
+
+
 def test_every_dvc_stage_reports_its_timing_file(repo_root):
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     cells = {"train": "train/${item.variant}/${item.model}", "sweep": "sweep/${item.model}",

@@ -65,18 +65,47 @@ def gpu_info() -> dict | None:
 
 
 def machine() -> dict:
-    out = {**_cpu(), "gpu": gpu_info(), "python": platform.python_version()}
+    out = {**_cpu(), "isa_cap": isa_cap(), "gpu": gpu_info(), "python": platform.python_version()}
     torch = sys.modules.get("torch")
     if torch is not None:
         out.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return out
 
 
+def isa_cap() -> str | None:
+    """The ISA cap this process runs under (a stand-in for an older CPU), or None:
+    `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` makes an AVX-512 CPU compute as an
+    AVX2 one does."""
+    caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+            if os.environ.get(k)]
+    return " ".join(caps) or None
+
+
+def process_age(stat: str | None = None, uptime: float | None = None) -> float | None:
+    """Seconds since this process started (its interpreter and imports before the command
+    did any work), from /proc (`stat`, `uptime`: their contents, for tests); None elsewhere."""
+    try:
+        if stat is None:
+            with open("/proc/self/stat", encoding="ascii") as f:
+                stat = f.read()
+        if uptime is None:
+            with open("/proc/uptime", encoding="ascii") as f:
+                uptime = float(f.read().split()[0])
+        ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, starttime (after comm)
+        return max(0.0, round(uptime - ticks / os.sysconf("SC_CLK_TCK"), 3))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Stopwatch:
-    """Started when made; `record()` is what the run has cost since, and the machine."""
+    """Started when made; `record()` is what the run has cost since, and the machine; with
+    `startup_seconds` (the process's life before the stopwatch: interpreter and imports) and
+    the wall-clock `started_at` (process start) and `ended_at`, so that a reader can tell how
+    much of a whole `dvc repro` went between the commands."""
 
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+        self.startup, self.now = process_age(), time.time()
 
     def record(self, **about) -> dict:
         wall, cpu = time.perf_counter() - self.wall, _cpu_seconds() - self.cpu
@@ -84,5 +113,8 @@ class Stopwatch:
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         return {**about, "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
                 "cores_busy": round(cpu / wall, 2) if wall > 0 else 0.0,
+                "startup_seconds": self.startup,
+                "started_at": round(self.now - (self.startup or 0.0), 3),
+                "ended_at": round(self.now + wall, 3),
                 "peak_rss_mib": _mib(own), "children_peak_rss_mib": _mib(kids),
                 "machine": machine()}

@@ -16,78 +16,78 @@ from stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
             study_seeds: Annotated[bool, typer.Option(
-                "--study-seeds", help="train every seed of study.seeds (what a dvc cell does)")] = False,
+                "--study-seeds", help="train every seed of study.seeds")] = False,
+            study_models: Annotated[bool, typer.Option(
+                "--study-models", help="train every model of study.models (with --study-seeds: "
+                "what a dvc cell does)")] = False,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True,
             test: Annotated[bool, typer.Option(
                 help="then score it on the real test split, as `synthaug evaluate` does")] = True,
             figures: Annotated[bool, typer.Option(
                 help="learning-curve and confusion PNGs (dvc plots draws both from the data)")] = True,
             ) -> Path:
-    """Train one study cell: `--model` on variant `--variant`'s training set with `--seed`
-    (or every seed of `study.seeds`), then test it on the held-out real test split.
+    """Train one study cell: `--model` (or every model of `study.models`) on variant
+    `--variant`'s training set with `--seed` (or every seed of `study.seeds`), then test it
+    on the held-out real test split.
 
     Reads `paths.variants`/VARIANT (from `synthaug compose`); the best epoch is chosen on
-    `paths.prepared`/val; on-the-fly augmentation when the variant (or `train.online_augment`)
-    asks. Per seed: the model folder `paths.models`/VARIANT/MODEL/seedN (config.json +
-    weights.safetensors), dvclive logs under `paths.train_metrics` and test scores under
-    `paths.evaluate_metrics` (same sub-path); with --study-seeds also
-    `paths.evaluate_metrics`/VARIANT/MODEL.json, every seed in one row of `dvc metrics show`.
-    The recipe is `train` with `train.per_model.MODEL` on top. On a CPU the seeds train side
-    by side in `study.workers` one-thread processes (forked: free to start). Data parallel:
-    `torchrun --nproc_per_node N -m stages train ...` (ranks split each batch; rank 0 writes).
+    `paths.prepared`/val. Per model and seed: the model folder `paths.models`/VARIANT/MODEL/seedN,
+    dvclive logs under `paths.train_metrics`, test scores under `paths.evaluate_metrics` (same
+    sub-path); with --study-seeds also `paths.evaluate_metrics`/VARIANT.json (every seed's test
+    scores, by model). Recipe: `train`, `train.per_model.MODEL` on top. On a CPU the runs train
+    side by side in `study.workers` forked one-thread processes, transfer models first; or data
+    parallel: `torchrun --nproc_per_node N -m stages train ...`.
     """
     p = params_from(params, set_)
-    if study_seeds and seed is not None:
-        raise SynthaugError("--seed and --study-seeds: give one of them")
+    if study_seeds and seed is not None or study_models and model is not None:
+        raise SynthaugError("--seed with --study-seeds, or --model with --study-models: give one")
+    from pipeline.classifiers.config import TRANSFER_MODELS as HEAVY  # the long runs first
     from pipeline.core.distributed import from_env
 
     dist = from_env()  # under torchrun: this process's rank; else a single process
-    seeds = list(p.study.seeds) if study_seeds else [seed]
-    name, cfg, run = study_cell(p, variant, model, seeds[0])  # bad input: refused here, once
+    models = sorted(p.study.models, key=lambda m: m not in HEAVY) if study_models else [model]
+    runs = [(m, s) for m in models for s in (p.study.seeds if study_seeds else [seed])]
+    cells = [study_cell(p, variant, m, s) for m, s in runs]  # bad input: refused here, at once
+    name, cfg, _ = cells[0]
     from pipeline.core.device import pick_device
-    from pipeline.core.pool import imap, plan
-    workers, threads = (plan(len(seeds), pick_device(cfg.device).type, p.study.workers)
+    from pipeline.core.pool import imap, plan, preload
+    workers, threads = (plan(len(runs), pick_device(cfg.device).type, p.study.workers)
                         if dist.world == 1 and not cfg.threads else (1, 0))  # threads: as asked
     if workers > 1:
-        say(f"{name} / {cfg.model}: seeds {seeds} in {workers} processes of {threads} thread(s)")
-    state = (p, variant, model, progress and workers == 1, test, figures, workers > 1)
-    scores = {f"seed{seeds[i]}": row for i, row in  # tuple: a picklable "state = its args"
-              sorted(imap(tuple, (state,), _train_one, seeds, workers, threads))}
+        say(f"{name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
+        preload("dvclive", "pipeline.classifiers.cell", "pipeline.classifiers.metrics")
+    state = (p, variant, progress and workers == 1, test, figures, workers > 1, len(models) > 1)
+    scores: dict[str, dict] = {}  # (tuple: a picklable "state = its args")
+    for i, row in sorted(imap(tuple, (state,), _train_one, runs, workers, threads)):
+        scores.setdefault(cells[i][1].model, {})[f"seed{cells[i][1].seed}"] = row
     if study_seeds and test and dist.main:  # every seed's test scores in one row of `dvc metrics show`
         from pipeline.classifiers.runs import write_summary
-        mean = write_summary(out := p.paths.evaluate_metrics / name / f"{cfg.model}.json", scores)
-        say(f"{name} / {cfg.model}: mean test accuracy {100 * mean:.1f}% ({len(scores)} seeds) -> {out}")
-    return Path(name, cfg.model) if study_seeds else run  # the cell of the timing file
+        for m, mean in write_summary(out := p.paths.evaluate_metrics / f"{name}.json", scores).items():
+            say(f"{name} / {m}: mean test accuracy {100 * mean:.1f}% ({len(scores[m])} seeds) -> {out}")
+    return Path(name) if study_models else Path(name, cfg.model) if study_seeds else cells[0][2]  # timing file
 
 
-def _train_one(state: tuple, seed: int) -> dict:
-    """Train (and test) one seed of a cell, here or in a worker process: its test scores
-    (empty without test). Seeds side by side (`tagged`) start their lines with the seed."""
-    from pipeline.core.distributed import from_env
-
-    p, variant, model, progress, test, figures, tagged = state
-    variant, cfg, run = study_cell(p, variant, model, seed)
-    dist, tag = from_env(), f"seed {seed}: " if tagged else ""
+def _train_one(state: tuple, job: tuple[str | None, int | None]) -> dict:
+    """Train and test one (model, seed) of a cell, here or in a worker: its test scores ({}
+    without test). Runs side by side (`tagged`) start their lines with model and seed."""
     import torch
 
-    from pipeline.classifiers.cell import Cell, epoch_line, fit_line, test_line
+    from pipeline.classifiers.cell import Cell, epoch_line, fit_line, read_sets, test_line
     from pipeline.core.device import pick_device, seed_everything
-    from pipeline.data.storage import is_dataset, read_dataset
+    from pipeline.core.distributed import from_env
 
-    if not is_dataset(train_dir := p.paths.variants / variant):
-        raise SynthaugError(f"{train_dir}: no training set for variant {variant!r}; run "
-                            "`synthaug compose` (or `dvc repro`) first")
-    train = read_dataset(train_dir, manifest=True)  # memory-mapped: `fit` loads it or reads it per batch (train.load)
-    val = read_dataset(p.paths.prepared / "val", mmap=False)
+    p, variant, progress, test, figures, tagged, named = state
+    variant, cfg, run = study_cell(p, variant, *job)
+    dist, tag = from_env(), f"{cfg.model + ' ' if named else ''}seed {cfg.seed}: " if tagged else ""
+
+    train, val, test_split = read_sets(p.paths.variants / variant, p.paths.prepared, test)
     device = dist.device(pick_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
     cell = Cell(variant, train, cfg, p.models)  # after seeding: the initial weights
     say(cell.describe(len(val), device))
-    test_split = read_dataset(p.paths.prepared / "test", mmap=False) if test else None
-    dirs = p.paths.models / run, p.paths.train_metrics / run, p.paths.evaluate_metrics / run
-    # under torchrun only rank 0 writes; the other ranks write into scratch folders
+    dirs = p.paths.models / run, p.paths.train_metrics / run, p.paths.evaluate_metrics / run  # torchrun: rank 0's
     with output(dirs[0], dist) as model_dir, output(dirs[1], dist) as log_dir, \
             (output(dirs[2], dist) if test else nullcontext()) as test_dir:
         result, m = cell.run(val, test_split, device, generator, model_dir, log_dir, test_dir,

@@ -101,8 +101,9 @@ def test_dvc_repro_end_to_end(project):
             assert (root / f"models/classifiers/{variant}/cnn/seed{seed}/weights.safetensors").is_file()
             metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed{seed}/metrics.json").read_text())
             assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
-        cell = json.loads((root / f"metrics/evaluate/{variant}/cnn.json").read_text())
-        assert set(cell) == {"accuracy_mean", "seed0", "seed1"}
+        cell = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+        assert set(cell) == {"cnn"} and set(cell["cnn"]) == {"accuracy_mean", "seed0", "seed1"}
+        assert (root / f"metrics/timings/train/{variant}.json").is_file()  # one cell per variant
     sweep = json.loads((root / "metrics/sweep/cnn/results.json").read_text())["rows"]
     assert [(r["sweep"], r["value"], r["seed"], r["train_images"]) for r in sweep] == [
         ("real_per_class", 5, 0, 50), ("real_per_class", 5, 1, 50), ("ratio", 0.5, 0, 300),

@@ -278,6 +278,37 @@ def test_study_cell_options_and_online_variant(tiny_project, run_cli):
     assert r.exit_code == 2 and "synthaug train --variant real --model cnn --seed 5" in r.output
 
 
+def test_a_dvc_cell_trains_every_model_and_seed_side_by_side_as_one_process_would(
+        tiny_project, run_cli):
+    """--study-models --study-seeds (what a dvc cell runs): every model x seed, spread over
+    forked one-thread workers, gives the scores of the same runs one after another on one
+    thread; one summary per variant, by model, and one timing file per variant."""
+    models = ["-S", "study.models=[lenet5,cnn]", "-S", "study.seeds=[0,1]", "-S", "train.epochs=1"]
+    cell = ["train", "--variant", "real", "--study-models", "--study-seeds", "--no-progress",
+            "--no-figures", *models]
+    r = run_cli(tiny_project, *cell, "-S", "study.workers=2")
+    assert r.exit_code == 0, r.output
+    assert "real: 4 runs in 2 processes of 1 thread(s)" in r.output
+    pooled = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
+    assert set(pooled) == {"cnn", "lenet5"} and set(pooled["cnn"]) == {"accuracy_mean", "seed0", "seed1"}
+    timing = json.loads((tiny_project / "metrics/timings/train/real.json").read_text())
+    assert timing["cell"] == "real"
+    weights = {run: (tiny_project / f"models/classifiers/real/{run}/weights.safetensors").read_bytes()
+               for run in ("lenet5/seed0", "lenet5/seed1", "cnn/seed0", "cnn/seed1")}
+    r = run_cli(tiny_project, *cell, "-S", "train.threads=1")  # one process, one thread
+    assert r.exit_code == 0 and "runs in" not in r.output, r.output
+    for run, before in weights.items():  # bit for bit (the run ids differ: threads is in the recipe)
+        assert (tiny_project / f"models/classifiers/real/{run}/weights.safetensors").read_bytes() == before
+    # one model's rerun replaces its row and keeps the other's
+    pooled = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
+    r = run_cli(tiny_project, "train", "--variant", "real", "--model", "cnn", "--study-seeds",
+                "--no-progress", "--no-figures", *models, "-S", "train.epochs=2")
+    again = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
+    assert again["lenet5"] == pooled["lenet5"] and again["cnn"] != pooled["cnn"]
+    r = run_cli(tiny_project, "train", "--study-models", "--model", "cnn")
+    assert r.exit_code == 2 and "--model with --study-models" in r.output
+
+
 def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):
     r = run_cli(tiny_project, "train", "-S", "train.epochs=-3")
     assert r.exit_code == 2

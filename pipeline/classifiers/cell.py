@@ -142,6 +142,20 @@ class Cell:
         return result, m
 
 
+def read_sets(train_dir: Path, prepared: Path, test: bool = True):
+    """A cell's (training set, memory-mapped: `fit` loads it or reads it per batch, as
+    train.load says; the real val split; the real test split, or None without `test`); one
+    line when the variant's set is missing."""
+    from pipeline.core.errors import SynthaugError
+    from pipeline.data.storage import is_dataset, read_dataset
+
+    if not is_dataset(train_dir):
+        raise SynthaugError(f"{train_dir}: no training set for variant {train_dir.name!r}; "
+                            "run `synthaug compose` (or `dvc repro`) first")
+    return (read_dataset(train_dir, manifest=True), read_dataset(prepared / "val", mmap=False),
+            read_dataset(prepared / "test", mmap=False) if test else None)
+
+
 # ---------------------------------------------------------------------- lines for the user
 def epoch_line(row: dict) -> str:
     return (f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train acc "

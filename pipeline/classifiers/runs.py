@@ -83,12 +83,21 @@ def rerun_command(variant: str, model: str) -> str:
     return f"synthaug train --variant {variant} --model {model} --study-seeds"
 
 
-def write_summary(out: Path, scores: dict[str, dict]) -> float:
-    """A cell's every seed's test scores (and run ids) in one file, `out` (one row of `dvc
-    metrics show`), atomically; returns their mean accuracy."""
+def write_summary(out: Path, scores: dict[str, dict[str, dict]]) -> dict[str, float]:
+    """A cell's test scores, model -> seed -> scores (with run ids), in one file `out` (a row
+    of `dvc metrics show`: `cnn.accuracy_mean`, `cnn.seed0.accuracy`, ...), atomically; models
+    already in the file and not in `scores` (trained by an earlier `--model` run) are kept.
+    Returns each model's mean test accuracy."""
     from pipeline.data.outputs import atomic_output
 
-    mean = sum(row["accuracy"] for row in scores.values()) / len(scores)
+    try:
+        kept = json.loads(out.read_text()) if out.is_file() else {}
+    except (OSError, ValueError):
+        kept = {}
+    means = {m: sum(row["accuracy"] for row in seeds.values()) / len(seeds)
+             for m, seeds in scores.items()}
+    rows = {**(kept if isinstance(kept, dict) else {}),
+            **{m: {"accuracy_mean": means[m], **seeds} for m, seeds in scores.items()}}
     with atomic_output(out, is_dir=False) as f:
-        f.write_text(json.dumps({"accuracy_mean": mean, **scores}, indent=2) + "\n")
-    return mean
+        f.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
+    return means

@@ -48,7 +48,7 @@ class FamilyConfig(Section):
 class GANConfig(FamilyConfig):
     """Conditional DCGAN: label embedding into G, projection discriminator with spectral norm."""
 
-    steps: PositiveInt = Field(1600, description="optimiser steps, one D and one G update each")
+    steps: PositiveInt = Field(2400, description="optimiser steps, one D and one G update each")
     batch_size: PositiveInt = Field(32, description="training batch size")
     lr: PositiveFloat = Field(3e-4, description=(
         "the generator's learning rate; the discriminator uses lr * d_lr_ratio"))

@@ -90,7 +90,7 @@ def test_a_record_has_the_process_start_up_and_its_clock_times():
     t = json.loads(out)
     assert 0.01 < t["startup_seconds"] < 60
     assert t["started_at"] <= t["ended_at"] <= time.time()
-    assert t["ended_at"] - t["started_at"] >= t["startup_seconds"]
+    assert t["ended_at"] - t["started_at"] >= t["startup_seconds"] - 0.002  # rounded to ms
 
 
 def test_process_age_reads_proc_and_gives_none_without_it():

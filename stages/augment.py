@@ -26,14 +26,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     cfg = p.augment
     out = guard_output(p, "augmented")
     from pipeline.augment.classic import build_augmenter
-    from pipeline.augment.expand import cpu_count, expand, preview_pick
+    from pipeline.augment.expand import expand, preview_pick
+    from pipeline.core.pool import usable_cores
     from pipeline.report.data_figures import augment_grid
     from pipeline.data.outputs import atomic_output
     from pipeline.data.storage import read_dataset, write_dataset
 
     train = read_dataset(p.paths.prepared / "train", mmap=False, manifest=True)
     described = build_augmenter(cfg.pipeline, train.shape).describe()
-    workers = cfg.workers or cpu_count()
+    workers = cfg.workers or usable_cores()
     name = cfg.pipeline if isinstance(cfg.pipeline, str) else "custom"
     say(f"augment: {len(train)} training images x {cfg.copies_per_image} copies with "
         f"{name} on {workers} process(es)")

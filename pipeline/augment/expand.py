@@ -8,26 +8,19 @@ processes, and re-seeding once per piece (not per image) keeps its cost below 1%
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.augment.classic import Augmenter, build_augmenter
+from pipeline.core.pool import usable_cores
 
 CHUNK = 32  # parent images per offline piece
 
 
 def piece_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _context():
@@ -79,7 +72,7 @@ def expand(images: np.ndarray, labels: np.ndarray, spec: str | list, copies: int
     n, h, w, c = images.shape
     shape = (c, h, w)
     build_augmenter(spec, shape)  # fail fast with the spec's own error, in this process
-    workers = workers or cpu_count()
+    workers = workers or usable_cores()
     chunks = range((n + CHUNK - 1) // CHUNK)
     out = np.empty((n * copies, h, w, c), dtype=np.uint8)
     seeds = np.empty(n * copies, dtype=np.int64)
@@ -143,7 +136,7 @@ class OnlineAugment:
         self.images, self.labels = np.ascontiguousarray(images), np.asarray(labels)
         self.spec, self.seed = spec, seed
         # auto: leave one core to the training step
-        self.workers = min(4, cpu_count() - 1) if workers is None else workers
+        self.workers = min(4, usable_cores() - 1) if workers is None else workers
 
     def batches(self, order, batch_size: int, epoch: int, device) -> Iterator:
         """(float [0,1] images on `device`, labels) batches in `order` for this epoch."""

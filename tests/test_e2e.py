@@ -72,7 +72,7 @@ def test_dvc_repro_end_to_end(project):
     out = sh(root, "dvc", "repro", env=env)
     for stage in ("prepare", "augment", "judge", "compose", "train_generator@gan",
                   "train_generator@vae", "train_generator@diffusion", "sample", "quality", "report",
-                  "train@real-cnn", "train@real+all-cnn", "train@real+online-cnn",
+                  "train@real", "train@real+all", "train@real+online",  # one cell per variant
                   "sweep@cnn"):
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
@@ -129,7 +129,7 @@ def test_dvc_repro_end_to_end(project):
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)
     exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
-    assert "Running stage 'train@real-cnn'" in exp and "Running stage 'prepare'" not in exp
+    assert "Running stage 'train@real'" in exp and "Running stage 'prepare'" not in exp
     for stage in ("augment", "judge", "quality", "sample"):  # they don't use `train`
         assert f"Running stage '{stage}'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))

@@ -111,7 +111,8 @@ class Stopwatch:
         wall, cpu = time.perf_counter() - self.wall, _cpu_seconds() - self.cpu
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        return {**about, "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+        wall, cpu = round(wall, 3), round(cpu, 3)  # cores_busy from the numbers written
+        return {**about, "wall_seconds": wall, "cpu_seconds": cpu,
                 "cores_busy": round(cpu / wall, 2) if wall > 0 else 0.0,
                 "startup_seconds": self.startup,
                 "started_at": round(self.now - (self.startup or 0.0), 3),

@@ -40,6 +40,9 @@ class PathsConfig(Section):
         "train: <variant>/<model>/seed<N>/ dvclive metrics, plots, history"))
     evaluate_metrics: Path = Field(Path("metrics/evaluate"), description=(
         "evaluate: <variant>/<model>/seed<N>/ test metrics, confusion matrix"))
+    study_metrics: Path = Field(Path("metrics/study"), description=(
+        "train --study-seeds: <variant>.json, every seed's test scores by model (one row of "
+        "`dvc metrics show` per variant)"))
     report: Path = Field(Path("reports"), description=(
         "report: report.md, results.json, figures/, plots/"))
     generators: Path = Field(Path("models/generators"), description=(

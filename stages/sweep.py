@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", help="model: one of sweep.models [default: the first]")]
+    "--model", help="only this model of sweep.models [default: every one, in one queue]")]
 
 
 @user_errors
@@ -19,7 +18,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             model: ModelOpt = None,
             progress: Annotated[bool, typer.Option(help="progress bar (on a terminal)")] = True,
             ) -> str:
-    """Train `--model` (default: the first of `sweep.models`) at every sweep point, with the
+    """Train every model of `sweep.models` (or only `--model`) at every sweep point, with the
     study's recipe for it (`train` + `train.per_model`), and test each on the real test split.
 
     Points: `sweep.real_per_class` (real-only sets of k images per class, drawn from
@@ -31,12 +30,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     sets from generators trained on that split). k <= `sweep.low_data_k`: `low_data_seeds`.
     The study's own cells fill in k = prepare.train_per_class and the variant's own ratio.
 
-    On a CPU the points run in `sweep.workers` processes (0: one per core, at most 4), each
-    with its share of the threads: small networks keep two cores only partly busy.
+    On a CPU the points of all the models run in one queue over `sweep.workers` processes (0:
+    one per core, at most 4), each with its share of the threads, the longest jobs first:
+    small networks keep two cores only partly busy, and a queue of short jobs keeps both busy
+    to the end.
 
-    Writes `paths.sweep/MODEL/results.json` (one row per point, in the order of the points)
-    atomically, once every point has finished;
-    `synthaug report` draws the curves.
+    Writes `paths.sweep/MODEL/results.json` per model (one row per point, in the order of the
+    points) atomically, once every point has finished; `synthaug report` draws the curves.
     """
     p = params_from(params, set_)
     from tqdm.auto import tqdm
@@ -44,46 +44,45 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.core.device import pick_device
     from pipeline.core.errors import SynthaugError
 
-    model = model or p.sweep.models[0]
-    if model not in p.sweep.models:
+    if model is not None and model not in p.sweep.models:
         raise SynthaugError(f"--model: {model!r} is not in sweep.models "
                             f"({', '.join(p.sweep.models)})")
-    from pipeline.data.outputs import atomic_output
-    from pipeline.evaluation.sweep import SweepData, feasible, points, results_path
+    models = [model] if model is not None else list(p.sweep.models)
+    from pipeline.evaluation.sweep import SweepData, points as points_of, todo, write_results
 
     s = p.sweep
     parts = p.compose.variants[s.ratio_variant].synthetic_parts() if s.ratios else []
-    todo = points(s, model)
     data = SweepData.load(p.paths.prepared, p.paths.synthetic, parts,
-                          pool=any(pt.sweep != "ratio" for pt in todo))
-    todo, skipped = feasible(todo, data.pool, p.compose)  # k above the smallest class: skipped
-    for skip in skipped:
-        say(f"note: sweep skips {skip['sweep']} {skip['variant']} k={skip['value']}: {skip['reason']}")
+                          pool=any(pt.sweep != "ratio" for m in models for pt in points_of(s, m)))
+    points, skipped, notes = todo(s, p.compose, models, data.pool)  # k above a class: skipped
+    for note in notes:
+        say(note)
     device = pick_device(p.train.device)
     from pipeline.core.pool import plan
     from pipeline.evaluation.sweep_run import SweepJob, check_ratios, groups, run
 
-    check_ratios(todo, data, p.compose, s.ratio_variant)  # fail before any training
-
-    job = SweepJob(model, p.train, p.models, p.compose, p.augment, s.ratio_variant,
-                   p.paths.prepared, p.paths.synthetic, parts, data.pool is not None, str(device),
-                   functools.partial(_synthesizer, p, sorted({pt.variant for pt in todo})))
-    workers, threads = plan(len(groups(todo, p.compose)), device.type, s.workers)
-    say(f"sweep {model}: {len(todo)} point(s) on {device}"
+    for m in models:
+        check_ratios(points[m], data, p.compose, s.ratio_variant)  # fail before any training
+    variants = sorted({pt.variant for pts in points.values() for pt in pts})
+    job = SweepJob(p.train, p.models, p.compose, p.augment, s.ratio_variant, p.paths.prepared,
+                   p.paths.synthetic, parts, data.pool is not None, str(device),
+                   functools.partial(_synthesizer, p, variants))
+    workers, threads = plan(len(groups(points, p.compose)), device.type, s.workers)
+    total = sum(map(len, points.values()))
+    say(f"sweep {', '.join(models)}: {total} point(s) on {device}"
         + (f", {workers} worker processes of {threads} thread(s)" if workers > 1 else ""))
-    rows: list[dict | None] = [None] * len(todo)
-    bar = tqdm(total=len(todo), disable=None if progress else True, unit="point")
-    for i, row in run(job, todo, workers, threads):
-        rows[i] = row
+    rows: dict[str, list] = {m: [None] * len(points[m]) for m in models}
+    bar = tqdm(total=total, disable=None if progress else True, unit="point")
+    for m, i, row in run(job, points, workers, threads):
+        rows[m][i] = row
         bar.update()
-        say(f"{row['sweep']} {row['variant']} {row['value']:>6} seed {row['seed']}: {row['train_images']:5d} "
-            f"images, test accuracy {row['accuracy']:.4f} ({row['train_seconds']:.1f} s)")
+        say(f"{m}: {row['sweep']} {row['variant']} {row['value']:>6} seed {row['seed']}: "
+            f"{row['train_images']:5d} images, test accuracy {row['accuracy']:.4f} "
+            f"({row['train_seconds']:.1f} s)")
     bar.close()
-    out = results_path(p.paths.sweep, model)
-    with atomic_output(out, is_dir=False) as f:
-        f.write_text(json.dumps({"model": model, "rows": rows, "skipped": skipped}, indent=1) + "\n")
-    say(f"-> {out}")
-    return model  # the cell of the timing file
+    for m in models:
+        say(f"-> {write_results(p.paths.sweep, m, rows[m], skipped[m])}")
+    return model  # the timing file: paths.timings/sweep.json (--model M: sweep/M.json)
 
 
 def _synthesizer(p, variants: list[str], val, device):

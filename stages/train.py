@@ -1,4 +1,4 @@
-"""`synthaug train`: fit one classifier on the prepared train split (val for early stopping)."""
+"""`synthaug train`: fit and test classifiers; the dvc stage trains every cell of the study."""
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -12,78 +12,79 @@ from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_erro
 from stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 
 
+
+def _every(what: str, more: str = ""):
+    return Annotated[bool, typer.Option(f"--study-{what}",
+                                        help=f"train every {what[:-1]} of study.{what}{more}")]
+
+
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             variant: VariantOpt = None, model: ModelOpt = None, seed: SeedOpt = None,
-            study_seeds: Annotated[bool, typer.Option(
-                "--study-seeds", help="train every seed of study.seeds")] = False,
-            study_models: Annotated[bool, typer.Option(
-                "--study-models", help="train every model of study.models (with --study-seeds: "
-                "what a dvc cell does)")] = False,
+            study_seeds: _every("seeds") = False, study_models: _every("models") = False,
+            study_variants: _every("variants", " (with --study-models --study-seeds: the "
+                                   "whole study, what the dvc stage runs)") = False,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True,
             test: Annotated[bool, typer.Option(
                 help="then score it on the real test split, as `synthaug evaluate` does")] = True,
             figures: Annotated[bool, typer.Option(
                 help="learning-curve and confusion PNGs (dvc plots draws both from the data)")] = True,
             ) -> Path:
-    """Train one study cell: `--model` (or every model of `study.models`) on variant
-    `--variant`'s training set with `--seed` (or every seed of `study.seeds`), then test it
-    on the held-out real test split.
-
-    Reads `paths.variants`/VARIANT (from `synthaug compose`); the best epoch is chosen on
-    `paths.prepared`/val. Per model and seed: the model folder `paths.models`/VARIANT/MODEL/seedN,
-    dvclive logs under `paths.train_metrics`, test scores under `paths.evaluate_metrics` (same
-    sub-path); with --study-seeds also `paths.evaluate_metrics`/VARIANT.json (every seed's test
-    scores, by model). Recipe: `train`, `train.per_model.MODEL` on top. On a CPU the runs train
-    side by side in `study.workers` forked one-thread processes, transfer models first; or data
-    parallel: `torchrun --nproc_per_node N -m stages train ...`.
+    """Train `--model` (or every model of `study.models`) on `--variant`'s (or every one of
+    `study.variants`) training set with `--seed` (or every seed of `study.seeds`), then test
+    each on the held-out real test split. Reads `paths.variants`/VARIANT (from `synthaug
+    compose`); the best epoch is chosen on `paths.prepared`/val. Per run: the model folder
+    `paths.models`/VARIANT/MODEL/seedN, dvclive logs under `paths.train_metrics`, test scores
+    under `paths.evaluate_metrics` (same sub-path); with --study-seeds also
+    `paths.study_metrics`/VARIANT.json (every seed's test scores, by model). Recipe: `train`,
+    `train.per_model.MODEL` on top. On a CPU the runs train side by side in `study.workers`
+    forked one-thread processes, in one queue, transfer models first (the short runs fill the
+    end); or data parallel: `torchrun --nproc_per_node N -m stages train ...`.
     """
     p = params_from(params, set_)
-    if study_seeds and seed is not None or study_models and model is not None:
-        raise SynthaugError("--seed with --study-seeds, or --model with --study-models: give one")
-    from pipeline.classifiers.config import TRANSFER_MODELS as HEAVY  # the long runs first
-    from pipeline.core.distributed import from_env
-
-    dist = from_env()  # under torchrun: this process's rank; else a single process
-    models = sorted(p.study.models, key=lambda m: m not in HEAVY) if study_models else [model]
-    runs = [(m, s) for m in models for s in (p.study.seeds if study_seeds else [seed])]
-    cells = [study_cell(p, variant, m, s) for m, s in runs]  # bad input: refused here, at once
-    name, cfg, _ = cells[0]
+    if study_seeds and seed is not None or study_models and model is not None or \
+            study_variants and variant is not None:
+        raise SynthaugError("--seed with --study-seeds, --model with --study-models or --variant "
+                            "with --study-variants: give one of each")
+    from pipeline.classifiers.runs import study_runs, write_summaries
     from pipeline.core.device import pick_device
+    from pipeline.core.distributed import from_env
     from pipeline.core.pool import imap, plan, preload
+    dist = from_env()  # under torchrun: this process's rank; else a single process
+    models, variants, runs = study_runs(p.study.models if study_models else [model],
+                                        p.study.variants if study_variants else [variant],
+                                        p.study.seeds if study_seeds else [seed])
+    cells = [study_cell(p, v, m, s) for v, m, s in runs]  # bad input: refused here, at once
+    name, cfg, _ = cells[0]
     workers, threads = (plan(len(runs), pick_device(cfg.device).type, p.study.workers)
                         if dist.world == 1 and not cfg.threads else (1, 0))  # threads: as asked
     if workers > 1:
-        say(f"{name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
+        say(f"{'study' if study_variants else name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
         preload("dvclive", "pipeline.classifiers.cell", "pipeline.classifiers.metrics")
-    state = (p, variant, progress and workers == 1, test, figures, workers > 1, len(models) > 1)
-    scores: dict[str, dict] = {}  # (tuple: a picklable "state = its args")
+    state = (p, progress and workers == 1, test, figures, workers > 1, len(models) > 1, len(variants) > 1)
+    scores: dict[str, dict[str, dict]] = {}  # (tuple: a picklable "state = its args")
     for i, row in sorted(imap(tuple, (state,), _train_one, runs, workers, threads)):
-        scores.setdefault(cells[i][1].model, {})[f"seed{cells[i][1].seed}"] = row
+        scores.setdefault(cells[i][0], {}).setdefault(cells[i][1].model, {})[f"seed{cells[i][1].seed}"] = row
     if study_seeds and test and dist.main:  # every seed's test scores in one row of `dvc metrics show`
-        from pipeline.classifiers.runs import write_summary
-        for m, mean in write_summary(out := p.paths.evaluate_metrics / f"{name}.json", scores).items():
-            say(f"{name} / {m}: mean test accuracy {100 * mean:.1f}% ({len(scores[m])} seeds) -> {out}")
-    return Path(name) if study_models else Path(name, cfg.model) if study_seeds else cells[0][2]  # timing file
+        [say(line) for line in write_summaries(p.paths.study_metrics, scores)]
+    return (None if study_variants else Path(name) if study_models  # the timing file's name
+            else Path(name, cfg.model) if study_seeds else cells[0][2])
 
 
-def _train_one(state: tuple, job: tuple[str | None, int | None]) -> dict:
-    """Train and test one (model, seed) of a cell, here or in a worker: its test scores ({}
-    without test). Runs side by side (`tagged`) start their lines with model and seed."""
+def _train_one(state: tuple, job: tuple[str | None, str | None, int | None]) -> dict:
+    """Train and test one (variant, model, seed), here or in a worker: its test scores ({}
+    without test). Runs side by side (`tagged`) start their lines with variant, model, seed."""
     import torch
-
     from pipeline.classifiers.cell import Cell, epoch_line, fit_line, read_sets, test_line
     from pipeline.core.device import pick_device, seed_everything
     from pipeline.core.distributed import from_env
-
-    p, variant, progress, test, figures, tagged, named = state
-    variant, cfg, run = study_cell(p, variant, *job)
-    dist, tag = from_env(), f"{cfg.model + ' ' if named else ''}seed {cfg.seed}: " if tagged else ""
-
+    p, progress, test, figures, tagged, named, many = state
+    variant, cfg, run = study_cell(p, *job)
+    tag = f"{variant + ' ' if many else ''}{cfg.model + ' ' if named else ''}seed {cfg.seed}: "
+    tag, dist = tag if tagged else "", from_env()
     train, val, test_split = read_sets(p.paths.variants / variant, p.paths.prepared, test)
+    torch.set_num_threads(cfg.threads) if cfg.threads else None
     device = dist.device(pick_device(cfg.device))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
     cell = Cell(variant, train, cfg, p.models)  # after seeding: the initial weights
     say(cell.describe(len(val), device))
@@ -94,7 +95,6 @@ def _train_one(state: tuple, job: tuple[str | None, int | None]) -> dict:
                              figures=figures, progress=progress and dist.main, dist=dist,
                              on_epoch=lambda row: say(tag + epoch_line(row)), batch_size=p.evaluate.batch_size)
     say(f"{tag}{fit_line(result)} -> {dirs[0]}")
-    if m is not None:
-        say(f"{tag}{test_line(m)} -> {dirs[2]}")
+    say(f"{tag}{test_line(m)} -> {dirs[2]}") if m is not None else None
     return {} if m is None else dict(accuracy=m["accuracy"], macro_f1=m["macro_f1"], run_id=cell.run_id)
 

@@ -176,7 +176,7 @@ def test_the_same_params_give_the_same_run_id(project, run_cli):
     assert train(run_cli, project, OLD).exit_code == 0
     again = snapshot(project)
     assert first["model"] == again["model"] and first["test"] == again["test"]
-    row = json.loads((project / "metrics/evaluate/real.json").read_text())["cnn"]
+    row = json.loads((project / "metrics/study/real.json").read_text())["cnn"]
     assert row["seed0"]["run_id"] == run_id(first["model"], "model")
 
 

@@ -72,8 +72,7 @@ def test_dvc_repro_end_to_end(project):
     out = sh(root, "dvc", "repro", env=env)
     for stage in ("prepare", "augment", "judge", "compose", "train_generator@gan",
                   "train_generator@vae", "train_generator@diffusion", "sample", "quality", "report",
-                  "train@real", "train@real+all", "train@real+online",  # one cell per variant
-                  "sweep@cnn"):
+                  "train", "sweep"):  # one stage each: every cell of the study, every model
         assert f"Running stage '{stage}'" in out
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
@@ -101,9 +100,9 @@ def test_dvc_repro_end_to_end(project):
             assert (root / f"models/classifiers/{variant}/cnn/seed{seed}/weights.safetensors").is_file()
             metrics = json.loads((root / f"metrics/evaluate/{variant}/cnn/seed{seed}/metrics.json").read_text())
             assert metrics["num_test"] == 1000 and metrics["accuracy"] > 0.5  # 4 short epochs
-        cell = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+        cell = json.loads((root / f"metrics/study/{variant}.json").read_text())
         assert set(cell) == {"cnn"} and set(cell["cnn"]) == {"accuracy_mean", "seed0", "seed1"}
-        assert (root / f"metrics/timings/train/{variant}.json").is_file()  # one cell per variant
+    assert (root / "metrics/timings/train.json").is_file()  # one stage: the whole study
     sweep = json.loads((root / "metrics/sweep/cnn/results.json").read_text())["rows"]
     assert [(r["sweep"], r["value"], r["seed"], r["train_images"]) for r in sweep] == [
         ("real_per_class", 5, 0, 50), ("real_per_class", 5, 1, 50), ("ratio", 0.5, 0, 300),
@@ -111,7 +110,7 @@ def test_dvc_repro_end_to_end(project):
     report = (root / "reports/report.md").read_text()
     assert "| real+all | cnn | 2 |" in report and "## Sweeps" in report
     assert "## When does it help" in report and "## Where the time went" in report
-    assert (root / "metrics/timings/sweep/cnn.json").is_file()
+    assert (root / "metrics/timings/sweep.json").is_file()
     for figure in ("accuracy", "learning_curves", "best_confusion", "samples",
                    "sweep_real_per_class", "sweep_ratio", "when_cnn"):
         assert (root / f"reports/figures/{figure}.png").is_file(), figure
@@ -129,7 +128,7 @@ def test_dvc_repro_end_to_end(project):
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)
     exp = sh(root, "dvc", "exp", "run", "-S", "train.epochs=1", env=env)
-    assert "Running stage 'train@real'" in exp and "Running stage 'prepare'" not in exp
+    assert "Running stage 'train'" in exp and "Running stage 'prepare'" not in exp
     for stage in ("augment", "judge", "quality", "sample"):  # they don't use `train`
         assert f"Running stage '{stage}'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))

@@ -114,11 +114,33 @@ def test_the_isa_cap_is_recorded(monkeypatch):
 
 def test_every_dvc_stage_reports_its_timing_file(repo_root):
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
-    cells = {"train": "train/${item.variant}", "sweep": "sweep/${item.model}",
-             "train_generator": "train_generator/${item.generator}"}
+    cells = {"train_generator": "train_generator/${item.generator}"}  # train, sweep: one stage
     for name, body in stages.items():
         metrics = [next(iter(m)) if isinstance(m, dict) else m for m in body.get("metrics", [])]
         want = f"${{paths.timings}}/{cells.get(name, name)}.json"
         assert want in metrics, (name, metrics)
         entry = next(m for m in body["metrics"] if isinstance(m, dict) and want in m)
         assert entry[want] == {"cache": False}
+
+
+def test_a_stage_s_whole_record_leaves_its_cells_out_of_the_table(tmp_path):
+    """The train stage writes train.json; a variant trained by hand (train/VARIANT.json) or an
+    earlier layout's cells must not add to the stage's time in the report."""
+    from pipeline.report.timings import read, table
+
+    def write(rel: str, stage: str, cell: str | None, wall: float) -> None:
+        f = tmp_path / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"stage": stage, "cell": cell, "wall_seconds": wall,
+                                 "cpu_seconds": 2 * wall}))
+
+    write("train.json", "train", None, 200.0)
+    write("train/real.json", "train", "real", 30.0)
+    write("train_generator/gan.json", "train_generator", "gan", 90.0)
+    write("train_generator/vae.json", "train_generator", "vae", 25.0)
+    records = read(tmp_path)
+    assert sorted((r["stage"], r["cell"]) for r in records) == [
+        ("train", None), ("train_generator", "gan"), ("train_generator", "vae")]
+    text = table(records)
+    assert "| train | 1 | 200 |" in text and "| train_generator | 2 | 115 |" in text
+    assert "**315**" in text

@@ -278,35 +278,48 @@ def test_study_cell_options_and_online_variant(tiny_project, run_cli):
     assert r.exit_code == 2 and "synthaug train --variant real --model cnn --seed 5" in r.output
 
 
-def test_a_dvc_cell_trains_every_model_and_seed_side_by_side_as_one_process_would(
+def test_the_dvc_stage_trains_every_cell_side_by_side_as_one_process_would(
         tiny_project, run_cli):
-    """--study-models --study-seeds (what a dvc cell runs): every model x seed, spread over
-    forked one-thread workers, gives the scores of the same runs one after another on one
-    thread; one summary per variant, by model, and one timing file per variant."""
+    """--study-variants --study-models --study-seeds (what the dvc stage runs): every variant
+    x model x seed in one queue of forked one-thread workers gives the weights of the same
+    runs one after another on one thread; one summary per variant, by model; one timing file."""
     models = ["-S", "study.models=[lenet5,cnn]", "-S", "study.seeds=[0,1]", "-S", "train.epochs=1"]
-    cell = ["train", "--variant", "real", "--study-models", "--study-seeds", "--no-progress",
-            "--no-figures", *models]
-    r = run_cli(tiny_project, *cell, "-S", "study.workers=2")
+    study = ["train", "--study-variants", "--study-models", "--study-seeds", "--no-progress",
+             "--no-figures", *models]
+    r = run_cli(tiny_project, *study, "-S", "study.workers=2")
     assert r.exit_code == 0, r.output
-    assert "real: 4 runs in 2 processes of 1 thread(s)" in r.output
-    pooled = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
-    assert set(pooled) == {"cnn", "lenet5"} and set(pooled["cnn"]) == {"accuracy_mean", "seed0", "seed1"}
-    timing = json.loads((tiny_project / "metrics/timings/train/real.json").read_text())
-    assert timing["cell"] == "real"
-    weights = {run: (tiny_project / f"models/classifiers/real/{run}/weights.safetensors").read_bytes()
-               for run in ("lenet5/seed0", "lenet5/seed1", "cnn/seed0", "cnn/seed1")}
-    r = run_cli(tiny_project, *cell, "-S", "train.threads=1")  # one process, one thread
-    assert r.exit_code == 0 and "runs in" not in r.output, r.output
-    for run, before in weights.items():  # bit for bit (the run ids differ: threads is in the recipe)
-        assert (tiny_project / f"models/classifiers/real/{run}/weights.safetensors").read_bytes() == before
+    assert "study: 8 runs in 2 processes of 1 thread(s)" in r.output
+    for variant in ("real", "real+online"):
+        pooled = json.loads((tiny_project / f"metrics/study/{variant}.json").read_text())
+        assert set(pooled) == {"cnn", "lenet5"} and set(pooled["cnn"]) == {"accuracy_mean", "seed0", "seed1"}
+        for model in ("cnn", "lenet5"):
+            seeds = [pooled[model][f"seed{s}"]["accuracy"] for s in (0, 1)]
+            assert pooled[model]["accuracy_mean"] == pytest.approx(sum(seeds) / 2)
+    timing = json.loads((tiny_project / "metrics/timings/train.json").read_text())
+    assert timing["stage"] == "train" and timing["cell"] is None
+    assert not (tiny_project / "metrics/timings/train").exists()
+    weights = {run: (tiny_project / f"models/classifiers/{run}/weights.safetensors").read_bytes()
+               for run in ("real/lenet5/seed0", "real/lenet5/seed1", "real/cnn/seed0",
+                           "real/cnn/seed1", "real+online/cnn/seed1")}
+    # one variant's cell, one process, one thread: the same weights bit for bit (the run ids
+    # differ: threads is in the recipe)
+    for variant in ("real", "real+online"):
+        r = run_cli(tiny_project, "train", "--variant", variant, "--study-models", "--study-seeds",
+                    "--no-progress", "--no-figures", *models, "-S", "train.threads=1")
+        assert r.exit_code == 0 and "runs in" not in r.output, r.output
+    for run, before in weights.items():
+        assert (tiny_project / f"models/classifiers/{run}/weights.safetensors").read_bytes() == before
+    assert json.loads((tiny_project / "metrics/timings/train/real.json").read_text())["cell"] == "real"
     # one model's rerun replaces its row and keeps the other's
-    pooled = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
+    pooled = json.loads((tiny_project / "metrics/study/real.json").read_text())
     r = run_cli(tiny_project, "train", "--variant", "real", "--model", "cnn", "--study-seeds",
                 "--no-progress", "--no-figures", *models, "-S", "train.epochs=2")
-    again = json.loads((tiny_project / "metrics/evaluate/real.json").read_text())
+    again = json.loads((tiny_project / "metrics/study/real.json").read_text())
     assert again["lenet5"] == pooled["lenet5"] and again["cnn"] != pooled["cnn"]
     r = run_cli(tiny_project, "train", "--study-models", "--model", "cnn")
     assert r.exit_code == 2 and "--model with --study-models" in r.output
+    r = run_cli(tiny_project, "train", "--study-variants", "--variant", "real")
+    assert r.exit_code == 2 and "--variant with --study-variants" in r.output
 
 
 def test_bad_param_exits_2_writes_nothing(tiny_project, run_cli):

@@ -101,3 +101,23 @@ def write_summary(out: Path, scores: dict[str, dict[str, dict]]) -> dict[str, fl
     with atomic_output(out, is_dir=False) as f:
         f.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
     return means
+
+
+def write_summaries(root: Path, scores: dict[str, dict[str, dict[str, dict]]]) -> list[str]:
+    """`write_summary` of every variant of `scores` (variant -> model -> seed -> scores) into
+    `root`/VARIANT.json; a line for the user per variant and model."""
+    lines = []
+    for variant, by_model in scores.items():
+        for m, mean in write_summary(out := root / f"{variant}.json", by_model).items():
+            lines.append(f"{variant} / {m}: mean test accuracy {100 * mean:.1f}% "
+                         f"({len(by_model[m])} seeds) -> {out}")
+    return lines
+
+
+def study_runs(models: list, variants: list, seeds: list) -> tuple[list, list, list[tuple]]:
+    """(models, variants, the (variant, model, seed) runs): the transfer models' runs first,
+    the long ones, so that in a queue the short runs fill the end."""
+    from pipeline.classifiers.config import TRANSFER_MODELS
+
+    models = sorted(models, key=lambda m: m not in TRANSFER_MODELS)
+    return models, variants, [(v, m, s) for m in models for v in variants for s in seeds]

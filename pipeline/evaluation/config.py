@@ -37,7 +37,7 @@ class QualityConfig(Section):
         "Classification Accuracy Score: train a classifier per set (the slowest metric)"))
 
 class SweepConfig(Section):
-    """`synthaug sweep`: accuracy against the amount of data, one dvc cell per model.
+    """`synthaug sweep`: accuracy against the amount of data, every model in one dvc stage.
 
     real_per_class: real-only training sets of k images per class, drawn from the full train
     pool exactly as `prepare.train_per_class` draws (nested: the k=5 set lies inside k=10).
@@ -47,7 +47,7 @@ class SweepConfig(Section):
     """
 
     models: list[str] = Field(default=["cnn", "efficientnet_lite0"], description=(
-        "the sweep's models, one dvc cell each"))
+        "the sweep's models, all in one queue of the sweep stage's workers"))
     real_per_class: list[PositiveInt] = Field(default=[5, 10, 20, 100], description=(
         "real-only training sets of k images per class (nested draws; the study adds "
         "prepare.train_per_class)"))
@@ -88,8 +88,8 @@ class StudyConfig(Section):
     models: list[str] = Field(default=["cnn", "efficientnet_lite0"],
                               description="the study's classifiers")
     seeds: list[int] = Field(default=[0, 1, 2], description=(
-        "seeds of every cell (all trained in one process per variant x model)"))
+        "seeds of every cell (the train stage trains every cell in one command)"))
     workers: NonNegativeInt = Field(0, description=(
-        "processes that train a cell's seeds side by side on a CPU, one thread each; 0: one "
-        "per core (at most 4), 1: one after the other in the cell's process (a GPU always)"))
+        "processes that train the cells side by side on a CPU, one thread each; 0: one "
+        "per core (at most 4), 1: one after the other in the command's process (a GPU always)"))
 

@@ -203,6 +203,30 @@ def feasible(todo: list[Point], pool: PackedDataset | None,
     return kept, list(skipped.values())
 
 
+def todo(s: SweepConfig, compose: ComposeConfig, models: list[str],
+         pool: PackedDataset | None) -> tuple[dict[str, list[Point]], dict[str, list[dict]], list[str]]:
+    """(model -> the points the pool can give, model -> its skipped records, the skips worded
+    once each, whichever models skip them)."""
+    points_of, skipped = {}, {}
+    for m in models:
+        points_of[m], skipped[m] = feasible(points(s, m), pool, compose)
+    notes = {f"note: sweep skips {k['sweep']} {k['variant']} k={k['value']}: {k['reason']}": None
+             for m in models for k in skipped[m]}
+    return points_of, skipped, list(notes)
+
+
 def results_path(root: Path, model: str) -> Path:
-    """Where `synthaug sweep --model MODEL` writes its rows, under paths.sweep (`root`)."""
+    """Where `synthaug sweep` writes a model's rows, under paths.sweep (`root`)."""
     return root / model / "results.json"
+
+
+def write_results(root: Path, model: str, rows: list[dict], skipped: list[dict]) -> Path:
+    """A model's rows (one per point, in the order of the points) and skips, atomically."""
+    import json
+
+    from pipeline.data.outputs import atomic_output
+
+    out = results_path(root, model)
+    with atomic_output(out, is_dir=False) as f:
+        f.write_text(json.dumps({"model": model, "rows": rows, "skipped": skipped}, indent=1) + "\n")
+    return out

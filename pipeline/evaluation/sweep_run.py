@@ -1,7 +1,7 @@
-"""Running a sweep: its points cut into jobs (`groups`), each job trained and tested by a
-`Worker` (one process's data, device, generators and pseudo-labeller), the jobs spread over
-worker processes on a CPU (pipeline.core.pool). What a point trains on is
-pipeline.evaluation.sweep's.
+"""Running a sweep: the points of every model cut into jobs (`groups`), each job trained and
+tested by a `Worker` (one process's data, device, generators and pseudo-labellers), the jobs of
+all the models in one queue over worker processes on a CPU (pipeline.core.pool), the longest
+first. What a point trains on is pipeline.evaluation.sweep's.
 """
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ from pipeline.evaluation.sweep import (Point, SweepData, Synthesize, labeller, t
 class SweepJob:
     """Everything a sweep worker needs to rebuild its state, all picklable: the recipe, the
     compositions, where the data are, and `synthesizer` (a module-level function (val, device)
-    -> Synthesize | None: generators live above pipeline/)."""
-    model: str
+    -> Synthesize | None: generators live above pipeline/). The model is each job's."""
     train: TrainConfig
     custom_models: dict
     compose: ComposeConfig
@@ -39,38 +38,45 @@ class SweepJob:
 
 
 class Worker:
-    """One process's share of a sweep: its data, device, generators and pseudo-labeller."""
+    """One process's share of a sweep: its data, device, generators and pseudo-labellers."""
 
     def __init__(self, job: SweepJob):
         self.job, self.device = job, torch.device(job.device)
         self.data = SweepData.load(job.prepared, job.synthetic, job.parts, job.pool)
         self.synthesize = None if job.synthesizer is None else job.synthesizer(self.data.val,
                                                                               self.device)
-        self.label = labeller(job.model, job.train, job.custom_models, self.data, self.device)
+        self.labellers = {}  # model -> its pseudo-labeller (one classifier per k, on demand)
 
-    def run_group(self, group: list[Point]) -> list[dict]:
-        """Train and test at every point of `group` (one training set, or one k's generated
-        sets, shared by its points): one result row each."""
+    def label(self, model: str):
+        if model not in self.labellers:
+            j = self.job
+            self.labellers[model] = labeller(model, j.train, j.custom_models, self.data, self.device)
+        return self.labellers[model]
+
+    def run_group(self, item: tuple[str, list[Point]]) -> list[dict]:
+        """Train and test `model` at every point of `group` (a point, or one k's when points
+        that share its generated sets or pseudo-labels): one result row each."""
         from pipeline.classifiers.config import recipe
         from pipeline.classifiers.metrics import score
         from pipeline.classifiers.training import train_classifier
 
+        model, group = item
         j, data, sets, rows = self.job, self.data, {}, []
         for point in group:
             key = (point.sweep, point.variant, point.value)
             if key not in sets:
                 sets[key] = (when_set(point, data, j.compose, j.augment, self.synthesize,
-                                      self.label) if point.sweep == "when" else
+                                      self.label(model)) if point.sweep == "when" else
                              (*training_set(point, data, j.compose, j.ratio_variant), None, None))
             images, labels, variant, use, online = sets[key]
             net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
-                                           data.real.class_names, recipe(j.train, j.model, point.seed),
+                                           data.real.class_names, recipe(j.train, model, point.seed),
                                            j.custom_models, self.device, point.seed, use=use,
                                            online=online)
             m, _ = score(net, data.test, self.device)
             value = point.value if point.sweep == "ratio" else int(point.value)
             rows.append({"sweep": point.sweep, "value": value, "seed": point.seed,
-                         "variant": variant, "model": j.model, "accuracy": m["accuracy"],
+                         "variant": variant, "model": model, "accuracy": m["accuracy"],
                          "macro_f1": m["macro_f1"], "train_images": len(labels),
                          "best_epoch": fit.best_epoch,
                          "val_accuracy": fit.best_val_accuracy,  # for choosing between recipes
@@ -78,22 +84,37 @@ class Worker:
         return rows
 
 
-def groups(todo: list[Point], compose: ComposeConfig) -> list[list[Point]]:
-    """`todo` cut into the jobs of a sweep, longest first: the points of one training set
-    together (its seeds), and every when point at one k whose variant needs generators or
-    pseudo-labels together, so that each k's generators train (and its labeller fits) once."""
+# a job's cost in cnn fits: a transfer model's fit takes ~5 (efficientnet_lite0 12 s, cnn
+# 2.4 s on one thread of a 2-core AMD EPYC), a generator ~12 (a VAE on the k split)
+FIT_COST = {"heavy": 5, "light": 1}
+GENERATOR_COST = 12
+
+
+def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[str, list[Point]]]:
+    """The jobs of a sweep, (model, points), longest first: every point its own job, but the
+    when points at one k whose variants need generators or pseudo-labels together, so that
+    each k's generators train (and its labeller fits) once per model's worker. A queue of many
+    short jobs keeps every worker busy to the end, which whole seeds-of-a-set jobs did not."""
+    from pipeline.classifiers.config import TRANSFER_MODELS
     from pipeline.data.config import PSEUDO_REAL
 
-    keyed: dict[tuple, list[Point]] = {}
-    for pt in todo:
-        cfg = compose.variants.get(pt.variant) if pt.sweep == "when" else None
-        made = cfg is not None and bool(cfg.synthetic_parts() or cfg.unlabelled
-                                        or PSEUDO_REAL in cfg.parts)
-        keyed.setdefault(("when-made", pt.value) if made else (pt.sweep, pt.variant, pt.value),
-                         []).append(pt)
-    # a generator takes about 12 cnn fits (a VAE: 59 s on 2 cores, a fit 4 s)
-    cost = {key: len(g) + 12 * (key[0] == "when-made") for key, g in keyed.items()}
-    return [keyed[key] for key in sorted(keyed, key=lambda key: -cost[key])]  # stable: ties in order
+    jobs, cost = [], []
+    for model, points in todo.items():
+        fit = FIT_COST["heavy" if model in TRANSFER_MODELS else "light"]
+        made: dict[float, list[Point]] = {}
+        for pt in points:
+            cfg = compose.variants.get(pt.variant) if pt.sweep == "when" else None
+            if cfg is not None and (cfg.synthetic_parts() or cfg.unlabelled
+                                    or PSEUDO_REAL in cfg.parts):
+                made.setdefault(pt.value, []).append(pt)
+            else:
+                jobs.append((model, [pt]))
+                cost.append(fit)
+        for group in made.values():
+            jobs.append((model, group))
+            cost.append(fit * len(group) + GENERATOR_COST)
+    order = sorted(range(len(jobs)), key=lambda i: -cost[i])  # stable: ties in order
+    return [jobs[i] for i in order]
 
 
 def check_ratios(todo: list[Point], data: SweepData, compose: ComposeConfig,
@@ -104,17 +125,19 @@ def check_ratios(todo: list[Point], data: SweepData, compose: ComposeConfig,
         training_set(Point("ratio", value, 0), data, compose, ratio_variant)
 
 
-def run(job: SweepJob, todo: list[Point], workers: int = 1,
-        threads: int = 1) -> Iterator[tuple[int, dict]]:
-    """Train and test `job.model` at every point of `todo` with the study's recipe for it;
-    yields (index into `todo`, result row) as points finish, spread over `workers` processes
-    of `threads` torch threads each (pipeline.core.pool; 1: here, in order of the jobs). When
-    points need `job.augment` (classic parts) and `job.synthesizer` (synthetic parts).
-    Call `check_ratios` first: a worker's error stops the run only once the others started."""
+def run(job: SweepJob, todo: dict[str, list[Point]], workers: int = 1,
+         threads: int = 1) -> Iterator[tuple[str, int, dict]]:
+    """Train and test every model of `todo` (model -> its points) at each of its points with
+    the study's recipe for it; yields (model, index into todo[model], result row) as points
+    finish, spread over `workers` processes of `threads` torch threads each
+    (pipeline.core.pool; 1: here, in order of the jobs). When points need `job.augment`
+    (classic parts) and `job.synthesizer` (synthetic parts). Call `check_ratios` first: a
+    worker's error stops the run only once the others started."""
     from pipeline.core.pool import imap
 
     jobs = groups(todo, job.compose)
-    index = {id(pt): i for i, pt in enumerate(todo)}
+    index = {(m, id(pt)): i for m, points in todo.items() for i, pt in enumerate(points)}
     for g, rows in imap(Worker, (job,), Worker.run_group, jobs, workers, threads):
-        for point, row in zip(jobs[g], rows):
-            yield index[id(point)], row
+        model, group = jobs[g]
+        for point, row in zip(group, rows):
+            yield model, index[(model, id(point))], row

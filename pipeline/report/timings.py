@@ -7,7 +7,10 @@ from pathlib import Path
 
 
 def read(root: Path) -> list[dict]:
-    """Every timing record under `root` (none: []); unreadable files are left out."""
+    """Every timing record under `root` (none: []); unreadable files are left out, and so are
+    the cell records (`root`/STAGE/CELL.json) of a stage that has a whole-stage record
+    (`root`/STAGE.json): those are one cell run by hand, or an earlier layout's cells, not
+    part of the stage's run."""
     out = []
     for f in sorted(root.rglob("*.json")) if root.is_dir() else []:
         try:
@@ -16,7 +19,8 @@ def read(root: Path) -> list[dict]:
             continue
         if isinstance(record, dict) and "stage" in record and "wall_seconds" in record:
             out.append(record)
-    return out
+    whole = {r["stage"] for r in out if r.get("cell") is None}
+    return [r for r in out if r.get("cell") is None or r["stage"] not in whole]
 
 
 def machine(m: dict) -> str:

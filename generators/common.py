@@ -38,18 +38,6 @@ from pipeline.core.errors import SynthaugError
 REGISTRY = {"gan": "generators.gan:ConditionalGAN", "vae": "generators.vae:ConditionalVAE",
             "diffusion": "generators.diffusion:ConditionalDiffusion"}
 assert tuple(REGISTRY) == FAMILIES
-# at the default budgets on a 2-core CPU the GAN takes longer than the VAE and diffusion
-# together (one thread each: ~160, ~40 and ~60 s): trained side by side, it starts first
-LONGEST_FIRST = ("gan", "diffusion", "vae")
-assert sorted(LONGEST_FIRST) == sorted(FAMILIES)
-
-
-def longest_first(families: list[str] | None = None) -> list[str]:
-    """`families` (None: all of them) in the order to start them side by side; unknown names
-    keep their place at the end (generator_class refuses them)."""
-    families = list(FAMILIES) if families is None else families
-    rank = {f: i for i, f in enumerate(LONGEST_FIRST)}
-    return sorted(families, key=lambda f: rank.get(f, len(rank)))
 
 
 def canvas_size(shape: tuple[int, int, int]) -> int:

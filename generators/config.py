@@ -159,9 +159,7 @@ class TrainGeneratorConfig(Section):
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
-    threads: NonNegativeInt = Field(0, description=(
-        "CPU threads for torch; 0: the families train side by side, one thread each (a GPU: "
-        "torch's default); N: one after another, N threads each"))
+    threads: NonNegativeInt = Field(0, description="CPU threads for torch; 0 = torch's default")
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0, description=(
         "EMA of the weights, the ones used for sampling"))
     log_every: PositiveInt = Field(100, description=(

@@ -1,4 +1,4 @@
-"""`synthaug train-generator [gan|vae|diffusion ...]`: fit label-conditioned generators.
+"""`synthaug train-generator <gan|vae|diffusion>`: fit one label-conditioned generator.
 
 Resumable (generators/run.py): the training state is checkpointed under
 `paths.checkpoints`/train_generator/<family>, outside DVC's outs; a rerun with the same config
@@ -16,20 +16,17 @@ from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_erro
 
 
 @user_errors
-def command(generators: Annotated[list[str] | None, typer.Argument(
-                help="gan, vae and/or diffusion [default: all three]", metavar="[GENERATOR]...")] = None,
+def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion", metavar="GENERATOR")],
             params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> str | None:
-    """Train label-conditioned generators on `paths.prepared`/train (val is monitored).
+            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> str:
+    """Train a label-conditioned generator on `paths.prepared`/train (val is monitored).
 
     GENERATOR is gan (conditional DCGAN), vae (conditional VAE) or diffusion (class-conditional
-    diffusion with diffusers); none: all three (what the dvc stage runs). A family's settings
-    are `train_generator.<GENERATOR>`, the shared ones (seed, device, amp, log_every,
-    checkpoint_every, grid_every, ...) live in `train_generator`. Budgets are optimiser steps
-    (`steps`; latent diffusion adds `autoencoder_steps`), whatever the size of the split;
-    `max_seconds` caps the time and is reported when it cuts a run short. On a CPU with two or
-    more cores the families train side by side in forked one-thread processes, the longest
-    (the GAN) first; `train_generator.threads`, a GPU or torchrun train them one after another.
+    diffusion with diffusers); its settings are `train_generator.<GENERATOR>`, the shared ones
+    (seed, device, amp, log_every, checkpoint_every, grid_every, ...) live in
+    `train_generator`. Budgets are optimiser steps (`steps`; latent diffusion adds
+    `autoencoder_steps`), whatever the size of the split; `max_seconds` caps the time and is
+    reported when it cuts a run short.
 
     Writes `paths.generators`/GENERATOR (config.json + weights.safetensors, loadable without
     params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots,
@@ -37,55 +34,37 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     per class). Killed runs (even kill -9) continue from the last checkpoint when rerun.
     Data parallel: `torchrun --nproc_per_node N -m stages train-generator GENERATOR`.
     """
-    from generators.common import generator_class, longest_first
+    from generators.common import generator_class
 
     p = params_from(params, set_)
-    families = longest_first(list(dict.fromkeys(generators or [])) or None)
-    for family in families:
-        generator_class(family)  # unknown names fail here, before any heavy import
-    from pipeline.core.device import pick_device
-    from pipeline.core.distributed import from_env
-    from pipeline.core.pool import imap, plan, usable_cores
-
-    cfg, dist = p.train_generator, from_env()
-    device = dist.device(pick_device(cfg.device))
-    workers, threads = ((1, 0) if dist.world > 1 or cfg.threads or device.type != "cpu"
-                        else plan(len(families), "cpu", usable_cores()))
-    if workers > 1:
-        say(f"train-generator: {', '.join(families)} side by side in {workers} processes of "
-            f"{threads} thread(s)")
-    state = (p, progress and workers == 1, workers > 1)
-    for _, line in imap(tuple, (state,), _train_one, families, workers, threads):
-        say(line)
-    return families[0] if len(families) == 1 else None  # the timing file's name
-
-
-def _train_one(state: tuple, family: str) -> str:
-    """Train, save and close one family, here or in a worker: its summary line."""
+    generator_class(generator)  # unknown names fail here, before any heavy import
     import torch
+
     from generators.run import GeneratorRun
     from pipeline.core.device import pick_device, seed_everything
     from pipeline.core.distributed import from_env
     from pipeline.data.storage import read_dataset
 
-    p, progress, tagged = state
-    cfg, dist, tag = p.train_generator, from_env(), f"{family}: " if tagged else ""
+    cfg = p.train_generator
     train = read_dataset(p.paths.prepared / "train", mmap=False)
     val = read_dataset(p.paths.prepared / "val", mmap=False)
+    dist = from_env()  # under torchrun: this process's rank (rank 0 writes), else one process
     device = dist.device(pick_device(cfg.device))
-    torch.set_num_threads(cfg.threads) if cfg.threads else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
-    job = GeneratorRun(family, cfg, train, val, p.paths.checkpoints / "train_generator" / family,
+    job = GeneratorRun(generator, cfg, train, val, p.paths.checkpoints / "train_generator" / generator,
                        device, rng, dist)
-    say(tag + job.describe())
+    say(job.describe())
     if note := job.resume():
-        say(tag + note)
-    job.train(progress, log=lambda line: say(tag + line))
+        say(note)
+    job.train(progress, log=say)
     if job.trainer.cut_short:
-        say(f"{family}: max_seconds {cfg.family(family).max_seconds:g} reached: stopped "
+        say(f"{generator}: max_seconds {cfg.family(generator).max_seconds:g} reached: stopped "
             f"after {job.trainer.step} of {job.trainer.total} steps")
-    out_model, out_metrics = p.paths.generators / family, p.paths.generator_metrics / family
+    out_model, out_metrics = p.paths.generators / generator, p.paths.generator_metrics / generator
     with output(out_model, dist) as model_dir, output(out_metrics, dist) as log_dir:
         job.save(model_dir, log_dir)
     job.close()
-    return f"{job.summary_line()} -> {out_model}, {out_metrics / 'samples.png'}"
+    say(f"{job.summary_line()} -> {out_model}, {out_metrics / 'samples.png'}")
+    return generator  # the cell of the timing file

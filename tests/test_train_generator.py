@@ -273,26 +273,3 @@ def test_a_run_resumes_and_keeps_its_folder_without_the_cli(project):
     assert (out / "log/history.json").is_file() and (work / "checkpoint.pt").is_file()
     second.close()
     assert not work.exists()
-
-
-def test_all_families_train_side_by_side_as_one_thread_runs_would(run_cli, project):
-    """No GENERATOR (what the dvc stage runs): the three families side by side in forked
-    one-thread workers, the GAN first; each family's weights are those of its own one-thread
-    run bit for bit; one timing file for the stage (a one-family run writes its cell's)."""
-    r = run_cli(project, "train-generator", "--no-progress")
-    assert r.exit_code == 0, r.output
-    assert "train-generator: gan, diffusion, vae side by side in 2 processes of 1 thread(s)" in r.output
-    together = {f: weights(project, f) for f in ("gan", "vae", "diffusion")}
-    timing = json.loads((project / "metrics/timings/train_generator.json").read_text())
-    assert timing["stage"] == "train_generator" and timing["cell"] is None
-    for family in ("gan", "vae", "diffusion"):
-        assert sorted(p.name for p in (project / "models/generators" / family).iterdir()) == MODEL_FILES
-        r = run_cli(project, "train-generator", family, "--no-progress",
-                    "-S", "train_generator.threads=1")
-        assert r.exit_code == 0 and "side by side" not in r.output, r.output
-        alone = weights(project, family)
-        assert alone.keys() == together[family].keys()
-        assert all(torch.equal(alone[k], together[family][k]) for k in alone), family
-        assert (project / f"metrics/timings/train_generator/{family}.json").is_file()
-    r = run_cli(project, "train-generator", "vae", "gan", "nope")
-    assert r.exit_code == 2 and "unknown generator 'nope'" in r.output

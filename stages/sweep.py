@@ -61,8 +61,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.core.pool import plan
     from pipeline.evaluation.sweep_run import SweepJob, check_ratios, groups, run
 
-    for m in models:
-        check_ratios(points[m], data, p.compose, s.ratio_variant)  # fail before any training
+    # fail before any training (a ratio's set is the same for every model: checked once)
+    check_ratios([pt for pts in points.values() for pt in pts], data, p.compose, s.ratio_variant)
     variants = sorted({pt.variant for pts in points.values() for pt in pts})
     job = SweepJob(p.train, p.models, p.compose, p.augment, s.ratio_variant, p.paths.prepared,
                    p.paths.synthetic, parts, data.pool is not None, str(device),

@@ -51,9 +51,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from pipeline.core.distributed import from_env
     from pipeline.core.pool import imap, plan, preload
     dist = from_env()  # under torchrun: this process's rank; else a single process
-    models, variants, runs = study_runs(p.study.models if study_models else [model],
-                                        p.study.variants if study_variants else [variant],
-                                        p.study.seeds if study_seeds else [seed])
+    models = p.study.models if study_models else [model]
+    variants = p.study.variants if study_variants else [variant]
+    runs = study_runs(models, variants, p.study.seeds if study_seeds else [seed])
     cells = [study_cell(p, v, m, s) for v, m, s in runs]  # bad input: refused here, at once
     name, cfg, _ = cells[0]
     workers, threads = (plan(len(runs), pick_device(cfg.device).type, p.study.workers)

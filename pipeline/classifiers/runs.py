@@ -114,10 +114,10 @@ def write_summaries(root: Path, scores: dict[str, dict[str, dict[str, dict]]]) -
     return lines
 
 
-def study_runs(models: list, variants: list, seeds: list) -> tuple[list, list, list[tuple]]:
-    """(models, variants, the (variant, model, seed) runs): the transfer models' runs first,
-    the long ones, so that in a queue the short runs fill the end."""
+def study_runs(models: list, variants: list, seeds: list) -> list[tuple]:
+    """The (variant, model, seed) runs, the transfer models' first (the long ones), so that
+    in a queue the short runs fill the end."""
     from pipeline.classifiers.config import TRANSFER_MODELS
 
     models = sorted(models, key=lambda m: m not in TRANSFER_MODELS)
-    return models, variants, [(v, m, s) for m in models for v in variants for s in seeds]
+    return [(v, m, s) for m in models for v in variants for s in seeds]

@@ -86,8 +86,7 @@ class Worker:
 
 # a job's cost in cnn fits: a transfer model's fit takes ~5 (efficientnet_lite0 12 s, cnn
 # 2.4 s on one thread of a 2-core AMD EPYC), a generator ~12 (a VAE on the k split)
-FIT_COST = {"heavy": 5, "light": 1}
-GENERATOR_COST = 12
+TRANSFER_FIT_COST, GENERATOR_COST = 5, 12
 
 
 def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[str, list[Point]]]:
@@ -100,7 +99,7 @@ def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[s
 
     jobs, cost = [], []
     for model, points in todo.items():
-        fit = FIT_COST["heavy" if model in TRANSFER_MODELS else "light"]
+        fit = TRANSFER_FIT_COST if model in TRANSFER_MODELS else 1
         made: dict[float, list[Point]] = {}
         for pt in points:
             cfg = compose.variants.get(pt.variant) if pt.sweep == "when" else None

@@ -27,6 +27,7 @@ from generators.common import build_generator, sample_images, save_generator
 from generators.config import TrainGeneratorConfig
 from generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
 from generators.training import GeneratorTrainer
+from pipeline.core.batches import precision_note
 from pipeline.core.distributed import SINGLE, Dist
 from pipeline.data.storage import PackedDataset
 
@@ -57,7 +58,8 @@ class GeneratorRun:
         return (f"train-generator {self.family}: {self.parameters:,} parameters, {len(t)} train / "
                 f"{self.val_size} val images of {'x'.join(map(str, t.shape))}, "
                 f"{len(t.class_names)} classes, {self.trainer.total} steps of "
-                f"{self.fcfg.batch_size}, on {self.trainer.device}")
+                f"{self.fcfg.batch_size}, on {self.trainer.device}; "
+                f"{precision_note(self.trainer.device, self.cfg.amp, self.cfg.cpu_bf16, 'train_generator.cpu_bf16')}")
 
     def resume(self) -> str:
         """Continue from the work folder's checkpoint if it is this run's, and set the folder

@@ -80,7 +80,7 @@ class GeneratorTrainer:
             self.optimizers[name] = opt
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
                 opt, lr_lambda(self.fcfg, sum(name in a for a in active)))
-        self.dtype, self.scaler = _amp(device, cfg.amp)
+        self.dtype, self.scaler = _amp(device, cfg.amp, cfg.cpu_bf16)
         from diffusers.training_utils import EMAModel  # here, not at import: diffusers takes seconds
         live, ema = model.state_dict(), self.ema.state_dict()
         # EMAModel averages the tensors that require grad and copies the others: the live tensors

@@ -24,76 +24,40 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     Writes paths.quality/quality.md (the table, ranks and figures), quality.json (for
     `dvc metrics show`, and what the report shows) and figures/ (FID-domain vs CAS, and each
     set's closest pairs to training images). Needs `synthaug judge` and `synthaug sample` first.
+    On a CPU the sets are scored side by side in `quality.workers` one-thread processes.
     """
     p = params_from(params, set_)
+    from pipeline.core.device import pick_device
+    from pipeline.core.pool import imap, plan
     from pipeline.data.outputs import atomic_output
+    from pipeline.evaluation.quality_run import SetScorer, sets_to_score
     from pipeline.report import quality_page as page
     from pipeline.report.data_figures import quality_scatter
+    from tqdm.auto import tqdm
 
-    train, ctx, entries = _context(p)
+    names = sets_to_score(p)
     q = p.quality
+    # each set on its own in a worker (one thread: two one-thread processes beat one of two)
+    workers, threads = plan(len(names), pick_device(q.device).type, q.workers)
+    if workers > 1:
+        say(f"quality: {len(names)} sets in {workers} processes of {threads} thread(s)")
     with atomic_output(p.paths.quality) as tmp:
         (tmp / "figures").mkdir()
-        rows = _score(entries, ctx, train, tmp / "figures", progress)
+        rows: list = [None] * len(names)
+        for i, row in tqdm(imap(SetScorer, (p, tmp / "figures"), SetScorer.score, names, workers, threads),
+                           total=len(names), desc="quality", unit="set",
+                           disable=None if progress else True):
+            rows[i] = row
+            say(f"quality {row['name']}: " + "  ".join(
+                f"{h} {fmt.format(row[k])}" for k, (h, _, fmt) in page.METRICS.items()
+                if row.get(k) is not None))
+        reference = rows[0].pop("reference_name")
+        for row in rows[1:]:
+            row.pop("reference_name")
         quality_scatter(rows, tmp / "figures" / "fid_vs_cas.png")
         sets = page.record(rows)
         (tmp / "quality.json").write_text(json.dumps(sets, indent=2) + "\n")
         (tmp / "quality.md").write_text(page.page(sets, q.model, q.k, q.copy_threshold,
-                                                  p.paths.synthetic, p.paths.quality,
-                                                  ctx.reference_name))
+                                                  p.paths.synthetic, p.paths.quality, reference))
     say(page.table(sets))
     say(f"-> {p.paths.quality / 'quality.md'}")
-
-
-def _score(entries, ctx, train, figs: Path, progress: bool) -> list[dict]:
-    """assess() of every set, with its closest-pairs figure; each set's scores said."""
-    from tqdm.auto import tqdm
-
-    from pipeline.evaluation.quality import assess
-    from pipeline.report.data_figures import closest_pairs
-    from pipeline.report.quality_page import METRICS, REFERENCES
-
-    rows = []
-    for name, images, labels in tqdm(entries, desc="quality", unit="set",
-                                      disable=None if progress else True):
-        # the val split is scored with model selection on train (not on itself)
-        row = assess(name, images, labels, ctx,
-                     (train.images, train.labels) if name == "real-val" else None)
-        rows.append({**row, "kind": "reference" if name in REFERENCES else "synthetic"})
-        say(f"quality {name}: " + "  ".join(f"{h} {fmt.format(row[k])}" for k, (h, _, fmt)
-                                            in METRICS.items() if row.get(k) is not None))
-        if name != "noise":
-            closest_pairs(images, train.images, row["nearest_distance"], row["nearest_index"],
-                          figs / f"closest_{name}.png",
-                          title=f"{name}: the images closest to a training image (bottom)")
-    return rows
-
-
-def _context(p):
-    """(the real train split, the QualityContext, the sets to score: real-val, every sample
-    set, noise), once the judge and every set are there."""
-    from pipeline.classifiers.classifier import load_classifier
-    from pipeline.classifiers.config import TrainConfig
-    from pipeline.core.device import pick_device
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import is_dataset, read_dataset
-    from pipeline.evaluation.quality import QualityContext, noise_set, recipe
-
-    if not (p.paths.judge / "config.json").is_file():
-        raise SynthaugError(f"{p.paths.judge}: no judge; run `synthaug judge` (or `dvc repro`) first")
-    missing = [n for n in p.sample.sets if not is_dataset(p.paths.synthetic / n)]
-    if missing:
-        raise SynthaugError(f"{p.paths.synthetic / missing[0]}: set {missing[0]!r} not sampled; run "
-                            f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
-    q, device = p.quality, pick_device(p.quality.device)
-    train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
-    judge, _ = load_classifier(p.paths.judge, device)
-    from pipeline.data.prepare import held_back_reference
-
-    ctx = QualityContext.build(train, val, test, judge, q, recipe(TrainConfig(), q), p.models, device,
-                               reference=held_back_reference(p.paths.prepared, train, q.seed))
-    noise = noise_set(max(1, len(val) // len(val.class_names)), train.shape,
-                      len(train.class_names), q.seed)
-    sets = [(n, read_dataset(p.paths.synthetic / n, mmap=False)) for n in p.sample.sets]
-    return train, ctx, [("real-val", val.images, val.labels),
-                        *((n, ds.images, ds.labels) for n, ds in sets), ("noise", *noise)]

@@ -273,3 +273,27 @@ def test_a_run_resumes_and_keeps_its_folder_without_the_cli(project):
     assert (out / "log/history.json").is_file() and (work / "checkpoint.pt").is_file()
     second.close()
     assert not work.exists()
+
+
+def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_runs_it(run_cli, project, monkeypatch):
+    """train_generator.cpu_bf16: the log says which precision ran and why; under the AVX2
+    stand-in it is fp32, bit for bit the weights of cpu_bf16=false; on a CPU with native bf16
+    the weights differ (autocast ran)."""
+    def run(*extra):
+        r = run_cli(project, "train-generator", "vae", "--no-progress", *extra)
+        assert r.exit_code == 0, r.output
+        return r.output, weights(project)
+
+    out, fp32 = run("-S", "train_generator.cpu_bf16=false")
+    assert "cpu: fp32 (train_generator.cpu_bf16 is off)" in out
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    out, capped = run("-S", "train_generator.cpu_bf16=true")
+    assert "cpu: fp32 (ONEDNN_MAX_CPU_ISA=AVX2)" in out
+    assert all(torch.equal(fp32[k], capped[k]) for k in fp32)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no native bf16: the bf16 path cannot run here")
+    out, bf16 = run("-S", "train_generator.cpu_bf16=true")
+    assert "cpu: bf16 autocast" in out
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
+    assert all(torch.isfinite(v).all() for v in bf16.values())

@@ -388,3 +388,24 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
     torch.testing.assert_close(fast[0], plain[0], rtol=1e-9, atol=1e-9)
     for a, b in zip(fast[1], plain[1]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_depthwise_convs_stay_fp32_under_cpu_bf16_autocast():
+    """Under CPU bf16 autocast a depthwise Conv2dSame runs in fp32 (oneDNN's bf16 depthwise
+    kernels are slower on CPU): its output is float32 and equals the plain fp32 result, input
+    and weight gradients too; a dense conv still runs in bf16."""
+    from pipeline.classifiers.efficientnet import Conv2dSame
+
+    torch.manual_seed(0)
+    dw, dense = Conv2dSame(8, 8, 3, 2, groups=8), Conv2dSame(8, 4, 3, 1)
+    x = torch.randn(4, 8, 10, 10).contiguous(memory_format=torch.channels_last).requires_grad_()
+    plain = dw(x)
+    plain.sum().backward()
+    gx, gw = x.grad.clone(), dw.weight.grad.clone()
+    x.grad, dw.weight.grad = None, None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = dw(x)
+        assert dense(x).dtype == torch.bfloat16
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+    mixed.sum().backward()
+    assert torch.equal(x.grad, gx) and torch.equal(dw.weight.grad, gw)

@@ -115,12 +115,14 @@ def cpu_bf16() -> tuple[bool, str]:
     return False, "no AVX512-BF16/AMX"
 
 
-def precision_note(device: torch.device, enabled: bool, cpu: bool = False) -> str:
-    """What `mixed_precision` picks and why, for the training log: `cpu: fp32 (no ...)`."""
+def precision_note(device: torch.device, enabled: bool, cpu: bool = False,
+                   setting: str = "train.cpu_bf16") -> str:
+    """What `mixed_precision` picks and why, for the training log: `cpu: fp32 (no ...)`;
+    `setting` names the switch that `cpu` comes from."""
     dtype, scaler = mixed_precision(device, enabled, cpu)
     name = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
     if device.type == "cpu":
-        why = cpu_bf16()[1] if cpu else "train.cpu_bf16 is off"
+        why = cpu_bf16()[1] if cpu else f"{setting} is off"
     else:
         why = "amp is off" if not enabled else ("no bf16 on this GPU, loss scaling"
                                                 if scaler is not None else "GPU has bf16")

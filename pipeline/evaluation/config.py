@@ -35,6 +35,9 @@ class QualityConfig(Section):
         "also FID in EfficientNet-Lite0's ImageNet features (the package's weights, offline)"))
     cas: bool = Field(True, description=(
         "Classification Accuracy Score: train a classifier per set (the slowest metric)"))
+    workers: NonNegativeInt = Field(0, description=(
+        "processes scoring the sets side by side on a CPU, one thread each: 0 = one per core "
+        "(at most 4); 1 = one after another"))
 
 class SweepConfig(Section):
     """`synthaug sweep`: accuracy against the amount of data, every model in one dvc stage.

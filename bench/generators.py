@@ -13,7 +13,8 @@ defaults never looks at the test split. `synthaug quality` reports the test-spli
 Run it where `synthaug prepare` and `synthaug judge` (or `dvc repro`) ran:
 
     .venv/bin/python bench/generators.py [--families gan vae diffusion] [--budgets 1 2]
-        [-S train_generator.gan.width=16 ...] [--seed 0] [--json out.json] [--grids DIR]
+        [-S train_generator.gan.width=16 ...] [--seed 0] [--threads N] [--json out.json]
+        [--grids DIR]
 """
 from __future__ import annotations
 
@@ -99,6 +100,8 @@ def main() -> None:
                     metavar="SECTION.KEY=VALUE", help="params override, as `synthaug -S`")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--seed", type=int, default=0, help="train_generator.seed for every run")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (1: a study worker's); 0 = torch's default")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--grids", type=Path, help="write each run's sample grid (PNG) here")
     args = ap.parse_args()
@@ -112,6 +115,8 @@ def main() -> None:
     from pipeline.evaluation.quality import QualityContext, recipe
     from pipeline.data.storage import read_dataset
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     p = load_params(args.params, args.overrides)
     device = torch.device("cpu")
     data = {s: read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val")}

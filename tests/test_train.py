@@ -385,3 +385,30 @@ def test_the_log_names_the_precision_and_why(monkeypatch):
     assert precision_note(cpu, True, True) == (
         "cpu: bf16 autocast (oneDNN has native bf16 (AVX512-BF16/AMX))" if native
         else "cpu: fp32 (no AVX512-BF16/AMX)")
+
+
+def test_cpu_inference_batches_are_capped_and_change_no_logit():
+    """On a CPU scoring runs in batches of at most CPU_INFERENCE_BATCH (large ones spill the
+    caches); a GPU keeps the size asked for; the logits do not depend on it."""
+    import numpy as np
+    import torch
+
+    from pipeline.classifiers.transfer import build_transfer
+    from pipeline.core import batches
+    from pipeline.classifiers.training import predict
+
+    cpu = torch.device("cpu")
+    assert batches.inference_batch(cpu, 1024) == batches.CPU_INFERENCE_BATCH == 64
+    assert batches.inference_batch(cpu, 16) == 16
+    assert batches.inference_batch(torch.device("cuda"), 1024) == 1024
+    torch.manual_seed(0)
+    model, _ = build_transfer("efficientnet_lite0", 10, pretrained=False, input_size=40)
+    images = np.random.default_rng(0).integers(0, 256, (150, 28, 28, 1), dtype=np.uint8)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    capped = predict(model, images, cpu, 512)
+    assert seen == [64, 64, 22]
+    seen.clear()
+    one = predict(model, images, cpu, 1)  # one image at a time: the same numbers
+    hook.remove()
+    assert seen == [1] * 150 and torch.equal(capped, one)

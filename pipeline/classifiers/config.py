@@ -127,7 +127,8 @@ def recipe(train: TrainConfig, model: str, seed: int, epochs: int | None = None,
 
 
 class EvaluateConfig(Section):
-    batch_size: PositiveInt = Field(512, description="scoring batch size")
+    batch_size: PositiveInt = Field(512, description=(
+        "scoring batch size (on a CPU at most 64: larger batches spill its caches)"))
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
 

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from pipeline.classifiers.config import TrainConfig
 from pipeline.classifiers.optim import optimizer, scheduler
 from pipeline.classifiers.use import Use
-from pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, layout,
-                                   mixed_precision, place)
+from pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, inference_batch,
+                                   layout, mixed_precision, place)
 from pipeline.core.distributed import SINGLE, Dist, broadcast_buffers, wrap
 from pipeline.core.errors import SynthaugError
 
@@ -42,6 +42,7 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
         model.to(memory_format=torch.channels_last)
     x = images if isinstance(images, torch.Tensor) else as_tensor(images, device)
     dtype, _ = mixed_precision(device, amp)
+    batch_size = inference_batch(device, batch_size)
     out = []
     for i in range(0, len(x), batch_size):
         xb = layout(x[i:i + batch_size].to(device).float().div_(255), channels_last)
@@ -67,6 +68,7 @@ def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype, channels_last: 
     and the sums are added up, so every rank gets the same numbers."""
     model.eval()
     order = torch.arange(dist.rank, len(y), dist.world)
+    batch_size = inference_batch(y.device, batch_size)
     total_loss = torch.zeros((), dtype=torch.float64, device=y.device)
     correct = torch.zeros((), dtype=torch.long, device=y.device)
     with torch.no_grad():

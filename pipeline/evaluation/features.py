@@ -56,7 +56,10 @@ class FeatureExtractor(nn.Module):
 def features(extractor: FeatureExtractor, images: np.ndarray, device: torch.device,
              batch_size: int = 512) -> torch.Tensor:
     """Features (float64 N x d, CPU) of uint8 N x H x W x C images."""
+    from pipeline.core.batches import inference_batch
+
     extractor.to(device)
+    batch_size = inference_batch(device, batch_size)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     out = [extractor(x[i:i + batch_size].to(device)).double().cpu()
            for i in range(0, len(x), batch_size)]

@@ -58,8 +58,8 @@ class GeneratorRun:
         return (f"train-generator {self.family}: {self.parameters:,} parameters, {len(t)} train / "
                 f"{self.val_size} val images of {'x'.join(map(str, t.shape))}, "
                 f"{len(t.class_names)} classes, {self.trainer.total} steps of "
-                f"{self.fcfg.batch_size}, on {self.trainer.device}; "
-                f"{precision_note(self.trainer.device, self.cfg.amp, self.cfg.cpu_bf16, 'train_generator.cpu_bf16')}")
+                f"{self.fcfg.batch_size}, on {self.trainer.device}; " + precision_note(
+                    self.trainer.device, self.cfg.amp, self.cfg.cpu_bf16, "train_generator.cpu_bf16"))
 
     def resume(self) -> str:
         """Continue from the work folder's checkpoint if it is this run's, and set the folder

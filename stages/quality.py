@@ -51,9 +51,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             say(f"quality {row['name']}: " + "  ".join(
                 f"{h} {fmt.format(row[k])}" for k, (h, _, fmt) in page.METRICS.items()
                 if row.get(k) is not None))
-        reference = rows[0].pop("reference_name")
-        for row in rows[1:]:
-            row.pop("reference_name")
+        reference = [row.pop("reference_name") for row in rows][0]  # the same in every row
         quality_scatter(rows, tmp / "figures" / "fid_vs_cas.png")
         sets = page.record(rows)
         (tmp / "quality.json").write_text(json.dumps(sets, indent=2) + "\n")

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.core.batches import inference_batch
+
 LITE0_SIZE = 64  # ImageNet features: images are resized to this inside EfficientNet-Lite0
 
 
@@ -56,8 +58,6 @@ class FeatureExtractor(nn.Module):
 def features(extractor: FeatureExtractor, images: np.ndarray, device: torch.device,
              batch_size: int = 512) -> torch.Tensor:
     """Features (float64 N x d, CPU) of uint8 N x H x W x C images."""
-    from pipeline.core.batches import inference_batch
-
     extractor.to(device)
     batch_size = inference_batch(device, batch_size)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)

@@ -2,11 +2,12 @@
 AdamW step through TransferClassifier, model and input channels last, finetune strategy).
 
     .venv/bin/python bench/transfer_speed.py [--model efficientnet_lite0] [--batch 128]
-        [--size 32] [--threads 2] [--steps 10] [--plain]
+        [--size 32] [--threads 2] [--steps 10] [--plain] [--freeze-bn]
 
 --plain turns off pipeline/classifiers/efficientnet.py's CPU speed-ups (kernel cropping, tap-sum weight
-gradients, 1x1 convolutions as matmuls): the same numbers, computed the plain way. Prints the
-median and the best step.
+gradients, 1x1 convolutions as matmuls, frozen BatchNorms folded into the convolutions): the
+same numbers, computed the plain way. --freeze-bn trains with BatchNorm statistics frozen (the
+study's efficientnet_lite0 recipe). Prints the median and the best step.
 """
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ def plain() -> None:
         pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
         return 0, k, pad // 2, pad - pad // 2
 
+    def pointwise(self, x, bn=None):
+        y = torch.nn.Conv2d.forward(self, x)
+        return y if bn is None else bn(y)
+
     E._plan, E._tap_sums_pay = full, lambda *a: False
-    E.Pointwise.forward = torch.nn.Conv2d.forward
+    E.Pointwise.forward, E.FOLD_FROZEN_BN = pointwise, False
 
 
 def main() -> None:
@@ -42,6 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--freeze-bn", action="store_true")
     args = ap.parse_args()
 
     import torch
@@ -53,7 +59,8 @@ def main() -> None:
     if args.plain:
         plain()
     torch.manual_seed(0)
-    model, _ = build_transfer(args.model, 10, pretrained=False, input_size=args.size)
+    model, _ = build_transfer(args.model, 10, pretrained=False, input_size=args.size,
+                               freeze_bn=args.freeze_bn)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.param_groups(1e-3))
     x = torch.rand(args.batch, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)

@@ -362,13 +362,29 @@ def test_cropping_and_tap_sums_really_happen_at_32px():
     assert _tap_sums_pay(4, 9) and not _tap_sums_pay(64, 9)
 
 
-def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypatch):
-    """Lite0 at 32 px (late stages on 2x2 and 1x1 maps), channels last, training mode: the same
-    as with full kernels, PyTorch's own weight gradients and 1x1 convolutions."""
+def _plain_pointwise(self, x, bn=None):
+    y = torch.nn.Conv2d.forward(self, x)
+    return y if bn is None else bn(y)
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypatch, frozen_bn):
+    """Lite0 at 32 px (late stages on 2x2 and 1x1 maps), channels last, gradients on: the same
+    as with full kernels, PyTorch's own weight gradients, 1x1 convolutions and BatchNorms, with
+    BatchNorm training (its statistics move) and frozen (eval: folded into the convolutions;
+    gamma and beta still get their gradients)."""
     from pipeline.classifiers import efficientnet as E
 
     torch.manual_seed(0)
     net = E.EfficientNetLite0(num_classes=10).double().to(memory_format=torch.channels_last)
+    if frozen_bn:  # statistics unlike a fresh BatchNorm's, so that a wrong fold shows
+        for bn in net.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.data.uniform_(0.5, 1.5)
+                bn.bias.data.uniform_(-0.2, 0.2)
+        net.eval()
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64).contiguous(
         memory_format=torch.channels_last)
 
@@ -383,11 +399,29 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
     fast = run()
     monkeypatch.setattr(E, "_plan", lambda size, k, s: (0, k, *_tf_pads(size, k, s)))  # no cut
     monkeypatch.setattr(E, "_tap_sums_pay", lambda *a: False)
-    monkeypatch.setattr(E.Pointwise, "forward", torch.nn.Conv2d.forward)
+    monkeypatch.setattr(E.Pointwise, "forward", _plain_pointwise)
+    monkeypatch.setattr(E, "FOLD_FROZEN_BN", False)
     plain = run()
     torch.testing.assert_close(fast[0], plain[0], rtol=1e-9, atol=1e-9)
     for a, b in zip(fast[1], plain[1]):
+        assert a.abs().sum() > 0  # every parameter learns, gamma and beta of a folded BN too
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_frozen_batchnorms_are_folded_only_in_eval_mode(monkeypatch):
+    """Eval-mode BatchNorms never run as such (folded); in training mode every one runs."""
+    from pipeline.classifiers import efficientnet as E
+
+    net = E.EfficientNetLite0(num_classes=10)
+    calls = []
+    for bn in net.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.rand(2, 3, 32, 32)
+    net.eval()(x)
+    assert calls == []
+    net.train()(x)
+    assert len(calls) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
 
 def test_depthwise_convs_stay_fp32_under_cpu_bf16_autocast():

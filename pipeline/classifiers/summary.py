@@ -65,10 +65,16 @@ def _label(names: list[str]) -> str:
 def transfer_table(model, name: str, shape: tuple[int, int, int]) -> str:
     """Block groups with output shapes (channels last, as Keras) and parameter counts, and how
     many parameters each strategy trains."""
+    from torch import nn
+
     names = {id(m): n for n, m in model.net.named_modules()}
     shapes = {}
-    hooks = [g[-1].register_forward_hook(lambda m, i, o: shapes.__setitem__(id(m), o.shape[1:]))
-             for g in model.groups]
+    # a group's output shape is its last module's but a BatchNorm's (the shape of the layer
+    # before it; in eval mode efficientnet_lite0's are folded into that layer, never called)
+    bn = nn.modules.batchnorm._BatchNorm
+    last = [next((m for m in reversed(g) if not isinstance(m, bn)), g[-1]) for g in model.groups]
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(id(m), o.shape[1:]))
+             for m in last]
     was = model.training
     import torch
 
@@ -83,8 +89,9 @@ def transfer_table(model, name: str, shape: tuple[int, int, int]) -> str:
         return "(" + ", ".join(["None", *map(str, dims)]) + ")"
 
     head = model.head[0]
-    rows = [(f"{i}  {_label([names[id(m)] for m in g])}", keras(shapes[id(g[-1])]),
-             sum(p.numel() for m in g for p in m.parameters())) for i, g in enumerate(model.groups)]
+    rows = [(f"{i}  {_label([names[id(x)] for x in g])}", keras(shapes[id(m)]),
+             sum(p.numel() for x in g for p in x.parameters()))
+            for i, (g, m) in enumerate(zip(model.groups, last))]
     rows.append((f"head  {names[id(head)]}: Linear({head.in_features} -> {head.out_features})",
                  keras(shapes[id(head)]), sum(p.numel() for p in head.parameters())))
     title = "Block group (unfrozen top down)"

@@ -162,7 +162,12 @@ class TrainGeneratorConfig(Section):
     cpu_bf16: bool = Field(True, description=(
         "bf16 autocast on CPUs that run it natively (AVX512-BF16, AMX): steps 15-30% faster "
         "there, the same quality; other CPUs train in fp32"))
-    threads: NonNegativeInt = Field(0, description="CPU threads for torch; 0 = torch's default")
+    threads: NonNegativeInt = Field(0, description=(
+        "CPU threads for torch; 0 = torch's default, or a worker's share of the cores"))
+    workers: NonNegativeInt = Field(0, description=(
+        "processes that train the families side by side on a CPU, one thread each (a family's "
+        "weights are the same for any number of them); 0: one per family, at most 4 (on one "
+        "core: 1), 1: one after the other in the command's process (a GPU and torchrun always)"))
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0, description=(
         "EMA of the weights, the ones used for sampling"))
     log_every: PositiveInt = Field(100, description=(

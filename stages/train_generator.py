@@ -1,9 +1,10 @@
-"""`synthaug train-generator <gan|vae|diffusion>`: fit one label-conditioned generator.
+"""`synthaug train-generator [gan vae diffusion]`: fit label-conditioned generators.
 
-Resumable (generators/run.py): the training state is checkpointed under
+Resumable (generators/run.py): each family's training state is checkpointed under
 `paths.checkpoints`/train_generator/<family>, outside DVC's outs; a rerun with the same config
-and data continues from there. The finished generator and its metrics folder are written
-atomically, then the checkpoint is removed.
+and data continues from there. Each finished generator and its metrics folder are written
+atomically, then its checkpoint is removed. Several families train side by side on a CPU
+(`train_generator.workers` one-thread processes, pipeline.core.pool).
 """
 from __future__ import annotations
 
@@ -16,55 +17,83 @@ from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_erro
 
 
 @user_errors
-def command(generator: Annotated[str, typer.Argument(help="gan, vae or diffusion", metavar="GENERATOR")],
+def command(generators: Annotated[list[str] | None, typer.Argument(
+                help="gan, vae and/or diffusion (default: all three)", metavar="GENERATOR")] = None,
             params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> str:
-    """Train a label-conditioned generator on `paths.prepared`/train (val is monitored).
+            progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> str | None:
+    """Train label-conditioned generators on `paths.prepared`/train (val is monitored).
 
     GENERATOR is gan (conditional DCGAN), vae (conditional VAE) or diffusion (class-conditional
-    diffusion with diffusers); its settings are `train_generator.<GENERATOR>`, the shared ones
-    (seed, device, amp, log_every, checkpoint_every, grid_every, ...) live in
-    `train_generator`. Budgets are optimiser steps (`steps`; latent diffusion adds
-    `autoencoder_steps`), whatever the size of the split; `max_seconds` caps the time and is
-    reported when it cuts a run short.
+    diffusion with diffusers), several at once, all three by default; their settings are
+    `train_generator.<GENERATOR>`, the shared ones (seed, device, amp, cpu_bf16, workers,
+    log_every, checkpoint_every, grid_every, ...) live in `train_generator`. Budgets are
+    optimiser steps (`steps`; latent diffusion adds `autoencoder_steps`), whatever the size of
+    the split; `max_seconds` caps the time and is reported when it cuts a run short. On a CPU
+    the families train side by side in `train_generator.workers` one-thread processes.
 
     Writes `paths.generators`/GENERATOR (config.json + weights.safetensors, loadable without
-    params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots,
-    history.json, grids/step_N.png every grid_every steps, samples.png at the end: one row
-    per class). Killed runs (even kill -9) continue from the last checkpoint when rerun.
-    Data parallel: `torchrun --nproc_per_node N -m stages train-generator GENERATOR`.
-    """
+    params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots, history.json,
+    grids/step_N.png every grid_every steps, samples.png: one row per class). Killed runs (even
+    kill -9) continue from the last checkpoint when rerun. Data parallel: `torchrun
+    --nproc_per_node N -m stages train-generator GENERATOR`."""
     from generators.common import generator_class
+    from generators.config import FAMILIES
 
     p = params_from(params, set_)
-    generator_class(generator)  # unknown names fail here, before any heavy import
-    import torch
-
-    from generators.run import GeneratorRun
-    from pipeline.core.device import pick_device, seed_everything
+    names = list(dict.fromkeys(generators or FAMILIES))  # in order, once each
+    for name in names:
+        generator_class(name)  # unknown names fail here, before any heavy import
+    from pipeline.core.device import pick_device
     from pipeline.core.distributed import from_env
-    from pipeline.data.storage import read_dataset
+    from pipeline.core.pool import imap, plan
 
-    cfg = p.train_generator
-    train = read_dataset(p.paths.prepared / "train", mmap=False)
-    val = read_dataset(p.paths.prepared / "val", mmap=False)
-    dist = from_env()  # under torchrun: this process's rank (rank 0 writes), else one process
-    device = dist.device(pick_device(cfg.device))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
-    job = GeneratorRun(generator, cfg, train, val, p.paths.checkpoints / "train_generator" / generator,
-                       device, rng, dist)
-    say(job.describe())
-    if note := job.resume():
-        say(note)
-    job.train(progress, log=say)
-    if job.trainer.cut_short:
-        say(f"{generator}: max_seconds {cfg.family(generator).max_seconds:g} reached: stopped "
-            f"after {job.trainer.step} of {job.trainer.total} steps")
-    out_model, out_metrics = p.paths.generators / generator, p.paths.generator_metrics / generator
-    with output(out_model, dist) as model_dir, output(out_metrics, dist) as log_dir:
-        job.save(model_dir, log_dir)
-    job.close()
-    say(f"{job.summary_line()} -> {out_model}, {out_metrics / 'samples.png'}")
-    return generator  # the cell of the timing file
+    cfg = p.train_generator  # under torchrun or on a GPU: one after another, in this process
+    workers, threads = ((1, 0) if from_env().active else
+                        plan(len(names), pick_device(cfg.device).type, cfg.workers))
+    if workers > 1:  # handed out in the order named: the GAN, the longest, first
+        threads = cfg.threads or threads
+        say(f"train-generator: {', '.join(names)} in {workers} processes of {threads} thread(s)")
+    for _, line in imap(_Family, (p, progress and workers == 1), _Family.train, names, workers,
+                        threads):
+        say(line)
+    return names[0] if len(names) == 1 else None  # the cell of the timing file
+
+
+class _Family:
+    """This process's (or a pool worker's) data and device; `train(family)` trains one family
+    and saves it, and returns its closing line."""
+
+    def __init__(self, p, progress: bool):
+        import torch
+        from pipeline.core.device import pick_device
+        from pipeline.core.distributed import from_env
+        from pipeline.data.storage import read_dataset
+
+        self.p, self.progress, cfg = p, progress, p.train_generator
+        self.train_set = read_dataset(p.paths.prepared / "train", mmap=False)
+        self.val = read_dataset(p.paths.prepared / "val", mmap=False)
+        self.dist = from_env()  # under torchrun: this process's rank (rank 0 writes)
+        self.device = self.dist.device(pick_device(cfg.device))
+        if cfg.threads and torch.get_num_threads() != cfg.threads:
+            torch.set_num_threads(cfg.threads)
+
+    def train(self, family: str) -> str:
+        from generators.run import GeneratorRun
+        from pipeline.core.device import seed_everything
+
+        p, cfg = self.p, self.p.train_generator
+        rng = seed_everything(cfg.seed, deterministic=self.device.type == "cpu")
+        job = GeneratorRun(family, cfg, self.train_set, self.val,
+                           p.paths.checkpoints / "train_generator" / family, self.device, rng, self.dist)
+        say(job.describe())
+        if note := job.resume():
+            say(f"{family}: {note}")
+        job.train(self.progress, log=lambda line: say(f"{family}: {line}"))  # maybe side by side
+        if job.trainer.cut_short:
+            say(f"{family}: max_seconds {cfg.family(family).max_seconds:g} reached: stopped "
+                f"after {job.trainer.step} of {job.trainer.total} steps")
+        out_model, out_metrics = p.paths.generators / family, p.paths.generator_metrics / family
+        with output(out_model, self.dist) as model_dir, output(out_metrics, self.dist) as log_dir:
+            job.save(model_dir, log_dir)
+        job.close()
+        return f"{job.summary_line()} -> {out_model}, {out_metrics / 'samples.png'}"

@@ -79,6 +79,45 @@ def weights(project: Path, family: str = "vae") -> dict:
     return load_file(str(project / "models/generators" / family / "weights.safetensors"))
 
 
+def test_families_side_by_side_train_the_weights_each_trains_alone(run_cli, project, repo_root):
+    """`synthaug train-generator` (all three) on a CPU: the families in one-thread worker
+    processes, each with the weights and history of a one-thread run alone; the workers'
+    lines reach the terminal, each naming its family."""
+    r = subprocess.run([sys.executable, "-m", "stages", "train-generator", "--no-progress", "-S",
+                        "train_generator.workers=2"], cwd=project, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(repo_root)})
+    assert r.returncode == 0, r.stderr
+    assert "train-generator: gan, vae, diffusion in 2 processes of 1 thread(s)" in r.stdout
+    for family, total in TOTAL.items():
+        assert f"\n{family}: {total} steps in" in r.stdout
+        assert f"\n{family}: step {total:5d}/{total}" in r.stdout
+    together = {f: weights(project, f) for f in TOTAL}
+    history = {f: (project / "metrics/generators" / f / "history.json").read_text() for f in TOTAL}
+    assert json.loads((project / "metrics/timings/train_generator.json").read_text())["cell"] is None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # run_cli runs here: one thread, as a worker
+    try:
+        for family in TOTAL:
+            assert run_cli(project, "train-generator", family, "--no-progress").exit_code == 0
+            alone = weights(project, family)
+            assert alone.keys() == together[family].keys()
+            assert all(torch.equal(alone[k], together[family][k]) for k in alone), family
+            mine = project / "metrics/generators" / family / "history.json"
+            assert [h["step"] for h in json.loads(mine.read_text())] == \
+                [h["step"] for h in json.loads(history[family])]
+            assert (project / "metrics/timings/train_generator" / f"{family}.json").is_file()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_unknown_family_among_several_fails_before_any_training(run_cli, project):
+    r = run_cli(project, "train-generator", "vae", "flow")
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "error: generator: unknown generator 'flow'; allowed: gan, vae, diffusion"]
+    assert not (project / "models/generators").exists()
+
+
 def test_resume_after_interrupt_ends_like_an_uninterrupted_run(run_cli, project, monkeypatch, tmp_path):
     assert run_cli(project, "train-generator", "vae").exit_code == 0
     reference = weights(project)

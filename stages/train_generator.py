@@ -74,7 +74,7 @@ class _Family:
         self.val = read_dataset(p.paths.prepared / "val", mmap=False)
         self.dist = from_env()  # under torchrun: this process's rank (rank 0 writes)
         self.device = self.dist.device(pick_device(cfg.device))
-        if cfg.threads and torch.get_num_threads() != cfg.threads:
+        if cfg.threads:  # (a pool worker already runs on them)
             torch.set_num_threads(cfg.threads)
 
     def train(self, family: str) -> str:

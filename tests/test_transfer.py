@@ -362,11 +362,6 @@ def test_cropping_and_tap_sums_really_happen_at_32px():
     assert _tap_sums_pay(4, 9) and not _tap_sums_pay(64, 9)
 
 
-def _plain_pointwise(self, x, bn=None):
-    y = torch.nn.Conv2d.forward(self, x)
-    return y if bn is None else bn(y)
-
-
 @pytest.mark.parametrize("frozen_bn", [False, True])
 def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypatch, frozen_bn):
     """Lite0 at 32 px (late stages on 2x2 and 1x1 maps), channels last, gradients on: the same
@@ -399,7 +394,7 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
     fast = run()
     monkeypatch.setattr(E, "_plan", lambda size, k, s: (0, k, *_tf_pads(size, k, s)))  # no cut
     monkeypatch.setattr(E, "_tap_sums_pay", lambda *a: False)
-    monkeypatch.setattr(E.Pointwise, "forward", _plain_pointwise)
+    monkeypatch.setattr(E, "POINTWISE_MATMUL", False)
     monkeypatch.setattr(E, "FOLD_FROZEN_BN", False)
     plain = run()
     torch.testing.assert_close(fast[0], plain[0], rtol=1e-9, atol=1e-9)
@@ -408,7 +403,7 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_frozen_batchnorms_are_folded_only_in_eval_mode(monkeypatch):
+def test_frozen_batchnorms_are_folded_only_in_eval_mode():
     """Eval-mode BatchNorms never run as such (folded); in training mode every one runs."""
     from pipeline.classifiers import efficientnet as E
 

@@ -59,7 +59,9 @@ def _plan(size: int, k: int, stride: int) -> tuple[int, int, int, int]:
     return first, last + 1, before, after
 
 
-FOLD_FROZEN_BN = True  # False: eval-mode BatchNorms run as such (the plain formulation)
+# the plain formulation, for tests and bench/transfer_speed.py --plain: False turns each off
+FOLD_FROZEN_BN = True  # eval-mode BatchNorms folded into the convolution before them
+POINTWISE_MATMUL = True  # 1x1 convolutions on channels-last input as matmuls
 
 
 def folded(bn: nn.BatchNorm2d, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,10 +70,6 @@ def folded(bn: nn.BatchNorm2d, weight: torch.Tensor) -> tuple[torch.Tensor, torc
     mean x scale), differentiable in the weight, gamma and beta."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return weight * scale.view(-1, *[1] * (weight.dim() - 1)), bn.bias - bn.running_mean * scale
-
-
-def _fold(bn: nn.BatchNorm2d | None) -> bool:
-    return bn is not None and FOLD_FROZEN_BN and not bn.training
 
 
 def conv2d_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
@@ -146,44 +144,50 @@ class _DepthwiseSmallMap(torch.autograd.Function):
         return dx, dw, None, None
 
 
-class Conv2dSame(nn.Conv2d):
-    """nn.Conv2d (no bias) with TensorFlow "same" padding and kernel cropping (conv2d_same);
-    called with the BatchNorm after it, returns bn(conv(x)) (folded when bn is in eval mode)."""
+class _ConvBN(nn.Conv2d):
+    """A bias-free convolution called with the BatchNorm after it: forward(x, bn) is
+    bn(conv(x)), one convolution with the BatchNorm folded in when bn is in eval mode, and
+    conv(x) without bn. Subclasses give the convolution, `_conv(x, weight, bias)`."""
+
+    def forward(self, x: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
+        if bn is not None and FOLD_FROZEN_BN and not bn.training:
+            return self._conv(x, *folded(bn, self.weight))
+        y = self._conv(x, self.weight, None)
+        return y if bn is None else bn(y)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Conv2dSame(_ConvBN):
+    """nn.Conv2d (no bias) with TensorFlow "same" padding and kernel cropping (conv2d_same)."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, k, stride, 0, groups=groups, bias=False)
 
-    def forward(self, x: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
-        fold = _fold(bn)
-        weight, bias = folded(bn, self.weight) if fold else (self.weight, None)
+    def _conv(self, x, weight, bias):
         if self.groups > 1 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # depthwise under CPU bf16 autocast: in fp32, as oneDNN's bf16 depthwise kernels
             # are slower than its fp32 ones; the 1x1 matmuls, which are most of the arithmetic,
             # stay bf16 (a 40 px study step: 126 ms fp32, 100 ms so, 250 ms all bf16)
             with torch.autocast("cpu", enabled=False):
-                y = conv2d_same(x.float(), weight.float(), self.stride[0], self.groups,
-                                None if bias is None else bias.float())
-        else:
-            y = conv2d_same(x, weight, self.stride[0], self.groups, bias)
-        return y if fold or bn is None else bn(y)
+                return conv2d_same(x.float(), weight.float(), self.stride[0], self.groups,
+                                   None if bias is None else bias.float())
+        return conv2d_same(x, weight, self.stride[0], self.groups, bias)
 
 
-class Pointwise(nn.Conv2d):
+class Pointwise(_ConvBN):
     """1x1 nn.Conv2d (no bias), run as a matmul over the channels of a channels-last input
     (2-3x faster than oneDNN's 1x1 convolution on CPU, forward and backward, for the small
-    maps of the late stages); called with the BatchNorm after it, as Conv2dSame."""
+    maps of the late stages)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__(cin, cout, 1, bias=False)
 
-    def forward(self, x: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
-        fold = _fold(bn)
-        weight, bias = folded(bn, self.weight) if fold else (self.weight, None)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
-        else:
-            y = F.conv2d(x, weight, bias)
-        return y if fold or bn is None else bn(y)
+    def _conv(self, x, weight, bias):
+        if POINTWISE_MATMUL and x.is_contiguous(memory_format=torch.channels_last):
+            return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+        return F.conv2d(x, weight, bias)
 
 
 def _relu6(x: torch.Tensor) -> torch.Tensor:

@@ -56,10 +56,10 @@ def main() -> None:
     import albumentations as A
     import torch
 
-    from pipeline.augment.classic import build_augmenter
-    from pipeline.data.config import PrepareConfig
-    from pipeline.augment.expand import cpu_count, expand
-    from pipeline.data.sources import load_source
+    from synthaug.pipeline.augment.classic import build_augmenter
+    from synthaug.pipeline.data.config import PrepareConfig
+    from synthaug.pipeline.augment.expand import cpu_count, expand
+    from synthaug.pipeline.data.sources import load_source
 
     src = load_source(PrepareConfig(), "data/raw")
     images, labels = src.images[:args.images], src.labels[:args.images]
@@ -84,8 +84,8 @@ def main() -> None:
             for _ in range(args.copies):
                 tv(im)
 
-    from pipeline.augment.batch import BatchAugment
-    from pipeline.augment.config import BATCH_PRESETS
+    from synthaug.pipeline.augment.batch import BatchAugment
+    from synthaug.pipeline.augment.config import BATCH_PRESETS
 
     batch_aug = BatchAugment(args.preset) if args.preset in BATCH_PRESETS else None
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def mnist5k():
-    from pipeline.data.config import PrepareConfig
-    from pipeline.data.sources import load_source
+    from synthaug.pipeline.data.config import PrepareConfig
+    from synthaug.pipeline.data.sources import load_source
 
     src = load_source(PrepareConfig(), Path("data/raw"), progress=False)
     return src.images, src.labels
@@ -77,8 +77,8 @@ def baseline_rates(model, images, labels, cfg, device, epochs: int, workers: int
 
 def fit_rates(model, images, labels, val, cfg, device, epochs: int) -> list[float]:
     """images/s per epoch of fit (its validation pass is over a handful of images)."""
-    from pipeline.core.device import seed_everything
-    from pipeline.classifiers.training import fit
+    from synthaug.pipeline.core.device import seed_everything
+    from synthaug.pipeline.classifiers.training import fit
 
     seconds = []
     r = fit(model, (images, labels), val, cfg.model_copy(update={"epochs": epochs}), device,
@@ -92,9 +92,9 @@ def measure(args) -> float:
     """The best epoch's images/s of one way (`args.only`), in this process."""
     import torch
 
-    from pipeline.classifiers.classifier import build_classifier
-    from pipeline.classifiers.config import TrainConfig
-    from pipeline.core.device import pick_device, seed_everything
+    from synthaug.pipeline.classifiers.classifier import build_classifier
+    from synthaug.pipeline.classifiers.config import TrainConfig
+    from synthaug.pipeline.core.device import pick_device, seed_everything
 
     device = pick_device(args.device)
     images, labels = mnist5k()
@@ -143,7 +143,7 @@ def main() -> None:
           f"{args.epochs}", flush=True)
     # the examples use no worker on CPU and one on CUDA: both, and the faster is the baseline
     ways = {"loop0": "DataLoader loop, 0 workers", "loop1": "DataLoader loop, 1 worker",
-            "fit": "pipeline.training.fit"}
+            "fit": "synthaug.pipeline.training.fit"}
     best = dict.fromkeys(ways, 0.0)
     for r in range(args.rounds):
         got = {way: run(way) for way in ways}

@@ -55,13 +55,13 @@ def machine() -> str:
 def run(family: str, budget: float, p, data: dict, ctx, seed: int, device) -> dict:
     import torch
 
-    from generators.common import build_generator
-    from generators.config import SetConfig
-    from generators.samplers import build_sampler
-    from generators.training import GeneratorTrainer
-    from pipeline.core.device import seed_everything
-    from pipeline.data.compose import balanced_labels
-    from pipeline.evaluation.quality import assess
+    from synthaug.generators.common import build_generator
+    from synthaug.generators.config import SetConfig
+    from synthaug.generators.samplers import build_sampler
+    from synthaug.generators.training import GeneratorTrainer
+    from synthaug.pipeline.core.device import seed_everything
+    from synthaug.pipeline.data.compose import balanced_labels
+    from synthaug.pipeline.quality.assess import assess
 
     cfg = p.train_generator.model_copy(deep=True)
     cfg.seed = seed
@@ -108,12 +108,12 @@ def main() -> None:
 
     import torch
 
-    from pipeline.classifiers.classifier import load_classifier
-    from pipeline.classifiers.config import TrainConfig
-    from stages.params import load_params
-    from pipeline.report.data_figures import sample_grid
-    from pipeline.evaluation.quality import QualityContext, recipe
-    from pipeline.data.storage import read_dataset
+    from synthaug.pipeline.classifiers.classifier import load_classifier
+    from synthaug.pipeline.classifiers.config import TrainConfig
+    from synthaug.stages.params import load_params
+    from synthaug.pipeline.figures.data import sample_grid
+    from synthaug.pipeline.quality.assess import QualityContext, recipe
+    from synthaug.pipeline.data.storage import read_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)

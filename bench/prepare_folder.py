@@ -55,8 +55,8 @@ def _write_pngs(job: tuple[Path, int, int]) -> None:
 
 
 def make_folder(root: Path, n: int, size: int, workers: int) -> None:
-    from pipeline.data.config import PrepareConfig
-    from pipeline.data.sources import load_source
+    from synthaug.pipeline.data.config import PrepareConfig
+    from synthaug.pipeline.data.sources import load_source
 
     src = load_source(PrepareConfig(), "unused", progress=False)
     for c in src.class_names:
@@ -73,11 +73,11 @@ def _rss_now_mb() -> float:
 
 def worker(kind: str, folder: Path, out: Path, size: int) -> None:
     """One prepare of `folder` into `out`; prints a JSON line of what it measured."""
-    from pipeline.data.config import PrepareConfig
-    from pipeline.data.prepare import SPLITS, prepare_splits, split_meta
-    from pipeline.data.sources import RawSource, _class_files, load_source, read_image
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import write_dataset
+    from synthaug.pipeline.data.config import PrepareConfig
+    from synthaug.pipeline.data.prepare import SPLITS, prepare_splits, split_meta
+    from synthaug.pipeline.data.sources import RawSource, class_files, load_source, read_image
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import write_dataset
     import sklearn.model_selection  # noqa: F401  (both ways import it: counted "at start")
     import tqdm  # noqa: F401
 
@@ -95,7 +95,7 @@ def worker(kind: str, folder: Path, out: Path, size: int) -> None:
                               split_meta(src, cfg, splits, name), rows=s.rows)
         else:  # the old way: decode into a list, np.stack, splits as whole arrays
             classes = sorted(p for p in folder.iterdir() if p.is_dir())
-            files = [(i, f) for i, c in enumerate(classes) for f in _class_files(c)]
+            files = [(i, f) for i, c in enumerate(classes) for f in class_files(c)]
             images = [read_image(f, cfg) for _, f in files]
             src = RawSource(np.stack(images), np.array([i for i, _ in files], np.int64),
                             [c.name for c in classes],
@@ -140,7 +140,7 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.folder, args.out, args.size)
 
-    from pipeline.augment.expand import cpu_count
+    from synthaug.pipeline.augment.expand import cpu_count
 
     work = Path(tempfile.mkdtemp(prefix="bench-prepare-", dir=args.dir))
     try:

@@ -29,9 +29,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from generators.common import build_generator, sample_images
-    from stages.params import load_params
-    from pipeline.core.device import pick_device
+    from synthaug.generators.common import build_generator, sample_images
+    from synthaug.stages.params import load_params
+    from synthaug.pipeline.core.device import pick_device
 
     device = pick_device(args.device)
     p = load_params(Path(__file__).resolve().parent.parent / "params.yaml", [])

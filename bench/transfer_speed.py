@@ -25,7 +25,7 @@ def plain() -> None:
     """Full kernels with TF padding, PyTorch's weight gradients, 1x1 convolutions as such."""
     import torch
 
-    from pipeline.classifiers import efficientnet as E
+    from synthaug.pipeline.classifiers import efficientnet as E
 
     def full(size: int, k: int, stride: int):
         pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
@@ -49,7 +49,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from pipeline.classifiers.transfer import build_transfer
+    from synthaug.pipeline.classifiers.transfer import build_transfer
 
     torch.set_num_threads(args.threads)
     if args.plain:

@@ -81,8 +81,8 @@ CONSTRAINT = [(at.Gt, "gt", ">"), (at.Ge, "ge", "≥"), (at.Lt, "lt", "<"), (at.
 
 def _aliases() -> dict:
     """Named types of the configs, shown by their meaning rather than their structure."""
-    from pipeline.augment.config import AugmentSpec
-    from pipeline.core.settings import Device
+    from synthaug.pipeline.augment.config import AugmentSpec
+    from synthaug.pipeline.core.settings import Device
 
     return {AugmentSpec: "preset name or list of steps (see [Augmentation](augmentation.md))",
             Device: "device name"}
@@ -137,7 +137,7 @@ def nested(tp: Any) -> list[tuple[str, type[BaseModel]]]:
 def sections(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
     """(key prefix, model) of every section, depth first in field order, the root excluded."""
     if model is None:
-        from stages.params import Params
+        from synthaug.stages.params import Params
 
         model = Params
     out = []
@@ -319,7 +319,7 @@ def _layer_type(model: type[BaseModel]) -> str | None:
 
 def render() -> str:
     """The whole page, as markdown."""
-    from stages.params import Params
+    from synthaug.stages.params import Params
 
     found = sections()
     count = {}
@@ -374,7 +374,7 @@ def render() -> str:
     lines.append("")
     repo = ROOT / "params.yaml"
     if repo.is_file():
-        from stages.params import load_params
+        from synthaug.stages.params import load_params
 
         changed = _changed(Params().model_dump(mode="json"),
                            load_params(repo).model_dump(mode="json"))

@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.config import FAMILIES, FamilyConfig
-from pipeline.core.checkpoint import load_folder, save_folder
-from pipeline.core.errors import SynthaugError
+from synthaug.generators.config import FAMILIES, FamilyConfig
+from synthaug.pipeline.core.checkpoint import load_folder, save_folder
+from synthaug.pipeline.core.errors import SynthaugError
 
 # family -> "module:Class"; imported on demand (diffusion pulls in diffusers, ~6 s)
-REGISTRY = {"gan": "generators.gan:ConditionalGAN", "vae": "generators.vae:ConditionalVAE",
-            "diffusion": "generators.diffusion:ConditionalDiffusion"}
+REGISTRY = {"gan": "synthaug.generators.gan:ConditionalGAN", "vae": "synthaug.generators.vae:ConditionalVAE",
+            "diffusion": "synthaug.generators.diffusion:ConditionalDiffusion"}
 assert tuple(REGISTRY) == FAMILIES
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.core.settings import Device, Section
+from synthaug.pipeline.core.settings import Device, Section
 
 FAMILIES = ("gan", "vae", "diffusion")
 AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction task

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.common import GeneratorModel
-from generators.config import AUTOENCODER_LR, DiffusionConfig
-from generators.vae import down_convs, up_convs
-from pipeline.core.errors import SynthaugError
+from synthaug.generators.common import GeneratorModel
+from synthaug.generators.config import AUTOENCODER_LR, DiffusionConfig
+from synthaug.generators.vae import down_convs, up_convs
+from synthaug.pipeline.core.errors import SynthaugError
 
 LATENT_SIZE = 4
 LATENT_NOISE = 0.1  # std of the noise the decoder learns to ignore

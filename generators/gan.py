@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from generators.common import GeneratorModel
-from generators.config import GANConfig
+from synthaug.generators.common import GeneratorModel
+from synthaug.generators.config import GANConfig
 
 
 class Generator(nn.Module):

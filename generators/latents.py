@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generators.common import GeneratorModel, quantize
-from pipeline.core.batches import as_tensor
+from synthaug.generators.common import GeneratorModel, quantize
+from synthaug.pipeline.core.batches import as_tensor
 
 
 @contextlib.contextmanager

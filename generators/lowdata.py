@@ -1,6 +1,6 @@
 """Synthetic sets for a smaller real split: each generator family trained on that split alone
 (no leak from the larger pool), then each set drawn from it, in memory. The sweep's `when`
-points use it (pipeline.evaluation.sweep takes the callable `synthesizer` returns).
+points use it (pipeline.experiments.sweep takes the callable `synthesizer` returns).
 
 Each family trains with its `train_generator` config, the step budget included: the same
 number of updates whatever the split's size, as `synthaug train-generator` trains it.
@@ -11,16 +11,16 @@ from collections.abc import Callable
 
 import torch
 
-from generators.config import SetConfig, TrainGeneratorConfig
-from pipeline.data.storage import PackedDataset
+from synthaug.generators.config import SetConfig, TrainGeneratorConfig
+from synthaug.pipeline.data.storage import PackedDataset
 
 
 def train_family(family: str, cfg: TrainGeneratorConfig, train: PackedDataset, val: PackedDataset,
                  device: torch.device):
     """The EMA model of `family` trained on `train` for its budget (no checkpoints, no logs)."""
-    from generators.common import build_generator
-    from generators.training import GeneratorTrainer
-    from pipeline.core.device import seed_everything
+    from synthaug.generators.common import build_generator
+    from synthaug.generators.training import GeneratorTrainer
+    from synthaug.pipeline.core.device import seed_everything
 
     rng = seed_everything(cfg.seed, deterministic=device.type == "cpu")
     model = build_generator(family, cfg.family(family), train.shape, train.class_names)
@@ -38,7 +38,7 @@ def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGenerato
     """(k, split, tag="") -> {set name: packed set} for the sets `names`, cached per (k, tag):
     each family they need trained once on the split, each set drawn as `synthaug sample`
     draws it (tag "unlabelled": the split holds the pool's pseudo-labelled images too)."""
-    from generators.sets import draw, set_seed
+    from synthaug.generators.sets import draw, set_seed
 
     cache: dict[tuple[int, str], dict[str, PackedDataset]] = {}
 

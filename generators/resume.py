@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from generators.config import TrainGeneratorConfig
+from synthaug.generators.config import TrainGeneratorConfig
 
 # shared settings that change neither the result nor the run's identity
 NOT_HASHED = ("device", "threads", "log_every", "checkpoint_every", "grid_every", "grid_per_class")
@@ -34,8 +34,8 @@ def save_checkpoint(path: Path, key: str, state: dict) -> None:
 
     import torch
 
-    from pipeline.data.outputs import no_space_error
-    from pipeline.data.storage import NO_SPACE
+    from synthaug.pipeline.core.outputs import no_space_error
+    from synthaug.pipeline.core.outputs import NO_SPACE
 
     buffer = io.BytesIO()
     torch.save({"key": key, **state}, buffer)

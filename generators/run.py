@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generators.common import build_generator, sample_images, save_generator
-from generators.config import TrainGeneratorConfig
-from generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
-from generators.training import GeneratorTrainer
-from pipeline.core.batches import precision_note
-from pipeline.core.distributed import SINGLE, Dist
-from pipeline.data.storage import PackedDataset
+from synthaug.generators.common import build_generator, sample_images, save_generator
+from synthaug.generators.config import TrainGeneratorConfig
+from synthaug.generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
+from synthaug.generators.training import GeneratorTrainer
+from synthaug.pipeline.core.batches import precision_note
+from synthaug.pipeline.core.distributed import SINGLE, Dist
+from synthaug.pipeline.data.storage import PackedDataset
 
 
 class GeneratorRun:
@@ -87,7 +87,7 @@ class GeneratorRun:
 
     def _grid(self, path: Path, title: str) -> None:
         """One row of `grid_per_class` samples per class, always from the same noise."""
-        from pipeline.report.data_figures import sample_grid
+        from synthaug.pipeline.figures.data import sample_grid
 
         cfg, names = self.cfg, self.train_set.class_names
         labels = np.repeat(np.arange(len(names)), cfg.grid_per_class)

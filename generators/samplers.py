@@ -28,17 +28,17 @@ import abc
 import numpy as np
 import torch
 
-from generators.common import GeneratorModel
-from generators.config import (
+from synthaug.generators.common import GeneratorModel
+from synthaug.generators.config import (
     DIFFUSION_SETTINGS,
     FAMILIES,
     SAMPLER_FAMILIES,
     SAMPLERS,
     SetConfig,
 )
-from generators.latents import (eval_mode, latent_walks, slerp, to_hwc, to_tensor, truncated_noise,
+from synthaug.generators.latents import (eval_mode, latent_walks, slerp, to_hwc, to_tensor, truncated_noise,
                                 uniform)
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
 
 
 class Sampler(abc.ABC):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generators.common import GeneratorModel, load_generator
-from generators.config import SetConfig
-from generators.samplers import Sampler, build_sampler
-from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import PackedDataset
+from synthaug.generators.common import GeneratorModel, load_generator
+from synthaug.generators.config import SetConfig
+from synthaug.generators.samplers import Sampler, build_sampler
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.storage import PackedDataset
 
 INTERPOLATION_CLASSES = 3  # rows of interpolation.png
 
@@ -59,7 +59,7 @@ def draw(model: GeneratorModel, name: str, cfg: SetConfig, train: PackedDataset,
          per_class: int, batch_size: int) -> Drawn:
     """`per_class` images of every class from `model` with the set's sampler (fitted on the
     train split, for samplers that start from real images)."""
-    from pipeline.data.compose import balanced_labels
+    from synthaug.pipeline.data.compose import balanced_labels
 
     start = time.perf_counter()
     labels = balanced_labels(len(train.class_names), per_class)
@@ -73,9 +73,9 @@ def draw(model: GeneratorModel, name: str, cfg: SetConfig, train: PackedDataset,
 def write(folder: Path, d: Drawn, train: PackedDataset, gconfig: dict, walk_steps: int) -> None:
     """The packed set and grid.png, walk.png (how the sampler moves, one row per class) and
     interpolation.png (strips between two latents of a class) into `folder`."""
-    from generators.latents import interpolation
-    from pipeline.data.storage import write_dataset
-    from pipeline.report.data_figures import interpolation_strip, sample_grid
+    from synthaug.generators.latents import interpolation
+    from synthaug.pipeline.data.storage import write_dataset
+    from synthaug.pipeline.figures.data import interpolation_strip, sample_grid
 
     cfg, names, model = d.cfg, train.class_names, d.sampler.model
     write_dataset(folder, d.images, d.labels, names, d.provenance, {

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from generators.common import GeneratorModel
-from generators.config import FamilyConfig, TrainGeneratorConfig
-from pipeline.core.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
-from pipeline.core.batches import ShuffledStream, as_tensor, batches, gather, layout
-from pipeline.core.batches import mixed_precision as _amp
+from synthaug.generators.common import GeneratorModel
+from synthaug.generators.config import FamilyConfig, TrainGeneratorConfig
+from synthaug.pipeline.core.distributed import SINGLE, Dist, all_reduce_grads, broadcast_buffers
+from synthaug.pipeline.core.batches import ShuffledStream, as_tensor, batches, gather, layout
+from synthaug.pipeline.core.batches import mixed_precision as _amp
 
 VAL_BATCH = 256
 

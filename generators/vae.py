@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.common import GeneratorModel
-from generators.config import VAEConfig
+from synthaug.generators.common import GeneratorModel
+from synthaug.generators.config import VAEConfig
 
 
 def down_convs(channels: int, width: int, canvas: int) -> tuple[nn.Sequential, int]:

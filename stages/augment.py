@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -25,12 +25,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     cfg = p.augment
     out = guard_output(p, "augmented")
-    from pipeline.augment.classic import build_augmenter
-    from pipeline.augment.expand import expand, preview_pick
-    from pipeline.core.pool import usable_cores
-    from pipeline.report.data_figures import augment_grid
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import read_dataset, write_dataset
+    from synthaug.pipeline.augment.classic import build_augmenter
+    from synthaug.pipeline.augment.expand import expand, preview_pick
+    from synthaug.pipeline.core.pool import usable_cores
+    from synthaug.pipeline.figures.data import augment_grid
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import read_dataset, write_dataset
 
     train = read_dataset(p.paths.prepared / "train", mmap=False, manifest=True)
     described = build_augmenter(cfg.pipeline, train.shape).describe()
@@ -48,7 +48,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     provenance = [{"origin": "augment", "augment": name, "parent": int(par),
                    "parent_origin": parent_origin[par], "copy": int(k), "seed": int(s)}
                   for par, k, s in zip(ex.parents, ex.copies, ex.seeds)]
-    with atomic_output(out, marker=True) as tmp:
+    with atomic_output(out) as tmp:
         write_dataset(tmp, ex.images, ex.labels, train.class_names, provenance, {
             "source": train.meta.get("source"), "kind": "augmented",
             "parent_content_hash": train.meta.get("content_hash"),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 RECORD = {"ok": True}  # constant: a passing check never makes `dvc repro` rerun prepare
 
@@ -31,9 +31,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     error: the sweep skips it, and a note says so. `dvc repro` runs this stage first.
     """
     p = params_from(params, set_)
-    from pipeline.data.counts import pool_counts
-    from pipeline.data.outputs import atomic_output
-    from pipeline.evaluation.checks import check
+    from synthaug.pipeline.data.counts import pool_counts
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.experiments.checks import check
 
     counts, problems = pool_counts(p.prepare, p.paths.prepared)
     sizes = {name: s.per_class or p.sample.per_class for name, s in p.sample.sets.items()}

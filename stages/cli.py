@@ -14,8 +14,8 @@ from pathlib import Path
 
 import typer
 
-from stages.common import params_from, user_errors
-from stages import (
+from synthaug.stages.common import params_from, user_errors
+from synthaug.stages import (
     augment,
     check,
     compose,
@@ -65,12 +65,12 @@ def timed(stage: str, command: Callable) -> Callable:
     is paths.timings/STAGE/CELL.json (train: VARIANT/MODEL, parallel cells never clash)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from pipeline.core.timing import Stopwatch
+        from synthaug.pipeline.core.timing import Stopwatch
 
         watch = Stopwatch()
         cell = command(*args, **kwargs)
         if os.environ.get("RANK", "0") == "0":
-            from pipeline.data.outputs import atomic_output
+            from synthaug.pipeline.core.outputs import atomic_output
 
             p = params_from(kwargs.get("params", Path("params.yaml")), kwargs.get("set_"))
             name = Path(stage, *([str(cell)] if cell else []))

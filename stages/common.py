@@ -11,8 +11,8 @@ from typing import Annotated, Callable, Iterator
 
 import typer
 
-from stages.params import Params, load_params
-from pipeline.core.errors import SynthaugError
+from synthaug.stages.params import Params, load_params
+from synthaug.pipeline.core.errors import SynthaugError
 
 # albumentations (and friends) phone home on import; we are offline-first
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -87,7 +87,7 @@ def say(msg: str = "") -> None:
 def output(path: Path, dist, is_dir: bool = True) -> Iterator[Path]:
     """`storage.atomic_output(path)` on rank 0 (or without torchrun); on the other ranks a
     scratch path that vanishes, so every rank runs the same code and only one writes."""
-    from pipeline.data.outputs import atomic_output
+    from synthaug.pipeline.core.outputs import atomic_output
 
     if dist.main:
         with atomic_output(path, is_dir) as out:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -23,12 +23,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     provenance of every image, meta.json with the make-up) and paths.variants/makeup.md,
     atomically, and prints the make-up.
     """
-    from pipeline.data.compose import compose_variant, makeup_table
-    from pipeline.data.config import MORE_REAL
-    from pipeline.data.prepare import more_real
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import is_dataset, read_dataset, write_dataset
+    from synthaug.pipeline.data.compose import compose_variant, makeup_table
+    from synthaug.pipeline.data.config import MORE_REAL
+    from synthaug.pipeline.data.prepare import more_real
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
     out = guard_output(p, "variants")
@@ -53,7 +53,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     variants = {name: compose_variant(name, cfg, parts, p.compose.seed, eligible)
                 for name, cfg in wanted.items()}
     table = makeup_table(variants)
-    with atomic_output(out, marker=True) as tmp:
+    with atomic_output(out) as tmp:
         for name, v in variants.items():
             (tmp / name).mkdir()
             meta = v.meta
@@ -70,11 +70,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
 def _gate(p, sets: dict, real) -> tuple[dict, dict]:
     """The quality gate over each gated set: set -> eligible mask, and set -> counts per class."""
-    from pipeline.classifiers.classifier import load_classifier
-    from pipeline.core.device import pick_device
-    from pipeline.core.errors import SynthaugError
-    from pipeline.evaluation.memorisation import near_copies, nearest_train, train_radius
-    from pipeline.evaluation.usefulness import gate
+    from synthaug.pipeline.classifiers.classifier import load_classifier
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, train_radius
+    from synthaug.pipeline.quality.usefulness import gate
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: the quality gate needs the judge; run "

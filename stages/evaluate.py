@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.core.errors import SynthaugError
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
-from stages.params import Params
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.params import Params
 
 VariantOpt = Annotated[str | None, typer.Option(
     "--variant", help="training set: a name under compose.variants [default: the first of "
@@ -21,14 +21,14 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed [default: trai
 def study_cell(p: Params, variant: str | None, model: str | None, seed: int | None):
     """One cell of the study matrix -> (variant, its TrainConfig, run sub-path); by default
     study.variants[0], train.model and train.seed. The recipe: `classifiers.config.recipe`."""
-    from pipeline.classifiers.config import recipe
+    from synthaug.pipeline.classifiers.config import recipe
 
     variant = variant or p.study.variants[0]
     if variant not in p.compose.variants:
         raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
                             f"compose.variants: {', '.join(p.compose.variants)}")
     if model is not None:  # the checks of train.model, in its words
-        from stages.params import validate_params
+        from synthaug.stages.params import validate_params
 
         data = p.model_dump(mode="json")
         validate_params({**data, "train": {**data["train"], "model": model}}, "--model")
@@ -51,18 +51,18 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     variant, cfg, run = study_cell(p, variant, model, seed)
     model_dir, out_dir = p.paths.models / run, p.paths.evaluate_metrics / run
-    from pipeline.classifiers.classifier import load_classifier
-    from pipeline.core.device import pick_device
-    from pipeline.classifiers.metrics import per_class_lines, score, write_evaluation
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import read_dataset
+    from synthaug.pipeline.classifiers.classifier import load_classifier
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.classifiers.metrics import per_class_lines, score, write_evaluation
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import read_dataset
 
     device = pick_device(p.evaluate.device)
     test = read_dataset(p.paths.prepared / "test", mmap=False)
     if not (model_dir / "config.json").is_file():
         raise SynthaugError(f"{model_dir}: no trained classifier; run `synthaug train --variant "
                             f"{variant} --model {cfg.model} --seed {cfg.seed}` first")
-    from pipeline.classifiers.runs import check_cell, rerun_command
+    from synthaug.pipeline.classifiers.runs import check_cell, rerun_command
 
     run_id = check_cell(model_dir, p.paths.train_metrics / run, None,  # one run's model and log
                         rerun_command(variant, cfg.model))

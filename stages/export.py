@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import say, user_errors
+from synthaug.stages.common import say, user_errors
 
 
 
@@ -19,8 +19,8 @@ def _export_one(folder: Path, out: Path) -> int:
     import numpy as np
     from PIL import Image
 
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import read_dataset
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.data.storage import read_dataset
 
     ds = read_dataset(folder)
     names = [_safe(c, i) for i, c in enumerate(ds.class_names)]
@@ -49,10 +49,10 @@ def command(
     """
     import os
 
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.outputs import MARKERS, atomic_output
-    from pipeline.data.storage import is_dataset
-    from stages.common import path_relation
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.core.outputs import MARKERS, atomic_output
+    from synthaug.pipeline.data.storage import is_dataset
+    from synthaug.stages.common import path_relation
 
     how = path_relation(Path(os.path.realpath(to)), Path(os.path.realpath(dataset)))
     if how:  # replacing TO would delete (or write into) the data being exported
@@ -72,7 +72,7 @@ def command(
         raise SynthaugError(f"--to {to}: exists and is not an earlier export; "
                             "choose a new folder or remove it")
     total = 0
-    with atomic_output(to, marker=True) as tmp:
+    with atomic_output(to) as tmp:
         for name, folder in parts.items():
             n = _export_one(folder, tmp / name if name else tmp)
             total += n

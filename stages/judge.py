@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 
 @user_errors
@@ -26,14 +26,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     judge.json (val and test accuracy).
     """
     p = params_from(params, set_)
-    from pipeline.classifiers.classifier import save_classifier
-    from pipeline.classifiers.config import TrainConfig
-    from pipeline.core.device import pick_device
-    from pipeline.evaluation.quality import recipe
-    from pipeline.evaluation.usefulness import test_accuracy
-    from pipeline.classifiers.training import train_classifier
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import read_dataset
+    from synthaug.pipeline.classifiers.classifier import save_classifier
+    from synthaug.pipeline.classifiers.config import TrainConfig
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.quality.assess import recipe
+    from synthaug.pipeline.quality.usefulness import test_accuracy
+    from synthaug.pipeline.classifiers.training import train_classifier
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import read_dataset
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     device = pick_device(p.quality.device)

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 
-from pipeline.classifiers.architectures import BUILTIN
-from pipeline.classifiers.config import TRANSFER_MODELS
-from stages.params import Params, apply_overrides, validate_params
-from pipeline.core.errors import SynthaugError
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.pipeline.classifiers.architectures import BUILTIN
+from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+from synthaug.stages.params import Params, apply_overrides, validate_params
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 app = typer.Typer(help="Inspect classifier architectures: Keras-style summaries and parameter "
                        "counts of built-in and custom (params.yaml `models:`) models.",
@@ -63,11 +63,11 @@ def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom mod
     p = _params(params, set_, name)
     shape = parse_shape(input_shape, p)
     if name in TRANSFER_MODELS and name not in p.models:
-        from pipeline.classifiers.summary import transfer_summary
+        from synthaug.pipeline.classifiers.summary import transfer_summary
 
         say(transfer_summary(name, shape, classes, p.train))
         return
-    from pipeline.classifiers.layers import resolve_layers, summary
+    from synthaug.pipeline.classifiers.layers import resolve_layers, summary
 
     say(summary(resolve_layers(name, p.models, shape), shape, classes, name=name))
 
@@ -78,7 +78,7 @@ def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
              params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """List built-in and custom models with their parameter counts for one input shape."""
     p = _params(params, set_)
-    from pipeline.classifiers.summary import model_list
+    from synthaug.pipeline.classifiers.summary import model_list
 
     for line in model_list(parse_shape(input_shape, p), classes, p.models, p.train):
         say(line)

@@ -14,14 +14,15 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from generators.config import SampleConfig, TrainGeneratorConfig
-from pipeline.augment.config import AugmentConfig
-from pipeline.classifiers.architectures import BUILTIN, LAYER_TYPES, Layer
-from pipeline.classifiers.config import TRANSFER_MODELS, EvaluateConfig, TrainConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.core.settings import FLOAT_RE, Section, format_error
-from pipeline.data.config import ComposeConfig, PrepareConfig
-from pipeline.evaluation.config import QualityConfig, StudyConfig, SweepConfig
+from synthaug.generators.config import SampleConfig, TrainGeneratorConfig
+from synthaug.pipeline.augment.config import AugmentConfig
+from synthaug.pipeline.classifiers.architectures import BUILTIN, LAYER_TYPES, Layer
+from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, EvaluateConfig, TrainConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.settings import FLOAT_RE, Section, format_error
+from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig
+from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
+from synthaug.pipeline.quality.config import QualityConfig
 
 
 class PathsConfig(Section):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
 
 
 @user_errors
@@ -23,11 +23,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     which `synthaug sweep` draws its real-only sets from) and preview.png (a grid of training
     images per class) atomically: on any error nothing is written.
     """
-    from pipeline.data.prepare import POOL, SPLITS, check_seed, counts_table, prepare_splits, split_meta
-    from pipeline.data.sources import load_source
-    from pipeline.report.data_figures import sample_grid
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import write_dataset
+    from synthaug.pipeline.data.prepare import POOL, SPLITS, check_seed, counts_table, prepare_splits, split_meta
+    from synthaug.pipeline.data.sources import load_source
+    from synthaug.pipeline.figures.data import sample_grid
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import write_dataset
 
     p = params_from(params, set_)
     cfg = p.prepare

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 
 @user_errors
@@ -27,12 +27,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     On a CPU the sets are scored side by side in `quality.workers` one-thread processes.
     """
     p = params_from(params, set_)
-    from pipeline.core.device import pick_device
-    from pipeline.core.pool import imap, plan
-    from pipeline.data.outputs import atomic_output
-    from pipeline.evaluation.quality_run import SetScorer, sets_to_score
-    from pipeline.report import quality_page as page
-    from pipeline.report.data_figures import quality_scatter
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.pool import imap, plan
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.quality.run import SetScorer, sets_to_score
+    from synthaug.pipeline.report import quality_page as page
+    from synthaug.pipeline.figures.data import quality_scatter
     from tqdm.auto import tqdm
 
     names = sets_to_score(p)

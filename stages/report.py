@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 
 @user_errors
@@ -21,8 +21,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     `dvc metrics show`) and figures/.
     """
     p = params_from(params, set_)
-    from pipeline.data.outputs import atomic_output
-    from pipeline.report import results, study_page
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.report import results, study_page
 
     s = _study(p)
     rows, run = results.summarise(s), p.paths.evaluate_metrics / s.run(s.best())
@@ -48,9 +48,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
 def _study(p):
     """What the stages left, as a pipeline.report.study.Study; a SynthaugError without cells."""
-    from pipeline.core.errors import SynthaugError
-    from pipeline.report import inputs, sweeps, when
-    from pipeline.report.study import Layout, Study
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.report import inputs, sweeps, when
+    from synthaug.pipeline.report.study import Layout, Study
 
     layout = Layout.of(p.paths)
     runs = {(v, m, sd): p.run_name(v, m, sd) for v in p.study.variants for m in p.study.models

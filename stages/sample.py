@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 
 @user_errors
@@ -30,17 +30,17 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     the two latents' own images).
     """
     p = params_from(params, set_)
-    from pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.core.errors import SynthaugError
 
     names = list(sets or p.sample.sets)
     for name in names:
         if name not in p.sample.sets:
             raise SynthaugError(f"sample: unknown set {name!r}; defined under sample.sets: "
                                 f"{', '.join(p.sample.sets) or 'none'}")
-    from generators.sets import draw, load_for, set_seed, write
-    from pipeline.core.device import pick_device
-    from pipeline.data.outputs import atomic_output
-    from pipeline.data.storage import read_dataset
+    from synthaug.generators.sets import draw, load_for, set_seed, write
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.storage import read_dataset
 
     train = read_dataset(p.paths.prepared / "train", mmap=False)
     device = pick_device(p.sample.device)

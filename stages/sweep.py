@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="only this model of sweep.models [default: every one, in one queue]")]
@@ -41,14 +41,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     from tqdm.auto import tqdm
 
-    from pipeline.core.device import pick_device
-    from pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.errors import SynthaugError
 
     if model is not None and model not in p.sweep.models:
         raise SynthaugError(f"--model: {model!r} is not in sweep.models "
                             f"({', '.join(p.sweep.models)})")
     models = [model] if model is not None else list(p.sweep.models)
-    from pipeline.evaluation.sweep import SweepData, points as points_of, todo, write_results
+    from synthaug.pipeline.experiments.sweep import SweepData, points as points_of, todo, write_results
 
     s = p.sweep
     parts = p.compose.variants[s.ratio_variant].synthetic_parts() if s.ratios else []
@@ -58,8 +58,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     for note in notes:
         say(note)
     device = pick_device(p.train.device)
-    from pipeline.core.pool import plan
-    from pipeline.evaluation.sweep_run import SweepJob, check_ratios, groups, run
+    from synthaug.pipeline.core.pool import plan
+    from synthaug.pipeline.experiments.sweep_run import SweepJob, check_ratios, groups, run
 
     # fail before any training (a ratio's set is the same for every model: checked once)
     check_ratios([pt for pts in points.values() for pt in pts], data, p.compose, s.ratio_variant)
@@ -91,7 +91,7 @@ def _synthesizer(p, variants: list[str], val, device):
     names = sorted({s for v in variants if v for s in p.compose.variants[v].synthetic_parts()})
     if not names:
         return None
-    from generators.lowdata import synthesizer
+    from synthaug.generators.lowdata import synthesizer
 
     return synthesizer(names, p.sample.sets, p.train_generator, val, p.sample.per_class,
                        p.sample.batch_size, p.sample.seed, device, log=say)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.core.errors import SynthaugError
-from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_errors
-from stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.stages.common import ParamsOpt, SetOpt, output, params_from, say, user_errors
+from synthaug.stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 
 
 
@@ -46,10 +46,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             study_variants and variant is not None:
         raise SynthaugError("--seed with --study-seeds, --model with --study-models or --variant "
                             "with --study-variants: give one of each")
-    from pipeline.classifiers.runs import study_runs, write_summaries
-    from pipeline.core.device import pick_device
-    from pipeline.core.distributed import from_env
-    from pipeline.core.pool import imap, plan, preload
+    from synthaug.pipeline.classifiers.runs import study_runs, write_summaries
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.distributed import from_env
+    from synthaug.pipeline.core.pool import imap, plan, preload
     dist = from_env()  # under torchrun: this process's rank; else a single process
     models = p.study.models if study_models else [model]
     variants = p.study.variants if study_variants else [variant]
@@ -60,7 +60,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                         if dist.world == 1 and not cfg.threads else (1, 0))  # threads: as asked
     if workers > 1:
         say(f"{'study' if study_variants else name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
-        preload("dvclive", "pipeline.classifiers.cell", "pipeline.classifiers.metrics")
+        preload("dvclive", "synthaug.pipeline.classifiers.cell", "synthaug.pipeline.classifiers.metrics")
     state = (p, progress and workers == 1, test, figures, workers > 1, len(models) > 1, len(variants) > 1)
     scores: dict[str, dict[str, dict]] = {}  # (tuple: a picklable "state = its args")
     for i, row in sorted(imap(tuple, (state,), _train_one, runs, workers, threads)):
@@ -75,9 +75,9 @@ def _train_one(state: tuple, job: tuple[str | None, str | None, int | None]) -> 
     """Train and test one (variant, model, seed), here or in a worker: its test scores ({}
     without test). Runs side by side (`tagged`) start their lines with variant, model, seed."""
     import torch
-    from pipeline.classifiers.cell import Cell, epoch_line, fit_line, read_sets, test_line
-    from pipeline.core.device import pick_device, seed_everything
-    from pipeline.core.distributed import from_env
+    from synthaug.pipeline.classifiers.cell import Cell, epoch_line, fit_line, read_sets, test_line
+    from synthaug.pipeline.core.device import pick_device, seed_everything
+    from synthaug.pipeline.core.distributed import from_env
     p, progress, test, figures, tagged, named, many = state
     variant, cfg, run = study_cell(p, *job)
     tag = f"{variant + ' ' if many else ''}{cfg.model + ' ' if named else ''}seed {cfg.seed}: "

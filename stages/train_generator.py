@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOpt, SetOpt, output, params_from, say, user_errors
+from synthaug.stages.common import ParamsOpt, SetOpt, output, params_from, say, user_errors
 
 
 @user_errors
@@ -36,16 +36,16 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     grids/step_N.png every grid_every steps, samples.png: one row per class). Killed runs (even
     kill -9) continue from the last checkpoint when rerun. Data parallel: `torchrun
     --nproc_per_node N -m stages train-generator GENERATOR`."""
-    from generators.common import generator_class
-    from generators.config import FAMILIES
+    from synthaug.generators.common import generator_class
+    from synthaug.generators.config import FAMILIES
 
     p = params_from(params, set_)
     names = list(dict.fromkeys(generators or FAMILIES))  # in order, once each
     for name in names:
         generator_class(name)  # unknown names fail here, before any heavy import
-    from pipeline.core.device import pick_device
-    from pipeline.core.distributed import from_env
-    from pipeline.core.pool import imap, plan
+    from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.distributed import from_env
+    from synthaug.pipeline.core.pool import imap, plan
 
     cfg = p.train_generator  # under torchrun or on a GPU: one after another, in this process
     workers, threads = ((1, 0) if from_env().active else
@@ -65,9 +65,9 @@ class _Family:
 
     def __init__(self, p, progress: bool):
         import torch
-        from pipeline.core.device import pick_device
-        from pipeline.core.distributed import from_env
-        from pipeline.data.storage import read_dataset
+        from synthaug.pipeline.core.device import pick_device
+        from synthaug.pipeline.core.distributed import from_env
+        from synthaug.pipeline.data.storage import read_dataset
 
         self.p, self.progress, cfg = p, progress, p.train_generator
         self.train_set = read_dataset(p.paths.prepared / "train", mmap=False)
@@ -78,8 +78,8 @@ class _Family:
             torch.set_num_threads(cfg.threads)
 
     def train(self, family: str) -> str:
-        from generators.run import GeneratorRun
-        from pipeline.core.device import seed_everything
+        from synthaug.generators.run import GeneratorRun
+        from synthaug.pipeline.core.device import seed_everything
 
         p, cfg = self.p, self.p.train_generator
         rng = seed_everything(cfg.seed, deterministic=self.device.type == "cpu")

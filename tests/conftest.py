@@ -23,7 +23,7 @@ def run_cli(monkeypatch):
     """run_cli(cwd, *args) -> click Result of `synthaug *args` run inside `cwd`."""
     from typer.testing import CliRunner
 
-    from stages.cli import app
+    from synthaug.stages.cli import app
 
     def run(cwd: Path, *args):
         monkeypatch.chdir(cwd)

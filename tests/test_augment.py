@@ -6,11 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.augment.classic import build_augmenter, preset_steps
-from pipeline.augment.config import AUGMENT_PRESETS
-from stages.params import load_params
-from pipeline.core.errors import SynthaugError
-from pipeline.augment.expand import CHUNK, expand
+from synthaug.pipeline.augment.classic import build_augmenter, preset_steps
+from synthaug.pipeline.augment.config import AUGMENT_PRESETS
+from synthaug.stages.params import load_params
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.augment.expand import CHUNK, expand
 
 GRAY = (1, 28, 28)
 RGB = (3, 32, 32)
@@ -142,7 +142,7 @@ def test_compose_builds_variants_with_part_provenance(prepared, run_cli):
     r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+classic, real+online]")
     assert r.exit_code == 0, r.output
     assert "real+classic" in r.output and "120" in r.output  # the make-up table
-    from pipeline.data.storage import read_dataset
+    from synthaug.pipeline.data.storage import read_dataset
 
     real = read_dataset(prepared / "data/variants/real", manifest=True)
     both = read_dataset(prepared / "data/variants/real+classic", manifest=True)

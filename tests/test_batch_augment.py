@@ -5,11 +5,11 @@ import re
 import pytest
 import torch
 
-from pipeline.augment.batch import BatchAugment, affine_theta, warp
-from pipeline.augment.config import BATCH_PRESETS, BatchAugmentConfig, BatchAugmentSpec, resolve_batch_augment
-from pipeline.core.settings import Section
-from stages.params import load_params
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.augment.batch import BatchAugment, affine_theta, warp
+from synthaug.pipeline.augment.config import BATCH_PRESETS, BatchAugmentConfig, BatchAugmentSpec, resolve_batch_augment
+from synthaug.pipeline.core.settings import Section
+from synthaug.stages.params import load_params
+from synthaug.pipeline.core.errors import SynthaugError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.classifiers.runs import check_cell
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.runs import check_cell
+from synthaug.pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
 from tests.test_train import blob_splits
 
@@ -94,9 +94,9 @@ def inject(monkeypatch, point: str):
     which the nested outputs close)."""
     import dvclive
 
-    import pipeline.classifiers.classifier as classifier
-    import pipeline.classifiers.metrics as metrics
-    import stages.train as train_stage
+    import synthaug.pipeline.classifiers.classifier as classifier
+    import synthaug.pipeline.classifiers.metrics as metrics
+    import synthaug.stages.train as train_stage
 
     events: list = []
     if point == "log written":
@@ -148,8 +148,8 @@ def test_a_cut_short_cell_is_old_new_or_refused(project, run_cli, monkeypatch):
         with pytest.raises(SynthaugError) as e:
             check_cell(*dirs, RERUN)
         assert RERUN in str(e.value) and "\n" not in str(e.value)
-        from pipeline.report import inputs
-        from pipeline.report.study import Layout
+        from synthaug.pipeline.report import inputs
+        from synthaug.pipeline.report.study import Layout
 
         layout = Layout(evaluate_metrics=project / FOLDERS["test"],
                         train_metrics=project / FOLDERS["log"],

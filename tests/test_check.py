@@ -9,11 +9,11 @@ import json
 import numpy as np
 import yaml
 
-from pipeline.data.config import ComposeConfig, PrepareConfig
-from pipeline.data.counts import PoolCounts, pool_counts
-from pipeline.data.storage import PackedDataset, write_dataset
-from pipeline.evaluation.checks import check, sweep_skip
-from pipeline.evaluation.config import StudyConfig, SweepConfig
+from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig
+from synthaug.pipeline.data.counts import PoolCounts, pool_counts
+from synthaug.pipeline.data.storage import PackedDataset, write_dataset
+from synthaug.pipeline.experiments.checks import check, sweep_skip
+from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
 
 def params_file(root, repo_root, **sections) -> None:
@@ -109,7 +109,7 @@ def test_sweep_skip_and_the_sweep_stage_skips(tmp_path, image_folder, run_cli, r
     assert any("sweep.real_per_class: 40 is skipped" in n for n in notes)
 
     # the sweep stage: k=40 is above the smallest class; it runs the rest and records the skip
-    from pipeline.evaluation.sweep import Point, feasible
+    from synthaug.pipeline.experiments.sweep import Point, feasible
 
     ds = PackedDataset(np.zeros((51, 8, 8, 1), np.uint8), np.repeat([0, 1], [21, 30]), ["a", "b"])
     todo = [Point("real_per_class", 5, 0), Point("real_per_class", 40, 0),

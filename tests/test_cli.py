@@ -1,4 +1,4 @@
-"""The `synthaug` app: every stage is a command with --help; `python -m stages` is an alias."""
+"""The `synthaug` app: every stage is a command with --help; `python -m synthaug` is an alias."""
 import subprocess
 import sys
 
@@ -18,7 +18,7 @@ def test_every_command_has_help(run_cli, tmp_path, command):
 
 
 def test_python_m_stages_is_an_alias(repo_root):
-    r = subprocess.run([sys.executable, "-m", "stages", "--help"], cwd=repo_root,
+    r = subprocess.run([sys.executable, "-m", "synthaug", "--help"], cwd=repo_root,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     for command in ("prepare", "augment", "compose", "train", "evaluate", "export", "models"):
@@ -27,7 +27,7 @@ def test_python_m_stages_is_an_alias(repo_root):
 
 def test_help_does_not_import_torch(repo_root):
     # heavy libraries load inside the commands, so `synthaug --help` starts fast
-    code = ("import sys; from stages.cli import app; "
+    code = ("import sys; from synthaug.stages.cli import app; "
             "print(any(m in sys.modules for m in ('torch', 'albumentations', 'cv2')))")
     r = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
                        text=True, timeout=120)

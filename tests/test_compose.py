@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data.compose import compose_variant, makeup_table, synthetic_counts
-from pipeline.data.config import VariantConfig
-from stages.params import validate_params
-from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import PackedDataset
+from synthaug.pipeline.data.compose import compose_variant, makeup_table, synthetic_counts
+from synthaug.pipeline.data.config import VariantConfig
+from synthaug.stages.params import validate_params
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.storage import PackedDataset
 
 NAMES = ["a", "b", "c"]
 

@@ -2,9 +2,9 @@
 import pytest
 import yaml
 
-from pipeline.classifiers.config import recipe
-from stages.params import Params, apply_overrides, load_params, parse_override, validate_params
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.config import recipe
+from synthaug.stages.params import Params, apply_overrides, load_params, parse_override, validate_params
+from synthaug.pipeline.core.errors import SynthaugError
 
 
 def test_repo_params_yaml_is_valid_and_matches_defaults(repo_root):

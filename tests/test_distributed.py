@@ -12,8 +12,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from pipeline.core.distributed import Dist
-from pipeline.data.storage import write_dataset
+from synthaug.pipeline.core.distributed import Dist
+from synthaug.pipeline.data.storage import write_dataset
 from tests.test_train import blobs
 
 
@@ -51,8 +51,8 @@ def _synthaug(cwd: Path, *args: str, torchrun: int = 0) -> subprocess.CompletedP
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={torchrun}", "-m", "stages"] if torchrun
-              else [sys.executable, "-m", "stages"])
+               f"--nproc_per_node={torchrun}", "-m", "synthaug"] if torchrun
+              else [sys.executable, "-m", "synthaug"])
     r = subprocess.run([*launch, *args], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from stages.params import Params, load_params
+from synthaug.stages.params import Params, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = 'python3 -m venv .venv && .venv/bin/pip install -q -e . && PATH="$PWD/.venv/bin:$PATH" dvc repro'
 TESTS = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
 # the modules whose fields must carry a description (the layer types of architectures.py
 # are described by the page's own notes)
-DESCRIBED = ("pipeline.core.settings", "pipeline.data.config", "pipeline.augment.config",
-             "pipeline.classifiers.config", "pipeline.evaluation.config", "generators.config",
-             "stages.params")
+DESCRIBED = ("synthaug.pipeline.core.settings", "synthaug.pipeline.data.config", "synthaug.pipeline.augment.config",
+             "synthaug.pipeline.classifiers.config", "synthaug.pipeline.experiments.config", "synthaug.generators.config",
+             "synthaug.stages.params")
 
 
 def gen_params():

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pipeline.evaluation.exchange import ABOVE, BELOW, WITHIN, exchange_rate, invert, monotone_curve
+from synthaug.pipeline.stats.exchange import ABOVE, BELOW, WITHIN, exchange_rate, invert, monotone_curve
 
 CURVE = {5: [0.70, 0.72, 0.71], 10: [0.80, 0.82, 0.81], 20: [0.88, 0.90, 0.89],
          50: [0.93, 0.95, 0.94]}

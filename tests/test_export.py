@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from pipeline.data.storage import read_dataset, write_dataset
+from synthaug.pipeline.data.storage import read_dataset, write_dataset
 
 
 def pngs(folder):

@@ -74,7 +74,7 @@ def test_a_run_killed_at_any_write_leaves_old_or_new_and_reruns_clean(make, run_
                                                                       stage):
     out = {"prepare": "data/prepared", "compose": "data/variants"}[stage]
 
-    import pipeline.data.outputs as outputs
+    import synthaug.pipeline.core.outputs as outputs
 
     def run(root: Path, at: int = 0) -> Injector:
         held = []  # the run's lock descriptors: a killed process's die with it

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from generators.common import (
+from synthaug.generators.common import (
     build_generator,
     load_generator,
     sample_images,
     save_generator,
 )
-from generators.config import DiffusionConfig, GANConfig, VAEConfig
-from pipeline.core.errors import SynthaugError
+from synthaug.generators.config import DiffusionConfig, GANConfig, VAEConfig
+from synthaug.pipeline.core.errors import SynthaugError
 
 TINY = {
     "gan": GANConfig(width=8, latent_dim=8, embed_dim=4),
@@ -113,7 +113,7 @@ def test_unknown_family_and_impossible_unet_fail_with_one_line():
 
 
 def test_load_rejects_a_classifier_folder(tmp_path):
-    from pipeline.core.checkpoint import save_folder
+    from synthaug.pipeline.core.checkpoint import save_folder
 
     save_folder(tmp_path / "c", {"kind": "classifier"}, {"w": torch.zeros(1)})
     with pytest.raises(SynthaugError, match="not a generator folder"):
@@ -121,7 +121,7 @@ def test_load_rejects_a_classifier_folder(tmp_path):
 
 
 def test_config_module_is_torch_free_and_imports_on_its_own(repo_root):
-    code = ("import sys, generators.config as c; from stages.params import Params; "
+    code = ("import sys, synthaug.generators.config as c; from synthaug.stages.params import Params; "
             "assert Params().train_generator == c.TrainGeneratorConfig(); print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], check=False, cwd=repo_root, capture_output=True,
                        text=True, timeout=120)
@@ -154,8 +154,8 @@ LEARNS = {
 def test_tiny_training_makes_the_losses_fall(family):
     """A few hundred steps on a toy set: each part's loss falls (the GAN's: the class losses,
     as its adversarial ones need not), and samples come out in the data's shape."""
-    from generators.config import TrainGeneratorConfig
-    from generators.training import GeneratorTrainer
+    from synthaug.generators.config import TrainGeneratorConfig
+    from synthaug.generators.training import GeneratorTrainer
 
     fcfg, keys = LEARNS[family]
     cfg = TrainGeneratorConfig(**{family: fcfg})

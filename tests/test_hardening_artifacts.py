@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.outputs import MARKER, atomic_output, lock_path
-from pipeline.data.storage import read_dataset, write_dataset
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.outputs import MARKER, atomic_output, lock_path
+from synthaug.pipeline.data.storage import read_dataset, write_dataset
 from tests.conftest import one_line_error
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -127,8 +127,8 @@ def test_hash_check_is_cheap_on_5000_images(tmp_path):
 
 # ------------------------------------------------------------------ model folders
 def tiny_classifier(folder: Path, classes=2):
-    from pipeline.classifiers.classifier import make_classifier, save_classifier
-    from pipeline.classifiers.layers import resolve_layers
+    from synthaug.pipeline.classifiers.classifier import make_classifier, save_classifier
+    from synthaug.pipeline.classifiers.layers import resolve_layers
 
     layers = resolve_layers("cnn", {}, (1, 16, 16))
     model = make_classifier(layers, (1, 16, 16), classes, [0.5], [0.25])
@@ -171,7 +171,7 @@ MODEL_TAMPER = {
 
 @pytest.mark.parametrize("case", MODEL_TAMPER)
 def test_tampered_classifier_folders_are_named_in_one_line(tmp_path, case):
-    from pipeline.classifiers.classifier import load_classifier
+    from synthaug.pipeline.classifiers.classifier import load_classifier
 
     folder = tmp_path / "m"
     tiny_classifier(folder)
@@ -186,7 +186,7 @@ def test_tampered_classifier_folders_are_named_in_one_line(tmp_path, case):
 
 
 def test_weights_of_another_model_name_the_mismatch(tmp_path):
-    from pipeline.classifiers.classifier import load_classifier
+    from synthaug.pipeline.classifiers.classifier import load_classifier
 
     tiny_classifier(tmp_path / "a", classes=2)
     tiny_classifier(tmp_path / "b", classes=3)
@@ -197,8 +197,8 @@ def test_weights_of_another_model_name_the_mismatch(tmp_path):
 
 
 def test_truncated_generator_weights_are_named(tmp_path):
-    from generators.common import build_generator, load_generator, save_generator
-    from generators.config import TrainGeneratorConfig
+    from synthaug.generators.common import build_generator, load_generator, save_generator
+    from synthaug.generators.config import TrainGeneratorConfig
 
     cfg = TrainGeneratorConfig().family("vae").model_copy(update={"width": 8, "latent_dim": 4})
     model = build_generator("vae", cfg, (1, 8, 8), ["a", "b"])
@@ -212,7 +212,7 @@ def test_truncated_generator_weights_are_named(tmp_path):
 
 # ------------------------------------------------------------------ resume checkpoints
 def test_truncated_resume_checkpoint_starts_over_with_a_warning(tmp_path):
-    from generators.resume import load_checkpoint, save_checkpoint
+    from synthaug.generators.resume import load_checkpoint, save_checkpoint
 
     ckpt = tmp_path / "checkpoint.pt"
     save_checkpoint(ckpt, "k", {"step": 4, "model": {"w": torch.zeros(1000)}})
@@ -238,9 +238,9 @@ def _state(run) -> dict:
 def test_keyed_but_broken_checkpoint_starts_over_as_a_fresh_run(tmp_path):
     """A checkpoint with this run's key whose contents do not fit the trainer: the warning,
     then exactly the state of a run that never saw it (not a half-loaded model)."""
-    from generators.config import TrainGeneratorConfig
-    from generators.run import GeneratorRun
-    from pipeline.core.device import seed_everything
+    from synthaug.generators.config import TrainGeneratorConfig
+    from synthaug.generators.run import GeneratorRun
+    from synthaug.pipeline.core.device import seed_everything
 
     cfg = TrainGeneratorConfig.model_validate(
         {"device": "cpu", "log_every": 2, "checkpoint_every": 2, "grid_every": 0,
@@ -293,7 +293,7 @@ def test_full_disk_in_prepare_leaves_the_previous_output(run_cli, image_folder, 
     image_folder(tmp_path / "images")
     (tmp_path / "params.yaml").write_text(
         "prepare:\n  source: folder:images\n  train_per_class: null\n")
-    with atomic_output(tmp_path / "data" / "prepared", marker=True) as tmp:  # an earlier run's
+    with atomic_output(tmp_path / "data" / "prepared") as tmp:  # an earlier run's
         packed(tmp / "train")
     before = files_of(tmp_path / "data" / "prepared")
     monkeypatch.setattr(os, "posix_fallocate", _no_fallocate)
@@ -304,7 +304,7 @@ def test_full_disk_in_prepare_leaves_the_previous_output(run_cli, image_folder, 
 
 
 def test_full_disk_on_plain_writes_and_weights(tmp_path, monkeypatch):
-    import pipeline.core.checkpoint as checkpoint
+    import synthaug.pipeline.core.checkpoint as checkpoint
 
     out = tmp_path / "r.json"
     with atomic_output(out, is_dir=False) as f:
@@ -332,7 +332,7 @@ def test_full_disk_on_plain_writes_and_weights(tmp_path, monkeypatch):
 
 
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from generators.resume import load_checkpoint, save_checkpoint
+    from synthaug.generators.resume import load_checkpoint, save_checkpoint
 
     ckpt = tmp_path / "checkpoint.pt"
     save_checkpoint(ckpt, "k", {"step": 2, "w": torch.zeros(10)})
@@ -360,8 +360,8 @@ def test_space_is_reserved_before_mapped_writes(tmp_path, monkeypatch):
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pipeline.data.outputs import atomic_output
-    with atomic_output(Path(sys.argv[1]), marker=True) as tmp:
+    from synthaug.pipeline.core.outputs import atomic_output
+    with atomic_output(Path(sys.argv[1])) as tmp:
         (tmp / "v").write_text("first")
         print("holding", flush=True)
         time.sleep(60)
@@ -391,18 +391,18 @@ def test_a_second_run_on_the_same_output_fails_fast(holder, tmp_path):
     first = holder(out)
     start = time.perf_counter()
     with pytest.raises(SynthaugError) as e:
-        with atomic_output(out, marker=True) as tmp:
+        with atomic_output(out) as tmp:
             (tmp / "v").write_text("second")
     assert time.perf_counter() - start < 5
     assert str(e.value) == (f"{out} is being written by another synthaug run (pid {first.pid}); "
                             f"wait for it or remove {lock_path(out)} if it is stale")
-    with atomic_output(tmp_path / "other", marker=True) as tmp:  # other outputs are free
+    with atomic_output(tmp_path / "other") as tmp:  # other outputs are free
         (tmp / "v").write_text("ok")
 
     first.send_signal(signal.SIGKILL)  # killed: its lock goes with it, its file stays
     first.wait(timeout=30)
     assert lock_path(out).is_file()
-    with atomic_output(out, marker=True) as tmp:
+    with atomic_output(out) as tmp:
         (tmp / "v").write_text("second")
     assert (out / "v").read_text() == "second" and (out / MARKER).is_file()
     assert debris(tmp_path) == []  # the stale tmp folder and the lock file are gone

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
-from pipeline.data.outputs import MARKER, atomic_output
-from pipeline.data.storage import write_dataset
+from synthaug.pipeline.core.outputs import MARKER, atomic_output
+from synthaug.pipeline.data.storage import write_dataset
 
 
 def files_of(folder):
@@ -59,17 +59,17 @@ def test_export_into_its_own_data_set_is_refused(run_cli, tmp_path):
 
 def test_atomic_output_replaces_only_its_own_folders(tmp_path):
     out = tmp_path / "out"
-    with atomic_output(out, marker=True) as tmp:
+    with atomic_output(out) as tmp:
         (tmp / "a.txt").write_text("1")
     assert (out / MARKER).is_file()
-    with atomic_output(out, marker=True) as tmp:  # its own output: replaced
+    with atomic_output(out) as tmp:  # its own output: replaced
         (tmp / "a.txt").write_text("2")
     assert (out / "a.txt").read_text() == "2"
 
     foreign = tmp_path / "foreign"
     (foreign / "photos").mkdir(parents=True)
     (foreign / "photos" / "x.jpg").write_text("precious")
-    with pytest.raises(SynthaugError, match="not replaced: it holds photos/x.jpg") as e:
+    with pytest.raises(SynthaugError, match="not replaced: it holds photos,") as e:
         with atomic_output(foreign) as tmp:
             (tmp / "photos").mkdir()  # a folder of the same name is not enough
             (tmp / "photos" / "result.json").write_text("{}")
@@ -77,14 +77,18 @@ def test_atomic_output_replaces_only_its_own_folders(tmp_path):
     assert (foreign / "photos" / "x.jpg").read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no debris
 
-    # an earlier output without a marker (older synthaug): the same names, or packed data sets
-    legacy = tmp_path / "legacy"
-    packed(legacy / "train")
-    (legacy / "preview.png").write_bytes(b"png")
-    with atomic_output(legacy) as tmp:
-        packed(tmp / "train", seed=1)
-        (tmp / "preview.png").write_bytes(b"png2")
-    assert (legacy / "preview.png").read_bytes() == b"png2"
+    # a user's folder that holds files of the output's own names and kinds: still refused
+    # (an output folder without the marker is never judged by what it holds)
+    user = tmp_path / "user"
+    packed(user / "train")
+    (user / "holiday.png").write_bytes(b"png")
+    (user / "notes.json").write_text("{}")
+    with pytest.raises(SynthaugError, match="not replaced: it holds holiday.png"):
+        with atomic_output(user) as tmp:
+            packed(tmp / "train", seed=1)
+            (tmp / "preview.png").write_bytes(b"png2")
+            (tmp / "notes.json").write_text("{}")
+    assert (user / "holiday.png").read_bytes() == b"png" and (user / "train").is_dir()
 
     (tmp_path / "empty").mkdir()
     with atomic_output(tmp_path / "empty") as tmp:
@@ -120,7 +124,7 @@ def test_stale_leftovers_are_removed_live_ones_kept(tmp_path):
         (d / "big.npy").write_bytes(b"x" * 100)
     day_ago = time.time() - 2 * 86400
     os.utime(stale[2], (day_ago, day_ago))
-    with atomic_output(out, marker=True) as tmp:
+    with atomic_output(out) as tmp:
         (tmp / "new").write_text("1")
     assert not any(d.exists() for d in stale)
     assert all(d.exists() for d in live) and other.exists()
@@ -132,7 +136,7 @@ def test_killed_between_the_renames_brings_the_previous_output_back(tmp_path):
     (old / MARKER).write_text("")
     (old / "v").write_text("previous")
     with pytest.raises(RuntimeError):
-        with atomic_output(tmp_path / "out", marker=True):
+        with atomic_output(tmp_path / "out"):
             raise RuntimeError("this run fails too")
     assert (tmp_path / "out" / "v").read_text() == "previous" and not old.exists()
 
@@ -142,7 +146,7 @@ def test_killed_between_the_renames_brings_the_previous_output_back(tmp_path):
 def test_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
     previous = os.umask(umask)
     try:
-        with atomic_output(tmp_path / "out", marker=True) as tmp:
+        with atomic_output(tmp_path / "out") as tmp:
             (tmp / "sub").mkdir(mode=0o700)
             weights = tmp / "sub" / "weights.safetensors"
             weights.write_bytes(b"w")
@@ -155,3 +159,43 @@ def test_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
     assert mode(tmp_path / "out") == mode(tmp_path / "out" / "sub") == dir_mode
     assert mode(tmp_path / "out" / "sub" / "weights.safetensors") == file_mode
     assert mode(tmp_path / "m.json") == file_mode
+
+
+def test_a_folder_without_the_marker_is_never_replaced(tmp_path):
+    """The output guard against random folder contents (files and folders named like the
+    output's own, packed data sets, links, hidden files): without the marker nothing of it
+    is replaced or deleted; with it, the new output replaces it."""
+    import random
+
+    rng = random.Random(0)
+    names = ["images.npy", "labels.npy", "meta.json", "manifest.csv", "grid.png", "a.png",
+             "notes.json", "budget.csv", ".hidden", "train", "val", "x.safetensors"]
+    for case in range(40):
+        out = tmp_path / f"case{case}"
+        out.mkdir()
+        made = []
+        for _ in range(rng.randint(1, 5)):
+            where = out / rng.choice(["", "train", "sub"])
+            where.mkdir(exist_ok=True)
+            name = rng.choice(names)
+            if not (where / name).exists():
+                (where / name).write_text(str(rng.random()))
+                made.append(where / name)
+        if rng.random() < 0.2:
+            (out / "link").symlink_to(made[0])
+        marked = rng.random() < 0.3
+        if marked:
+            (out / MARKER).write_text("written by synthaug")
+        before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+        try:
+            with atomic_output(out) as tmp:
+                for name in rng.sample(names, 3):
+                    (tmp / name).write_text("new")
+        except SynthaugError as e:
+            assert not marked and "not replaced" in str(e) and "\n" not in str(e)
+            assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+            assert all(p.read_text() != "new" for p in made)
+        else:
+            assert marked, f"case {case}: replaced a folder without the marker: {before}"
+            assert (out / MARKER).is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no debris

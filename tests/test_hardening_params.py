@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.core.errors import SynthaugError
 from tests.conftest import one_line_error
-from pipeline.classifiers.classifier import channel_stats, make_classifier
-from pipeline.classifiers.layers import resolve_layers
-from pipeline.classifiers.training import fit
+from synthaug.pipeline.classifiers.classifier import channel_stats, make_classifier
+from synthaug.pipeline.classifiers.layers import resolve_layers
+from synthaug.pipeline.classifiers.training import fit
 
 
 def test_not_utf8_params_file(run_cli, tmp_path):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from pipeline.data.config import PrepareConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.sources import load_source, read_image, to_array
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.sources import load_source, read_image, to_array
 
 
 def write_params(folder, **prepare):
@@ -36,7 +36,7 @@ def test_loops_fifos_and_sockets_neither_hang_nor_stop_prepare(image_folder, tmp
     sock.bind(str(root / "b" / "sock.png"))
     try:
         write_params(tmp_path, source=f"folder:{root}", size=8)
-        r = subprocess.run([sys.executable, "-m", "stages", "prepare"], cwd=tmp_path,
+        r = subprocess.run([sys.executable, "-m", "synthaug", "prepare"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "PYTHONPATH": str(repo_root)})
     finally:

@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
+from synthaug.pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
                                     GlobalAvgPool, Pool, Residual)
-from pipeline.core.errors import SynthaugError
-from pipeline.classifiers.layers import build_model, count_params, resolve_layers, summary
-from pipeline.classifiers.modules import out_size, same_pad
-from stages.models import app
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.layers import build_model, count_params, resolve_layers, summary
+from synthaug.pipeline.classifiers.modules import out_size, same_pad
+from synthaug.stages.models import app
 
 # seeds/001, "Ejemplo 1": Conv2D(16, 3x3, strides 2, same) on 128x128x1 ... Dense(26)
 SEED_1 = [Conv(filters=16, kernel=3, stride=2, padding="same"), Act(fn="relu"),
@@ -129,7 +129,7 @@ def test_relu_after_pool_is_bit_exact(bf16):
     as ReLU-then-pool (the spec's order), in float32 and under CPU bf16 autocast."""
     from torch import nn
 
-    from pipeline.classifiers.layers import _walk, with_head
+    from synthaug.pipeline.classifiers.layers import _walk, with_head
 
     cnn = BUILTIN["cnn"]((1, 28, 28))
     padded = [Conv(filters=8, kernel=3, padding="same", activation="relu"),

@@ -1,10 +1,10 @@
-"""pipeline.core.pool: jobs over spawned worker processes, and the sweep run through it."""
+"""synthaug.pipeline.core.pool: jobs over spawned worker processes, and the sweep run through it."""
 import os
 
 import pytest
 
-from pipeline.core.errors import SynthaugError
-from pipeline.core.pool import imap, plan
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.pool import imap, plan
 
 
 def _state(base: int) -> dict:
@@ -79,7 +79,7 @@ def test_pooled_sweep_rows_equal_in_process_rows_on_one_thread(tmp_path, image_f
         alone = json.loads(results.read_text())["rows"]
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr("pipeline.core.pool.usable_cores", lambda: 2)  # 2 workers x 1 thread
+    monkeypatch.setattr("synthaug.pipeline.core.pool.usable_cores", lambda: 2)  # 2 workers x 1 thread
     r = run_cli(tmp_path, "sweep", "-S", "sweep.workers=2", "--no-progress")
     assert r.exit_code == 0 and "2 worker processes of" in r.output, r.output
     pooled = json.loads(results.read_text())["rows"]

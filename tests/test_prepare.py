@@ -1,4 +1,4 @@
-"""pipeline.data.prepare and `synthaug prepare`: dedupe before splitting, stratified seeded splits,
+"""synthaug.pipeline.data.prepare and `synthaug prepare`: dedupe before splitting, stratified seeded splits,
 k-per-class subsampling that never touches val/test, byte-identical reruns, atomic output."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.config import PrepareConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.prepare import SPLITS, counts_table, prepare_splits, read_pool, split_meta
-from pipeline.data.sources import RawSource
-from pipeline.data.storage import image_hashes, read_dataset
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.prepare import SPLITS, counts_table, prepare_splits, read_pool, split_meta
+from synthaug.pipeline.data.sources import RawSource
+from synthaug.pipeline.data.storage import image_hashes, read_dataset
 
 
 def make_source(counts=(40, 80, 120, 160), seed=0) -> RawSource:
@@ -209,7 +209,7 @@ def test_stage_digits_with_k_per_class(run_cli, tmp_path):
     assert np.bincount(train.labels).tolist() == [3] * 10 and train.images.shape[1:] == (8, 8, 1)
     assert len(read_dataset(tmp_path / "data" / "prepared" / "test")) == 360
     # the whole train split is kept as pool/: what the sweep draws from (k = 3 is train/)
-    from pipeline.evaluation.sweep import per_class, pool_seed
+    from synthaug.pipeline.experiments.sweep import per_class, pool_seed
 
     pool = read_pool(tmp_path / "data" / "prepared")
     assert pool.meta["split"] == "pool" and len(pool) == 1797 - 360 - 180

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pipeline.data.storage as storage
-from pipeline.data.config import PrepareConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.prepare import SPLITS, prepare_splits
-from pipeline.data.sources import load_source, read_image
-from pipeline.data.storage import content_hash, scratch_array, write_dataset
+import synthaug.pipeline.data.storage as storage
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.prepare import SPLITS, prepare_splits
+from synthaug.pipeline.data.sources import load_source, read_image
+from synthaug.pipeline.data.storage import content_hash, scratch_array, write_dataset
 
 
 def rgb_folder(root, classes=("a", "b", "c", "d"), per_class=10, size=32, seed=0):
@@ -98,7 +98,7 @@ def test_scratch_file_removed_on_error(tmp_path, monkeypatch):
         load_source(cfg_for(root), tmp_path, progress=False, scratch=scratch)
     assert list(scratch.iterdir()) == []
 
-    import pipeline.data.sources as sources
+    import synthaug.pipeline.data.sources as sources
 
     calls = []
 
@@ -183,8 +183,8 @@ def test_sweep_pool_gathers_only_the_drawn_rows(tmp_path, run_cli):
     same ones the in-memory split gives."""
     import yaml
 
-    from pipeline.data.prepare import read_pool
-    from pipeline.evaluation.sweep import per_class, pool_seed
+    from synthaug.pipeline.data.prepare import read_pool
+    from synthaug.pipeline.experiments.sweep import per_class, pool_seed
 
     root = rgb_folder(tmp_path / "imgs", per_class=300, size=64)
     data = 1200 * 64 * 64 * 3

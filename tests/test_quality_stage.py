@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.data.storage import write_dataset
+from synthaug.pipeline.data.storage import write_dataset
 from tests.conftest import one_line_error
 
 CLASSES = ["top", "middle", "bottom"]
@@ -29,7 +29,7 @@ def project(tmp_path_factory):
     """Prepared splits, two 'synthetic' sets (a good one and noise-like) and a trained judge."""
     from typer.testing import CliRunner
 
-    from stages.cli import app
+    from synthaug.stages.cli import app
 
     root = tmp_path_factory.mktemp("quality")
     rng = np.random.default_rng(0)

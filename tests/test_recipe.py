@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.classifiers.config import TrainConfig, recipe
-from pipeline.evaluation import quality
-from stages.evaluate import study_cell
-from stages.params import Params, load_params, validate_params
+from synthaug.pipeline.classifiers.config import TrainConfig, recipe
+from synthaug.pipeline.quality import assess as quality
+from synthaug.stages.evaluate import study_cell
+from synthaug.stages.params import Params, load_params, validate_params
 
 
 # ---------------------------------------------------------------------- the old ways, frozen
@@ -34,7 +34,7 @@ def old_study_cell(p: Params, model: str | None, seed: int | None) -> TrainConfi
 
 
 def old_quality_recipe(train_cfg: TrainConfig, q) -> TrainConfig:
-    """pipeline/evaluation/quality.recipe, as it was (the judge's and CAS's recipe)."""
+    """pipeline/quality/assess.recipe, as it was (the judge's and CAS's recipe)."""
     data = train_cfg.model_dump()
     data.update(model=q.model, epochs=q.epochs, seed=q.seed, online_augment=None)
     return TrainConfig.model_validate(data)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.evaluation.stats import mean_ci, paired_test
+from synthaug.pipeline.stats.paired import mean_ci, paired_test
 
 
 def test_mean_ci_matches_the_t_formula():
@@ -77,7 +77,7 @@ def _study(tmp_path, repo_root, acc, confusion=True):
 
 
 def _packed(folder, n_per_class, seed, classes=10, size=12, meta=None):
-    from pipeline.data.storage import write_dataset
+    from synthaug.pipeline.data.storage import write_dataset
 
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(classes), n_per_class)
@@ -199,7 +199,7 @@ def test_report_says_what_is_missing(tmp_path, run_cli, repo_root):
     text = (out / "report.md").read_text()
     assert "No sweep results for cnn, efficientnet_lite0 yet" in text
     assert "metrics/sweep/efficientnet_lite0/results.json" in text
-    from stages.params import load_params
+    from synthaug.stages.params import load_params
 
     sets = load_params(repo_root / "params.yaml").sample.sets
     assert "Not sampled yet" in text and sets and all(name in text for name in sets)

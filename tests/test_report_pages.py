@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.evaluation.config import StudyConfig
-from pipeline.report import inputs, quality_page, results, study_page, sweeps
-from pipeline.report.study import Layout, Study
+from synthaug.pipeline.experiments.config import StudyConfig
+from synthaug.pipeline.report import inputs, quality_page, results, study_page, sweeps
+from synthaug.pipeline.report.study import Layout, Study
 
 
 def _sets() -> dict:
@@ -264,7 +264,7 @@ def test_each_row_gets_its_exchange_rate_off_the_real_only_curve():
 def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
     import json
 
-    from pipeline.report import timings
+    from synthaug.pipeline.report import timings
 
     m = {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "gpu": None,
          "isa": {"avx2": True, "avx512f": False, "avx512_bf16": False}}
@@ -291,7 +291,7 @@ def test_where_the_time_went_sums_each_stage_and_names_the_machine(tmp_path):
 
 
 def test_the_span_of_one_run_counts_start_up_and_the_time_between_commands():
-    from pipeline.report import timings
+    from synthaug.pipeline.report import timings
 
     def rec(stage, start, startup, wall):
         return {"stage": stage, "wall_seconds": wall, "startup_seconds": startup,
@@ -311,7 +311,7 @@ def test_the_span_of_one_run_counts_start_up_and_the_time_between_commands():
 
 
 def test_the_machine_line_names_an_isa_cap():
-    from pipeline.report import timings
+    from synthaug.pipeline.report import timings
 
     m = {"cpu": "AMD EPYC", "usable_cores": 2, "isa": {"avx2": True, "avx512f": True,
                                                         "avx512_bf16": True},

@@ -5,12 +5,12 @@ import pytest
 import torch
 from test_generators import TINY as TINY_GENERATORS  # the same tiny configs
 
-from generators.common import build_generator, sample_images
-from generators.config import DiffusionConfig, SetConfig
-from generators.latents import interpolation, latent_walks, slerp, to_hwc, truncated_noise
-from generators.samplers import build_sampler
-from pipeline.core.errors import SynthaugError
-from pipeline.data.compose import balanced_labels
+from synthaug.generators.common import build_generator, sample_images
+from synthaug.generators.config import DiffusionConfig, SetConfig
+from synthaug.generators.latents import interpolation, latent_walks, slerp, to_hwc, truncated_noise
+from synthaug.generators.samplers import build_sampler
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.compose import balanced_labels
 
 TINY = {
     **TINY_GENERATORS,
@@ -183,7 +183,7 @@ def test_img2img_small_strength_stays_near_the_parent(models, train):
 
 
 def test_interpolation_strip_figure(tmp_path):
-    from pipeline.report.data_figures import interpolation_strip
+    from synthaug.pipeline.figures.data import interpolation_strip
 
     rows = np.random.default_rng(0).integers(0, 256, (3, 5, 12, 12, 1), dtype=np.uint8)
     interpolation_strip(rows, CLASSES, tmp_path / "walk.png", title="walks")
@@ -192,10 +192,10 @@ def test_interpolation_strip_figure(tmp_path):
 
 
 def test_a_set_is_drawn_and_written_without_the_cli(models, train, tmp_path):
-    """generators.sets, the library under `synthaug sample`: seeded by the set's name, the
+    """synthaug.generators.sets, the library under `synthaug sample`: seeded by the set's name, the
     packed set with provenance per image, and its three figures."""
-    from generators.sets import draw, set_seed, write
-    from pipeline.data.storage import PackedDataset, read_dataset
+    from synthaug.generators.sets import draw, set_seed, write
+    from synthaug.pipeline.data.storage import PackedDataset, read_dataset
 
     assert set_seed(0, "vae-prior") != set_seed(0, "vae-gmm") != set_seed(1, "vae-gmm")
     split = PackedDataset(train[0], train[1], CLASSES, {"source": "tiny"})

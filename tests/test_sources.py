@@ -1,4 +1,4 @@
-"""pipeline.data.sources: every format/mode/size becomes the configured uint8 array; bad files are
+"""synthaug.pipeline.data.sources: every format/mode/size becomes the configured uint8 array; bad files are
 reported, not crashed on; built-in and torchvision sources load offline."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.config import PrepareConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.sources import load_source, to_array
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.sources import load_source, to_array
 
 BG = 50
 

@@ -1,7 +1,8 @@
 """The package's shape, read from source with `ast` (nothing is imported): imports run one way
-(stages -> generators -> pipeline, and pipeline/core/ imports no other pipeline folder), there
-are no import cycles, modules stay short, and every DVC stage lists as deps the synthaug code
-its command runs."""
+(stages -> generators -> pipeline, and inside pipeline/ from a floor to its own or lower ones),
+there are no import cycles, no private name is imported across modules, every code folder is
+an installed `synthaug.*` package, modules stay short, and every DVC stage lists as deps the
+synthaug code its command runs."""
 from __future__ import annotations
 
 import ast
@@ -9,10 +10,15 @@ import re
 from functools import cache
 from pathlib import Path
 
+import tomllib
+
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "generators", "stages")  # the layers, lowest first
+# the floors inside pipeline/, lowest first: a module imports its own floor or lower ones
+FLOORS = {"core": 0, "data": 1, "augment": 1, "figures": 1, "classifiers": 2, "quality": 3,
+          "stats": 3, "experiments": 4, "report": 5}
 MODULE_LIMIT = 300  # lines, any module
 STAGE_LIMIT = 100  # lines, a stages/ module: glue only
 STAGE_EXCEPTIONS = {"stages/params.py": MODULE_LIMIT}  # the root params schema
@@ -21,11 +27,12 @@ STAGE_EXCEPTIONS = {"stages/params.py": MODULE_LIMIT}  # the root params schema
 # ---------------------------------------------------------------------- the import graph
 @cache
 def modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the three packages."""
-    out = {}
+    """Dotted module name (synthaug.pipeline.core.errors, ...) -> file, for every module of
+    the three packages and the package root's own __init__ and __main__."""
+    out = {"synthaug": ROOT / "__init__.py", "synthaug.__main__": ROOT / "__main__.py"}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            parts = ["synthaug", *path.relative_to(ROOT).with_suffix("").parts]
             if parts[-1] == "__init__":
                 parts.pop()
             out[".".join(parts)] = path
@@ -33,9 +40,11 @@ def modules() -> dict[str, Path]:
 
 
 def _with_parents(name: str) -> list[str]:
-    """`a.b.c` -> [a, a.b, a.b.c]: importing a module runs its packages' __init__ first."""
+    """`synthaug.a.b` -> [synthaug.a, synthaug.a.b]: importing a module runs its packages'
+    __init__ first (the package root's too, but it imports nothing until called: it counts
+    only where it is imported by name)."""
     parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return [".".join(parts[:i]) for i in range(min(2, len(parts)), len(parts) + 1)]
 
 
 def _is_package(name: str) -> bool:
@@ -72,7 +81,7 @@ def graph(on_demand: bool = False) -> dict[str, set[str]]:
     return {name: imports_of(name, path.read_text(), on_demand) for name, path in modules().items()}
 
 
-ON_DEMAND = re.compile(rf"((?:{'|'.join(PACKAGES)})(?:\.\w+)+):\w+")
+ON_DEMAND = re.compile(r"(synthaug(?:\.\w+)+):\w+")
 
 
 def imports_of(name: str, source: str, on_demand: bool = False) -> set[str]:
@@ -135,7 +144,15 @@ def _cycle_in(g: dict[str, set[str]], component: set[str]) -> list[str]:
 
 
 def layer(name: str) -> int:
-    return PACKAGES.index(name.split(".")[0])
+    """0 pipeline, 1 generators, 2 stages; the package root sits above them all."""
+    parts = name.split(".")
+    return PACKAGES.index(parts[1]) if len(parts) > 1 and parts[1] in PACKAGES else len(PACKAGES)
+
+
+def floor(name: str) -> int | None:
+    """A pipeline module's floor (FLOORS), None outside pipeline/ or for pipeline itself."""
+    parts = name.split(".")
+    return FLOORS[parts[2]] if parts[1:2] == ["pipeline"] and len(parts) > 2 else None
 
 
 def reached(start: str) -> set[str]:
@@ -154,24 +171,31 @@ def rel(name: str) -> str:
 
 def test_the_graph_sees_every_kind_of_import():
     source = """
-import pipeline.core.errors
-from pipeline.data import storage           # y a submodule of package x
-from generators.config import SampleConfig  # y a name defined in x
+import synthaug.pipeline.core.errors
+from synthaug.pipeline.data import storage           # y a submodule of package x
+from synthaug.generators.config import SampleConfig  # y a name defined in x
 def f():
-    from pipeline.classifiers.layers import build_model  # inside a function
-    from .outputs import atomic_output                   # relative
-    from . import compose
-REGISTRY = {"gan": "generators.gan:ConditionalGAN"}  # imported on demand
+    from synthaug.pipeline.classifiers.layers import build_model  # inside a function
+    from .compose import compose_variant                          # relative
+    from . import counts
+REGISTRY = {"gan": "synthaug.generators.gan:ConditionalGAN"}  # imported on demand
 """
-    statements = {"pipeline", "pipeline.core", "pipeline.core.errors",  # __init__ runs first
-                  "pipeline.data", "pipeline.data.storage", "generators", "generators.config",
-                  "pipeline.classifiers", "pipeline.classifiers.layers", "pipeline.data.outputs",
-                  "pipeline.data.compose"}
-    assert imports_of("pipeline.data.prepare", source) == statements
-    assert imports_of("pipeline.data.prepare", source, on_demand=True) == {*statements,
-                                                                           "generators.gan"}
-    assert "pipeline.core.errors" in graph()["stages.params"]  # and the real files are read
+    statements = {"synthaug.pipeline", "synthaug.pipeline.core",  # __init__ runs first
+                  "synthaug.pipeline.core.errors", "synthaug.pipeline.data",
+                  "synthaug.pipeline.data.storage", "synthaug.generators",
+                  "synthaug.generators.config", "synthaug.pipeline.classifiers",
+                  "synthaug.pipeline.classifiers.layers", "synthaug.pipeline.data.compose",
+                  "synthaug.pipeline.data.counts"}
+    name = "synthaug.pipeline.data.prepare"
+    assert imports_of(name, source) == statements
+    assert imports_of(name, source, on_demand=True) == {*statements, "synthaug.generators.gan"}
+    assert "synthaug.pipeline.core.errors" in graph()["synthaug.stages.params"]  # real files
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}) == [["a", "b", "c", "a"]]
+    assert private_imports("synthaug.pipeline.data.counts",
+                           "from synthaug.pipeline.data.sources import _hidden, SKIPPED\n"
+                           "from .prepare import _split\nfrom . import _x") == \
+        ["_hidden from synthaug.pipeline.data.sources", "_split from synthaug.pipeline.data.prepare",
+         "_x from synthaug.pipeline.data"]
 
 
 def test_no_import_cycles():
@@ -180,18 +204,51 @@ def test_no_import_cycles():
 
 
 def test_imports_run_one_way():
-    """stages -> generators -> pipeline, never back; pipeline/core/ is the ground floor."""
-    upward, core = [], []
+    """stages -> generators -> pipeline, never back; inside pipeline/, from a floor to its
+    own or a lower one (FLOORS: core < data, augment, figures < classifiers < quality, stats <
+    experiments < report)."""
+    upward, down = [], []
+    assert {p.name for p in (ROOT / "pipeline").iterdir() if (p / "__init__.py").exists()} \
+        == set(FLOORS), "a pipeline/ folder without a floor in FLOORS (or a floor without one)"
     for name, targets in sorted(graph().items()):
         for t in sorted(targets):
-            if layer(t) > layer(name):
+            if t == "synthaug" and name != "synthaug.__main__":
+                upward.append(f"{rel(name)} imports the package root")
+            elif layer(t) > layer(name):
                 upward.append(f"{rel(name)} imports {t}")
-            parts, tparts = name.split("."), t.split(".")
-            if (parts[:2] == ["pipeline", "core"] and tparts[0] == "pipeline" and len(tparts) > 1
-                    and tparts[1] != "core"):
-                core.append(f"{rel(name)} imports {t}")
+            elif floor(name) is not None and floor(t) is not None and floor(t) > floor(name):
+                down.append(f"{rel(name)} (floor {floor(name)}) imports {t} (floor {floor(t)})")
     assert not upward, "upward imports:\n" + "\n".join(upward)
-    assert not core, "pipeline/core/ imports another pipeline folder:\n" + "\n".join(core)
+    assert not down, "imports up the floors of pipeline/:\n" + "\n".join(down)
+
+
+def private_imports(name: str, source: str) -> list[str]:
+    """`_name from module` for each private name that module `name` imports from another
+    synthaug module (a private helper is its module's own business)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            base = _imported(name, ast.ImportFrom(module=node.module, names=[], level=node.level))
+            origin = base[-1] if base else node.module
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    out.append(f"{alias.name} from {origin}")
+    return out
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = [f"{rel(n)}: {x}" for n, p in modules().items() for x in private_imports(n, p.read_text())]
+    assert not found, "private names imported from another module:\n" + "\n".join(found)
+
+
+def test_every_code_folder_installs_under_synthaug():
+    """pip install puts pipeline/, generators/, stages/ (and every folder below with an
+    __init__.py) under `synthaug.` and nothing else at the top of site-packages."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"synthaug": "."}
+    folders = {"synthaug"} | {"synthaug." + ".".join(p.parent.relative_to(ROOT).parts)
+                              for package in PACKAGES for p in (ROOT / package).rglob("__init__.py")}
+    assert set(tool["packages"]) == folders
 
 
 # ---------------------------------------------------------------------- module sizes
@@ -227,10 +284,10 @@ def commands() -> dict[str, str]:
         f = node.func
         if (isinstance(f, ast.Call) and isinstance(f.func, ast.Attribute)
                 and f.func.attr == "command" and node.args and isinstance(node.args[0], ast.Attribute)):
-            out[f.args[0].value] = f"stages.{node.args[0].value.id}"
+            out[f.args[0].value] = f"synthaug.stages.{node.args[0].value.id}"
         elif isinstance(f, ast.Attribute) and f.attr == "add_typer":
             name = next(k.value.value for k in node.keywords if k.arg == "name")
-            out[name] = f"stages.{node.args[0].value.id}"
+            out[name] = f"synthaug.stages.{node.args[0].value.id}"
     return out
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.params import load_params
-from pipeline.data.storage import read_dataset, write_dataset
+from synthaug.stages.params import load_params
+from synthaug.pipeline.data.storage import read_dataset, write_dataset
 
 
 @pytest.fixture
@@ -33,8 +33,8 @@ def project(tmp_path, image_folder, run_cli, repo_root):
 def old_train_pool(p):
     """How the sweep got its pool before prepare wrote it (frozen): reload the source and
     re-split it without train_per_class."""
-    from pipeline.data.prepare import prepare_splits
-    from pipeline.data.sources import load_source
+    from synthaug.pipeline.data.prepare import prepare_splits
+    from synthaug.pipeline.data.sources import load_source
 
     cfg = p.prepare.model_copy(update={"train_per_class": None})
     src = load_source(cfg, p.paths.raw, progress=False)
@@ -43,8 +43,8 @@ def old_train_pool(p):
 
 
 def test_the_sweep_draws_the_images_it_drew_before(project):
-    from pipeline.data.prepare import subsample_per_class
-    from pipeline.evaluation.sweep import Point, SweepData, per_class, pool_seed, training_set
+    from synthaug.pipeline.data.prepare import subsample_per_class
+    from synthaug.pipeline.experiments.sweep import Point, SweepData, per_class, pool_seed, training_set
 
     p = load_params(project / "params.yaml")
     data = SweepData.load(project / "data/prepared", project / "data/synthetic", [], pool=True)

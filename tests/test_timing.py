@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.core.timing import ISA_FLAGS, Stopwatch, cpu_info
+from synthaug.pipeline.core.timing import ISA_FLAGS, Stopwatch, cpu_info
 
 
 def test_prepare_writes_its_timing_file(run_cli, tmp_path):
@@ -36,7 +36,7 @@ def test_prepare_writes_its_timing_file(run_cli, tmp_path):
 
 
 def test_a_cell_writes_its_own_file_and_other_ranks_none(tmp_path, monkeypatch):
-    from stages.cli import timed
+    from synthaug.stages.cli import timed
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.yaml").write_text("paths:\n  timings: t\n")
@@ -94,7 +94,7 @@ def test_a_record_has_the_process_start_up_and_its_clock_times():
 
 
 def test_process_age_reads_proc_and_gives_none_without_it():
-    from pipeline.core.timing import process_age
+    from synthaug.pipeline.core.timing import process_age
 
     tck = os.sysconf("SC_CLK_TCK")
     stat = f"123 (a (b) c) S {' '.join(['0'] * 18)} {10 * tck} 0 0"  # starttime: 10 s after boot
@@ -103,7 +103,7 @@ def test_process_age_reads_proc_and_gives_none_without_it():
 
 
 def test_the_isa_cap_is_recorded(monkeypatch):
-    from pipeline.core.timing import isa_cap
+    from synthaug.pipeline.core.timing import isa_cap
 
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
@@ -125,7 +125,7 @@ def test_every_dvc_stage_reports_its_timing_file(repo_root):
 def test_a_stage_s_whole_record_leaves_its_cells_out_of_the_table(tmp_path):
     """The train stage writes train.json; a variant trained by hand (train/VARIANT.json) or an
     earlier layout's cells must not add to the stage's time in the report."""
-    from pipeline.report.timings import read, table
+    from synthaug.pipeline.report.timings import read, table
 
     def write(rel: str, stage: str, cell: str | None, wall: float) -> None:
         f = tmp_path / rel

@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from pipeline.classifiers.classifier import channel_stats, load_classifier, make_classifier, save_classifier
-from pipeline.classifiers.config import TrainConfig, recipe
-from pipeline.core.device import pick_device, seed_everything
-from pipeline.core.errors import SynthaugError
-from pipeline.classifiers.layers import resolve_layers
-from pipeline.data.storage import write_dataset
-from pipeline.classifiers.training import fit, predict
+from synthaug.pipeline.classifiers.classifier import channel_stats, load_classifier, make_classifier, save_classifier
+from synthaug.pipeline.classifiers.config import TrainConfig, recipe
+from synthaug.pipeline.core.device import pick_device, seed_everything
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.layers import resolve_layers
+from synthaug.pipeline.data.storage import write_dataset
+from synthaug.pipeline.classifiers.training import fit, predict
 
 CPU = torch.device("cpu")
 
@@ -105,7 +105,7 @@ def test_missing_model_folder_and_devices(tmp_path):
 
 
 def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
-    from pipeline.core.batches import ShuffledStream
+    from synthaug.pipeline.core.batches import ShuffledStream
 
     stream = ShuffledStream(10, seed_everything(0))
     taken = torch.cat([stream.take(25), stream.take(15)])  # 4 passes over 10 samples
@@ -117,7 +117,7 @@ def test_epochs_are_fixed_slices_of_a_stream_of_shuffled_passes():
 
 
 def test_online_augmentation_is_the_same_for_any_worker_count():
-    from pipeline.augment.expand import OnlineAugment
+    from synthaug.pipeline.augment.expand import OnlineAugment
 
     x, y = blobs()
     weights = []
@@ -191,9 +191,9 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
 
 
 def test_a_cell_trains_saves_and_tests_without_the_cli(tmp_path):
-    """pipeline.classifiers.cell: the library under `synthaug train`, given folders."""
-    from pipeline.classifiers.cell import Cell
-    from pipeline.data.storage import PackedDataset
+    """synthaug.pipeline.classifiers.cell: the library under `synthaug train`, given folders."""
+    from synthaug.pipeline.classifiers.cell import Cell
+    from synthaug.pipeline.data.storage import PackedDataset
 
     def packed(x, y):
         return PackedDataset(x, y, ["tl", "br"], {"source": "blobs", "content_hash": "h"})
@@ -238,7 +238,7 @@ def test_per_model_recipe_and_a_cell_without_test_or_figures(tiny_project, run_c
 def test_metrics_match_scikit_learn():
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-    from pipeline.classifiers.metrics import classification_metrics
+    from synthaug.pipeline.classifiers.metrics import classification_metrics
 
     rng = np.random.default_rng(0)
     for k in (2, 5, 10):
@@ -345,7 +345,7 @@ def test_evaluate_refuses_a_model_for_other_classes(tiny_project, run_cli):
 
 
 def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monkeypatch):
-    import pipeline.core.batches as training
+    import synthaug.pipeline.core.batches as training
 
     x, y = blobs()
     np.save(tmp_path / "images.npy", x)
@@ -370,7 +370,7 @@ def test_training_from_a_memory_map_matches_training_from_memory(tmp_path, monke
 def test_the_log_names_the_precision_and_why(monkeypatch):
     import torch
 
-    from pipeline.core.batches import mixed_precision, precision_note
+    from synthaug.pipeline.core.batches import mixed_precision, precision_note
 
     cpu = torch.device("cpu")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the AVX2-only stand-in
@@ -389,13 +389,15 @@ def test_the_log_names_the_precision_and_why(monkeypatch):
 
 def test_cpu_inference_batches_are_capped_and_change_no_logit():
     """On a CPU scoring runs in batches of at most CPU_INFERENCE_BATCH (large ones spill the
-    caches); a GPU keeps the size asked for; the logits do not depend on it."""
+    caches); a GPU keeps the size asked for; the logits do not depend on it beyond float32
+    rounding (oneDNN may pick other kernels for other batch sizes: the last bits may differ
+    on some CPUs, e.g. with AMX) and no prediction changes."""
     import numpy as np
     import torch
 
-    from pipeline.classifiers.transfer import build_transfer
-    from pipeline.core import batches
-    from pipeline.classifiers.training import predict
+    from synthaug.pipeline.classifiers.transfer import build_transfer
+    from synthaug.pipeline.core import batches
+    from synthaug.pipeline.classifiers.training import predict
 
     cpu = torch.device("cpu")
     assert batches.inference_batch(cpu, 1024) == batches.CPU_INFERENCE_BATCH == 64
@@ -411,4 +413,6 @@ def test_cpu_inference_batches_are_capped_and_change_no_logit():
     seen.clear()
     one = predict(model, images, cpu, 1)  # one image at a time: the same numbers
     hook.remove()
-    assert seen == [1] * 150 and torch.equal(capped, one)
+    assert seen == [1] * 150
+    torch.testing.assert_close(capped, one, rtol=1e-4, atol=1e-4)
+    assert torch.equal(capped.argmax(1), one.argmax(1))

@@ -13,8 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from stages.params import Params, load_params
-from pipeline.data.storage import write_dataset
+from synthaug.stages.params import Params, load_params
+from synthaug.pipeline.data.storage import write_dataset
 
 TINY = {
     "log_every": 2, "checkpoint_every": 2, "grid_every": 4, "grid_per_class": 2,
@@ -83,7 +83,7 @@ def test_families_side_by_side_train_the_weights_each_trains_alone(run_cli, proj
     """`synthaug train-generator` (all three) on a CPU: the families in one-thread worker
     processes, each with the weights and history of a one-thread run alone; the workers'
     lines reach the terminal, each naming its family."""
-    r = subprocess.run([sys.executable, "-m", "stages", "train-generator", "--no-progress", "-S",
+    r = subprocess.run([sys.executable, "-m", "synthaug", "train-generator", "--no-progress", "-S",
                         "train_generator.workers=2"], cwd=project, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(repo_root)})
     assert r.returncode == 0, r.stderr
@@ -125,7 +125,7 @@ def test_resume_after_interrupt_ends_like_an_uninterrupted_run(run_cli, project,
     reference = weights(project)
     reference_history = json.loads((project / "metrics/generators/vae/history.json").read_text())
 
-    from generators.training import GeneratorTrainer
+    from synthaug.generators.training import GeneratorTrainer
 
     real_steps = GeneratorTrainer.train_steps
 
@@ -153,7 +153,7 @@ def test_resume_after_interrupt_ends_like_an_uninterrupted_run(run_cli, project,
 
 
 def test_changed_config_starts_over(run_cli, project, monkeypatch):
-    from generators.training import GeneratorTrainer
+    from synthaug.generators.training import GeneratorTrainer
 
     real_steps = GeneratorTrainer.train_steps
 
@@ -196,9 +196,9 @@ def test_max_seconds_cuts_the_run_short_and_says_so(run_cli, project):
 def test_the_step_budget_does_not_depend_on_the_split_size(project):
     """100 and 500 training images get the same number of optimiser steps (and batches of
     the same size): quality follows updates, not passes."""
-    from generators.common import build_generator
-    from generators.config import TrainGeneratorConfig, VAEConfig
-    from generators.training import GeneratorTrainer
+    from synthaug.generators.common import build_generator
+    from synthaug.generators.config import TrainGeneratorConfig, VAEConfig
+    from synthaug.generators.training import GeneratorTrainer
 
     cfg = TrainGeneratorConfig(vae=VAEConfig(steps=30, batch_size=16, width=8, latent_dim=4,
                                              embed_dim=4))
@@ -225,7 +225,7 @@ def test_kill_9_then_rerun_continues(project, repo_root):
     params["train_generator"]["vae"]["steps"] = 400  # long enough to be killed mid-way
     params["train_generator"]["grid_every"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "stages", "train-generator", "vae", "--no-progress"]
+    cmd = [sys.executable, "-m", "synthaug", "train-generator", "vae", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(repo_root)}
     ckpt = project / "checkpoints/train_generator/vae/checkpoint.pt"
     proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL,
@@ -275,13 +275,13 @@ def test_bad_input_fails_with_one_line_naming_the_parameter(run_cli, project, ar
 
 
 def test_a_run_resumes_and_keeps_its_folder_without_the_cli(project):
-    """generators.run.GeneratorRun, the library under `synthaug train-generator`: a second
+    """synthaug.generators.run.GeneratorRun, the library under `synthaug train-generator`: a second
     run of the same config continues from the first one's checkpoint; a rank other than 0
     leaves the shared work folder alone and logs into a scratch folder."""
-    from generators.run import GeneratorRun
-    from pipeline.core.device import seed_everything
-    from pipeline.core.distributed import Dist
-    from pipeline.data.storage import read_dataset
+    from synthaug.generators.run import GeneratorRun
+    from synthaug.pipeline.core.device import seed_everything
+    from synthaug.pipeline.core.distributed import Dist
+    from synthaug.pipeline.data.storage import read_dataset
 
     cfg = load_params(project / "params.yaml").train_generator
     train, val = (read_dataset(project / "data/prepared" / s, mmap=False) for s in ("train", "val"))

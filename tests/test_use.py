@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.classifiers.training import fit, fit_variant
-from pipeline.classifiers.use import Use
-from pipeline.core.errors import SynthaugError
-from pipeline.data.compose import compose_variant
-from pipeline.data.config import ComposeConfig, UseConfig, VariantConfig
-from pipeline.data.storage import PackedDataset
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.training import fit, fit_variant
+from synthaug.pipeline.classifiers.use import Use
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.compose import compose_variant
+from synthaug.pipeline.data.config import ComposeConfig, UseConfig, VariantConfig
+from synthaug.pipeline.data.storage import PackedDataset
 
 NAMES = ["a", "b", "c"]
 
@@ -79,8 +79,8 @@ def test_replacement_swaps_a_real_image_for_one_of_its_own_variants(p):
 
 
 def _train(v, use, seed=0, **cfg):
-    from pipeline.classifiers.classifier import build_classifier
-    from pipeline.core.device import seed_everything
+    from synthaug.pipeline.classifiers.classifier import build_classifier
+    from synthaug.pipeline.core.device import seed_everything
 
     g = seed_everything(seed)
     c = TrainConfig(model="lenet5", epochs=2, epoch_size=64, batch_size=16, patience=0, **cfg)

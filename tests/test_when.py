@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.compose import compose_variant, makeup_table
-from pipeline.data.config import ComposeConfig, VariantConfig
-from pipeline.data.prepare import held_out, subsample_per_class
-from pipeline.data.storage import PackedDataset
-from pipeline.evaluation.config import SweepConfig
-from pipeline.evaluation.sweep import Point, SweepData, points, split_of, when_set
-from stages.params import validate_params
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.compose import compose_variant, makeup_table
+from synthaug.pipeline.data.config import ComposeConfig, VariantConfig
+from synthaug.pipeline.data.prepare import held_out, subsample_per_class
+from synthaug.pipeline.data.storage import PackedDataset
+from synthaug.pipeline.experiments.config import SweepConfig
+from synthaug.pipeline.experiments.sweep import Point, SweepData, points, split_of, when_set
+from synthaug.stages.params import validate_params
 
 NAMES = ["a", "b", "c"]
 
@@ -50,8 +50,8 @@ def test_more_real_is_drawn_like_a_synthetic_part_but_is_not_synthetic():
 
 
 def test_more_real_needs_a_thinned_train_split(tmp_path):
-    from pipeline.data.prepare import more_real
-    from pipeline.data.storage import write_dataset
+    from synthaug.pipeline.data.prepare import more_real
+    from synthaug.pipeline.data.storage import write_dataset
 
     p = pool()
     (tmp_path / "train").mkdir()
@@ -63,8 +63,8 @@ def test_more_real_needs_a_thinned_train_split(tmp_path):
 
 
 def test_the_quality_reference_is_held_back_pool_images_no_generator_saw(tmp_path):
-    from pipeline.data.prepare import held_back_reference
-    from pipeline.data.storage import write_dataset
+    from synthaug.pipeline.data.prepare import held_back_reference
+    from synthaug.pipeline.data.storage import write_dataset
 
     p = pool()
     meta = {"prepare": {"train_per_class": 4, "seed": 3}}
@@ -110,7 +110,7 @@ def test_a_when_point_composes_its_variant_on_the_k_split_alone():
         "real+classic": VariantConfig(parts=["real", "classic"]),
         "real+vae-jitter": VariantConfig(parts=["real", "vae-jitter"], ratio=1.0),
         "more-real": VariantConfig(parts=["real", "more-real"], ratio=2.0)})
-    from pipeline.augment.config import AugmentConfig
+    from synthaug.pipeline.augment.config import AugmentConfig
 
     aug = AugmentConfig(pipeline="light", copies_per_image=2)
     x, y, *_ = when_set(Point("when", 2, 0, "real+classic"), data, compose, aug, synthesize)
@@ -143,11 +143,11 @@ def test_labelled_few_unlabelled_many_and_its_self_training_control():
         "self-training": VariantConfig(parts=["real", "pseudo-real"], ratio=1.0),
         "real+vae-unlabelled": VariantConfig(parts=["real", "vae-prior"], ratio=1.0,
                                              unlabelled=True)})
-    from pipeline.augment.config import AugmentConfig
+    from synthaug.pipeline.augment.config import AugmentConfig
 
     aug = AugmentConfig()
-    from pipeline.data.compose import compose_variant as real_compose
-    import pipeline.data.compose as compose_module
+    from synthaug.pipeline.data.compose import compose_variant as real_compose
+    import synthaug.pipeline.data.compose as compose_module
 
     made = []
     compose_module.compose_variant = lambda *a, **k: made.append(real_compose(*a, **k)) or made[-1]
@@ -173,8 +173,8 @@ def test_labelled_few_unlabelled_many_and_its_self_training_control():
 
 
 def test_lowdata_trains_each_family_once_per_k_on_that_split():
-    from generators.config import SetConfig, TrainGeneratorConfig
-    from generators.lowdata import synthesizer
+    from synthaug.generators.config import SetConfig, TrainGeneratorConfig
+    from synthaug.generators.lowdata import synthesizer
 
     p = pool(n_per_class=6, size=16)
     cfg = TrainGeneratorConfig.model_validate({"vae": {"steps": 3, "batch_size": 8, "width": 4}})
@@ -193,9 +193,9 @@ def test_lowdata_trains_each_family_once_per_k_on_that_split():
 
 
 def test_the_report_reads_when_lines_tests_them_and_answers_first():
-    from pipeline.evaluation.config import StudyConfig
-    from pipeline.report import results as results_, when
-    from pipeline.report.study import Study
+    from synthaug.pipeline.experiments.config import StudyConfig
+    from synthaug.pipeline.report import results as results_, when
+    from synthaug.pipeline.report.study import Study
 
     rows = [{"sweep": "real_per_class", "value": k, "seed": sd, "accuracy": a, "model": "cnn"}
             for k, accs in {5: [.70, .72, .71, .69, .73], 10: [.80, .82, .81, .79, .83]}.items()

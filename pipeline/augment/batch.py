@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.augment.config import BatchAugmentConfig, BatchAugmentSpec, resolve_batch_augment
+from synthaug.pipeline.augment.config import BatchAugmentConfig, BatchAugmentSpec, resolve_batch_augment
 
 ERASE_RATIO = (0.5, 2.0)  # aspect ratio (height / width) range of erased rectangles, log-uniform
 _DRAWS = 16  # uniform numbers per image: a fixed layout, so one op's p never shifts another's

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment.config import AUGMENT_PRESETS
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.augment.config import AUGMENT_PRESETS
+from synthaug.pipeline.core.errors import SynthaugError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

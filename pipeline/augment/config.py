@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, WrapValidator, model_validator
 
-from pipeline.core.errors import SynthaugError
-from pipeline.core.settings import Section, format_error
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.settings import Section, format_error
 
 AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
                    "augmix")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.augment.classic import Augmenter, build_augmenter
-from pipeline.core.pool import usable_cores
+from synthaug.pipeline.augment.classic import Augmenter, build_augmenter
+from synthaug.pipeline.core.pool import usable_cores
 
 CHUNK = 32  # parent images per offline piece
 

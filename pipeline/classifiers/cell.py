@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.classifiers.training import FitResult
-from pipeline.classifiers.use import Use
-from pipeline.core.batches import precision_note
-from pipeline.core.distributed import SINGLE, Dist
-from pipeline.data.storage import PackedDataset
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.training import FitResult
+from synthaug.pipeline.classifiers.use import Use
+from synthaug.pipeline.core.batches import precision_note
+from synthaug.pipeline.core.distributed import SINGLE, Dist
+from synthaug.pipeline.data.storage import PackedDataset
 
 PREVIEW_IMAGES, PREVIEW_DRAWS = 20, 6  # the on-the-fly augmentation preview: originals x draws
 
@@ -29,8 +29,8 @@ class Cell:
     """A classifier about to train on `train`, the packed training set of `variant`."""
 
     def __init__(self, variant: str, train: PackedDataset, cfg: TrainConfig, custom_models: dict):
-        from pipeline.classifiers.classifier import build_classifier
-        from pipeline.classifiers.layers import count_params
+        from synthaug.pipeline.classifiers.classifier import build_classifier
+        from synthaug.pipeline.classifiers.layers import count_params
 
         self.variant, self.train, self.cfg = variant, train, cfg
         # a variant that asks for on-the-fly augmentation gets it, else train.online_augment
@@ -41,7 +41,7 @@ class Cell:
         self.parameters = count_params(self.model)[0]
         self.augment = None
         if self.online is not None:
-            from pipeline.augment.expand import OnlineAugment
+            from synthaug.pipeline.augment.expand import OnlineAugment
 
             self.augment = OnlineAugment(train.images, train.labels, self.online, cfg.seed,
                                          cfg.workers)
@@ -60,8 +60,8 @@ class Cell:
 
     def _preview(self, log_dir: Path) -> None:
         """originals (framed) and draws of the on-the-fly augmentation, before training."""
-        from pipeline.augment.expand import expand, preview_pick
-        from pipeline.report.data_figures import augment_grid
+        from synthaug.pipeline.augment.expand import expand, preview_pick
+        from synthaug.pipeline.figures.data import augment_grid
 
         t = self.train
         picks = preview_pick(t.labels, 1)[:PREVIEW_IMAGES]
@@ -81,10 +81,10 @@ class Cell:
         into `test_dir` (as `synthaug evaluate` does). Returns (fit, test metrics or None)."""
         from dvclive import Live
 
-        from pipeline.classifiers.classifier import save_classifier
-        from pipeline.classifiers.metrics import score, write_evaluation
-        from pipeline.classifiers.runs import make_run_id
-        from pipeline.classifiers.training import fit_variant
+        from synthaug.pipeline.classifiers.classifier import save_classifier
+        from synthaug.pipeline.classifiers.metrics import score, write_evaluation
+        from synthaug.pipeline.classifiers.runs import make_run_id
+        from synthaug.pipeline.classifiers.training import fit_variant
 
         cfg, t = self.cfg, self.train
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
@@ -117,7 +117,7 @@ class Cell:
                              "epochs_run": result.epochs_run, "train_seconds": result.seconds})
         live.end()
         if figures:
-            from pipeline.report.result_figures import learning_curves
+            from synthaug.pipeline.figures.results import learning_curves
 
             learning_curves(result.history, log_dir / "learning_curves.png",
                             title=f"{cfg.model} on {self.variant} ({t.meta.get('source', '?')}), "
@@ -146,8 +146,8 @@ def read_sets(train_dir: Path, prepared: Path, test: bool = True):
     """A cell's (training set, memory-mapped: `fit` loads it or reads it per batch, as
     train.load says; the real val split; the real test split, or None without `test`); one
     line when the variant's set is missing."""
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
     if not is_dataset(train_dir):
         raise SynthaugError(f"{train_dir}: no training set for variant {train_dir.name!r}; "

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.core.checkpoint import RETRAIN, first_line, fit_weights, load_folder, save_folder
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.checkpoint import RETRAIN, first_line, fit_weights, load_folder, save_folder
+from synthaug.pipeline.core.errors import SynthaugError
 
 
 class Classifier(nn.Module):
@@ -29,7 +29,7 @@ class Classifier(nn.Module):
 
 def make_classifier(layers: list, shape: tuple[int, int, int], num_classes: int,
                     mean: list[float], std: list[float]) -> Classifier:
-    from pipeline.classifiers.layers import build_model
+    from synthaug.pipeline.classifiers.layers import build_model
 
     return Classifier(build_model(layers, shape, num_classes), mean, std)
 
@@ -42,10 +42,10 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
     `load_classifier` can rebuild the model without params.yaml. Transfer models (ImageNet
     weights) take their settings from `cfg` (a TrainConfig) and record them under "transfer".
     """
-    from pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
 
     if name in TRANSFER_MODELS and name not in custom:
-        from pipeline.classifiers.transfer import build_transfer
+        from synthaug.pipeline.classifiers.transfer import build_transfer
 
         cfg = cfg or TrainConfig()
         if shape[0] not in (1, 3):
@@ -60,7 +60,7 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
                        "class_names": list(class_names),
                        "transfer": {**model.settings(), "pretrained": source}}
 
-    from pipeline.classifiers.layers import resolve_layers
+    from synthaug.pipeline.classifiers.layers import resolve_layers
 
     layers = resolve_layers(name, custom, shape)
     model = make_classifier(layers, shape, len(class_names), *channel_stats(images))
@@ -137,14 +137,14 @@ def load_classifier(folder: Path, device: str | torch.device = "cpu") -> tuple[n
     the file."""
     from pydantic import TypeAdapter, ValidationError
 
-    from pipeline.classifiers.architectures import Layer
+    from synthaug.pipeline.classifiers.architectures import Layer
 
     config, weights = load_folder(folder)
     path = Path(folder) / "config.json"
     check_config(config, path)
     try:
         if "transfer" in config:  # the saved weights replace everything: no ImageNet file
-            from pipeline.classifiers.transfer import build_transfer
+            from synthaug.pipeline.classifiers.transfer import build_transfer
 
             settings = {k: v for k, v in config["transfer"].items() if k != "pretrained"}
             model, _ = build_transfer(config["model"], len(config["class_names"]),

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
-from pipeline.augment.config import AugmentSpec, BatchAugmentSpec
-from pipeline.core.settings import Device, Section, format_error
+from synthaug.pipeline.augment.config import AugmentSpec, BatchAugmentSpec
+from synthaug.pipeline.core.settings import Device, Section, format_error
 
 # ImageNet-pretrained classifiers (pipeline/classifiers/transfer.py); named here so that validation and
 # `--help` need no torch import

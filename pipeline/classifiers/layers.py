@@ -21,11 +21,11 @@ import math
 import torch
 from torch import nn
 
-from pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
+from synthaug.pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
                                     GlobalAvgPool, Layer, Pool, Residual)
-from pipeline.classifiers.modules import (ACTIVATIONS, ConvLayer, DenseLayer, GlobalAvgPoolLayer,
-                                          PoolLayer, ResidualBlock, _pair, _TooSmall)
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.modules import (ACTIVATIONS, ConvLayer, DenseLayer, GlobalAvgPoolLayer,
+                                          PoolLayer, ResidualBlock, pair, TooSmall)
+from synthaug.pipeline.core.errors import SynthaugError
 
 # spec type -> (Keras layer-name prefix, Keras class name) for the summary table
 KERAS = {"conv": ("conv2d", "Conv2D"), "maxpool": ("max_pooling2d", "MaxPooling2D"),
@@ -49,10 +49,10 @@ def resolve_layers(name: str, custom: dict[str, list], shape: tuple[int, int, in
 
 def _describe(spec) -> str:
     if isinstance(spec, Conv):
-        k = _pair(spec.kernel)
+        k = pair(spec.kernel)
         return f"conv {k[0]}x{k[1]}"
     if isinstance(spec, Pool):
-        k = _pair(spec.size)
+        k = pair(spec.size)
         return f"{spec.type} {k[0]}x{k[1]}"
     if isinstance(spec, Dense):
         return f"dense {spec.units}"
@@ -109,13 +109,13 @@ def with_head(layers: list, num_classes: int) -> list:
 
 
 def _walk(layers: list, shape) -> list:
-    """Build every layer; raises _TooSmall (with .index, .spec) on a layer with an empty output."""
+    """Build every layer; raises TooSmall (with .index, .spec) on a layer with an empty output."""
     mods, n = [], len(layers)
     for i, spec in enumerate(layers):
         where = f"layer {i + 1} of {n}"
         try:
             m, shape = _make(spec, shape, where)
-        except _TooSmall as e:
+        except TooSmall as e:
             e.index, e.spec = i, spec
             raise
         mods.append(m)
@@ -127,7 +127,7 @@ def _min_size(layers: list, channels: int) -> int | None:
         try:
             _walk_shapes(layers, (channels, n, n))
             return n
-        except (_TooSmall, SynthaugError):
+        except (TooSmall, SynthaugError):
             continue
     return None
 
@@ -161,7 +161,7 @@ def build_model(layers: list, shape: tuple[int, int, int], num_classes: int,
     full = with_head(layers, num_classes)
     try:
         return nn.Sequential(*_relu_after_pool(_walk(full, shape)))
-    except _TooSmall as e:
+    except TooSmall as e:
         lo = _min_size(full, shape[0])
         hint = (f"; use inputs of at least {lo}x{lo} (prepare.size >= {lo})" if lo else "")
         raise SynthaugError(

@@ -33,7 +33,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 
 def score(model, test, device, batch_size: int = 512) -> tuple[dict, np.ndarray]:
     """(classification_metrics, predicted labels) of `model` on the packed data set `test`."""
-    from pipeline.classifiers.training import predict
+    from synthaug.pipeline.classifiers.training import predict
 
     pred = predict(model, test.images, device, batch_size).argmax(1).numpy()
     return classification_metrics(test.labels, pred, test.class_names), pred
@@ -56,7 +56,7 @@ def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndar
         w.writerows((class_names[a], class_names[b])
                     for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True))
     if figure:
-        from pipeline.report.result_figures import confusion_matrix_png
+        from synthaug.pipeline.figures.results import confusion_matrix_png
 
         confusion_matrix_png(m["confusion_matrix"], class_names, out / "confusion.png",
                              title=f"{summary['model']} on {summary['variant']}, seed "

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.classifiers.architectures import Conv, Dense, Pool, Residual
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.architectures import Conv, Dense, Pool, Residual
+from synthaug.pipeline.core.errors import SynthaugError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
                "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": nn.ELU, "silu": nn.SiLU}
 
 
 # ---------------------------------------------------------------- shape arithmetic
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
@@ -51,7 +51,7 @@ def _pads(padding, hw, k, s, d) -> tuple[int, int, int, int]:
     return (padding,) * 4
 
 
-class _TooSmall(Exception):
+class TooSmall(Exception):
     def __init__(self, hw):
         self.hw = hw
 
@@ -60,7 +60,7 @@ def _window(hw, k, s, d, pads) -> tuple[int, int]:
     h = out_size(hw[0] + pads[2] + pads[3], k[0], s[0], 0, d[0])
     w = out_size(hw[1] + pads[0] + pads[1], k[1], s[1], 0, d[1])
     if h < 1 or w < 1:
-        raise _TooSmall(hw)
+        raise TooSmall(hw)
     return h, w
 
 
@@ -70,7 +70,7 @@ class ConvLayer(nn.Module):
 
     def __init__(self, spec: Conv, shape):
         super().__init__()
-        k, s, d = _pair(spec.kernel), _pair(spec.stride), _pair(spec.dilation)
+        k, s, d = pair(spec.kernel), pair(spec.stride), pair(spec.dilation)
         pads = _pads(spec.padding, shape[1:], k, s, d)
         self.out_hw = _window(shape[1:], k, s, d, pads)
         symmetric = len(set(pads)) == 1
@@ -92,8 +92,8 @@ class PoolLayer(nn.Module):
 
     def __init__(self, spec: Pool, shape):
         super().__init__()
-        self.k = _pair(spec.size)
-        self.s = _pair(spec.stride if spec.stride is not None else spec.size)
+        self.k = pair(spec.size)
+        self.s = pair(spec.stride if spec.stride is not None else spec.size)
         self.max = spec.type == "maxpool"
         self.pads = _pads(spec.padding, shape[1:], self.k, self.s, (1, 1))
         if isinstance(spec.padding, int) and spec.padding >= min(self.k):

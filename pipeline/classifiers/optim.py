@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
 
 
 def optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -18,7 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
 
 RUN_ID = "run_id"
 LENGTH = 16  # hex digits
@@ -88,7 +88,7 @@ def write_summary(out: Path, scores: dict[str, dict[str, dict]]) -> dict[str, fl
     of `dvc metrics show`: `cnn.accuracy_mean`, `cnn.seed0.accuracy`, ...), atomically; models
     already in the file and not in `scores` (trained by an earlier `--model` run) are kept.
     Returns each model's mean test accuracy."""
-    from pipeline.data.outputs import atomic_output
+    from synthaug.pipeline.core.outputs import atomic_output
 
     try:
         kept = json.loads(out.read_text()) if out.is_file() else {}
@@ -117,7 +117,7 @@ def write_summaries(root: Path, scores: dict[str, dict[str, dict[str, dict]]]) -
 def study_runs(models: list, variants: list, seeds: list) -> list[tuple]:
     """The (variant, model, seed) runs, the transfer models' first (the long ones), so that
     in a queue the short runs fill the end."""
-    from pipeline.classifiers.config import TRANSFER_MODELS
+    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
 
     models = sorted(models, key=lambda m: m not in TRANSFER_MODELS)
     return [(v, m, s) for m in models for v in variants for s in seeds]

@@ -3,8 +3,8 @@ the block-group table of a transfer model (what each `train.strategy` trains). N
 needed; torch is imported inside."""
 from __future__ import annotations
 
-from pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+from synthaug.pipeline.core.errors import SynthaugError
 
 
 def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
@@ -12,8 +12,8 @@ def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
     """One line per built-in, transfer and custom model: its parameter count for `shape`
     (C, H, W) and `classes` (transfer models: whether their ImageNet weights are found;
     `cfg.weights` counts for `cfg.model`)."""
-    from pipeline.classifiers.architectures import BUILTIN
-    from pipeline.classifiers.layers import build_model, count_params, resolve_layers
+    from synthaug.pipeline.classifiers.architectures import BUILTIN
+    from synthaug.pipeline.classifiers.layers import build_model, count_params, resolve_layers
 
     names = ([(n, "built-in") for n in BUILTIN] + [(n, "transfer") for n in TRANSFER_MODELS]
              + [(n, "custom") for n in custom_models])
@@ -22,7 +22,7 @@ def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
     for n, kind in names:
         try:
             if kind == "transfer":
-                from pipeline.classifiers.transfer import build_transfer, weights_status
+                from synthaug.pipeline.classifiers.transfer import build_transfer, weights_status
 
                 model, _ = build_transfer(n, classes, pretrained=False)
                 found, _ = weights_status(n, cfg.weights if cfg.model == n else None)
@@ -40,7 +40,7 @@ def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
 
 def transfer_summary(name: str, shape: tuple[int, int, int], classes: int, cfg: TrainConfig) -> str:
     """Block groups, parameter counts and what `cfg.strategy` trains; no weights needed."""
-    from pipeline.classifiers.transfer import build_transfer, weights_status
+    from synthaug.pipeline.classifiers.transfer import build_transfer, weights_status
 
     if shape[0] not in (1, 3):
         raise SynthaugError(f"{name}: needs 1- or 3-channel images (got {shape[0]})")

@@ -19,16 +19,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.classifiers.optim import optimizer, scheduler
-from pipeline.classifiers.use import Use
-from pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, inference_batch,
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.optim import optimizer, scheduler
+from synthaug.pipeline.classifiers.use import Use
+from synthaug.pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, inference_batch,
                                    layout, mixed_precision, place)
-from pipeline.core.distributed import SINGLE, Dist, broadcast_buffers, wrap
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.distributed import SINGLE, Dist, broadcast_buffers, wrap
+from synthaug.pipeline.core.errors import SynthaugError
 
 if TYPE_CHECKING:
-    from pipeline.augment.expand import OnlineAugment
+    from synthaug.pipeline.augment.expand import OnlineAugment
 
 
 @torch.no_grad()
@@ -120,8 +120,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     dtype, scaler = mixed_precision(device, cfg.amp, cfg.cpu_bf16)
     batch_aug, aug_gen = None, None
     if cfg.batch_augment is not None:
-        from pipeline.augment.batch import BatchAugment
-        from pipeline.augment.config import resolve_batch_augment
+        from synthaug.pipeline.augment.batch import BatchAugment
+        from synthaug.pipeline.augment.config import resolve_batch_augment
 
         batch_aug = BatchAugment(resolve_batch_augment(cfg.batch_augment))
         # its own stream on the device, one per rank (each rank augments its own part)
@@ -262,8 +262,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray,
 
     Returns (model with the best state, its architecture record for `save_classifier`, fit).
     """
-    from pipeline.classifiers.classifier import build_classifier
-    from pipeline.core.device import seed_everything
+    from synthaug.pipeline.classifiers.classifier import build_classifier
+    from synthaug.pipeline.core.device import seed_everything
 
     generator = seed_everything(seed)
     _, h, w, c = images.shape
@@ -271,7 +271,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray,
                                            class_names, images, recipe)
     augment, online = None, online or recipe.online_augment
     if online is not None:
-        from pipeline.augment.expand import OnlineAugment
+        from synthaug.pipeline.augment.expand import OnlineAugment
 
         augment = OnlineAugment(images, labels, online, recipe.seed, recipe.workers)
     result = fit_variant(model, (images, labels), select, recipe, device, generator, use,

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.classifiers.config import TRANSFER_MODELS
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+from synthaug.pipeline.core.errors import SynthaugError
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's normalisation
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # EfficientNet-Lite's (TF: (x - 127) / 128)
@@ -141,7 +141,7 @@ class TransferClassifier(nn.Module):
 
 # ---------------------------------------------------------------------- architectures
 def _efficientnet_lite0():
-    from pipeline.classifiers.efficientnet import EfficientNetLite0
+    from synthaug.pipeline.classifiers.efficientnet import EfficientNetLite0
 
     net = EfficientNetLite0()  # plain torch, in the names the package's weights use
     return net, net.groups(), net.head_path, INCEPTION

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.config import REAL_DRAWN, REAL_PARTS
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.config import REAL_DRAWN, REAL_PARTS
 
 NON_SYNTHETIC = (*REAL_PARTS, *REAL_DRAWN)  # parts made of real images
 

@@ -4,7 +4,7 @@ No pickle: a folder loads without params.yaml and without trusting arbitrary cod
 classifiers and generators. Reading checks the files (a config that is not a JSON object, a
 truncated or foreign weights file: one SynthaugError naming the file); the loaders check the
 config's keys and that the weights fit it. A full disk while saving is an OSError(ENOSPC)
-naming the file, as from any other write (pipeline.data.outputs turns it into one line).
+naming the file, as from any other write (pipeline.core.outputs turns it into one line).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
 
 RETRAIN = "rerun the stage that wrote it (or `dvc repro`)"
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import torch
 
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -3,7 +3,7 @@
 Small networks keep two CPU cores only partly busy: a cnn fit of the study's recipe took 5.8 s
 on one thread and 3.8 s on two, an efficientnet_lite0 fit 19.3 s and 13.9 s (2-core AMD EPYC,
 AVX2), so two one-thread processes finish two fits in the time one two-thread process needs
-for about 1.4. The sweep's points are such jobs (pipeline.evaluation.sweep).
+for about 1.4. The sweep's points are such jobs (pipeline.experiments.sweep).
 
 Workers start once each: `init(*args)` builds its state (data read, a device), then every
 item runs as `job(state, item)`. They are forked where the platform can and each runs one

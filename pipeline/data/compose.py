@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.config import MORE_REAL, REAL_DRAWN, REAL_PARTS, VariantConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import PackedDataset
+from synthaug.pipeline.data.config import MORE_REAL, REAL_DRAWN, REAL_PARTS, VariantConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.storage import PackedDataset
 
 
 @dataclass

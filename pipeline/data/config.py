@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from pipeline.augment.config import AugmentSpec
-from pipeline.core.settings import Section
+from synthaug.pipeline.augment.config import AugmentSpec
+from synthaug.pipeline.core.settings import Section
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")

@@ -8,7 +8,7 @@
   and unreadable files can only lower these counts.
 - torchvision sources: unknown until `synthaug prepare` has run.
 
-`synthaug check` (pipeline.evaluation.checks) compares the params with these counts.
+`synthaug check` (pipeline.experiments.checks) compares the params with these counts.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.config import PrepareConfig
 
 
 @dataclass
@@ -36,7 +36,7 @@ class PoolCounts:
 
 def _from_prepared(cfg: PrepareConfig, prepared: Path) -> PoolCounts | None:
     """The counts of prepared data made with exactly these prepare params, else None."""
-    from pipeline.data.prepare import POOL
+    from synthaug.pipeline.data.prepare import POOL
 
     folder = prepared / (POOL if cfg.train_per_class is not None else "train")
     try:
@@ -53,16 +53,16 @@ def _from_prepared(cfg: PrepareConfig, prepared: Path) -> PoolCounts | None:
 def _folder_labels(root: Path) -> tuple[np.ndarray, list[str]]:
     """One label per file of a folder source, found the way prepare walks it (each folder
     once, hidden entries and non-regular files left out); nothing is opened."""
-    from pipeline.data.sources import SKIPPED, _class_files, _enter, _hidden
+    from synthaug.pipeline.data.sources import SKIPPED, class_files, enter_folder, is_hidden
 
     if not root.is_dir():
         raise SynthaugError(f"prepare.source: folder {root} not found; point it at a folder "
                             "with one sub-folder of images per class")
     seen, skipped = set(), {kind: [] for kind in SKIPPED}
-    _enter(root, seen, skipped)
+    enter_folder(root, seen, skipped)
     dirs = [p for p in sorted(root.iterdir())
-            if not _hidden(p.name) and p.is_dir() and _enter(p, seen, skipped)]
-    sizes = {d.name: len(_class_files(d, seen, skipped)) for d in dirs}
+            if not is_hidden(p.name) and p.is_dir() and enter_folder(p, seen, skipped)]
+    sizes = {d.name: len(class_files(d, seen, skipped)) for d in dirs}
     names = [n for n, k in sizes.items() if k]
     if not names:
         raise SynthaugError(f"prepare.source: {root} has no class folders with files "
@@ -102,11 +102,11 @@ def pool_counts(cfg: PrepareConfig, prepared: Path) -> tuple[PoolCounts | None, 
         if got is None:
             return None, []
         labels, names, where = got
-        from pipeline.data.prepare import _check_class_sizes, _split_indices, check_seed
+        from synthaug.pipeline.data.prepare import check_class_sizes, split_indices, check_seed
 
         check_seed(cfg)
-        _check_class_sizes(labels, names)
-        train = _split_indices(labels, cfg)["train"]
+        check_class_sizes(labels, names)
+        train = split_indices(labels, cfg)["train"]
     except SynthaugError as e:
         return None, [str(e)]
     pool = np.bincount(labels[train], minlength=len(names)).astype(np.int64)

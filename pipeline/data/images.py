@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from pipeline.data.config import PrepareConfig
+from synthaug.pipeline.data.config import PrepareConfig
 
 # BILINEAR, not LANCZOS: no overshoot halos when upscaling tiny digits, and PIL widens the
 # filter when shrinking, so downscaling is still antialiased. Either is deterministic.

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.config import PrepareConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.sources import RawSource
-from pipeline.data.storage import image_hashes
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.sources import RawSource
+from synthaug.pipeline.data.storage import image_hashes
 
 SPLITS = ("train", "val", "test")
 POOL = "pool"  # the train split before train_per_class thinned it (written only when it did)
@@ -92,7 +92,7 @@ def dedupe(src: RawSource) -> tuple[np.ndarray, list[str], int, list[dict]]:
     return keep, [hashes[i] for i in keep], len(hashes) - len(keep), conflicts
 
 
-def _check_class_sizes(labels: np.ndarray, class_names: list[str]) -> None:
+def check_class_sizes(labels: np.ndarray, class_names: list[str]) -> None:
     counts = np.bincount(labels, minlength=len(class_names))
     for c in np.argsort(counts, kind="stable"):
         if counts[c] < 3:  # one image each for train, val and test at the very least
@@ -108,7 +108,7 @@ def check_seed(cfg: PrepareConfig) -> None:
         raise SynthaugError(f"prepare.seed: must be between 0 and {2**32 - 1} (got {cfg.seed})")
 
 
-def _split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarray]:
+def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
@@ -145,8 +145,8 @@ def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
     check_seed(cfg)
     keep, hashes, removed, conflicts = dedupe(src)
     labels = src.labels[keep]
-    _check_class_sizes(labels, src.class_names)
-    parts = _split_indices(labels, cfg)
+    check_class_sizes(labels, src.class_names)
+    parts = split_indices(labels, cfg)
     pool = None
     if cfg.train_per_class is not None:
         pool = parts["train"]
@@ -189,7 +189,7 @@ def read_pool(prepared: Path):
     `train_per_class` thinned nothing. Draw from it as `prepare.train_per_class` does
     (`subsample_per_class`, with the seed its meta records) and k = train_per_class gives
     the train split exactly."""
-    from pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
     if is_dataset(prepared / POOL):
         return read_dataset(prepared / POOL)
@@ -206,7 +206,7 @@ def held_out(pool, k: int, seed: int):
     prepare.train_per_class): the `more-real` part, a PackedDataset in pool order."""
     import numpy as np
 
-    from pipeline.data.storage import PackedDataset
+    from synthaug.pipeline.data.storage import PackedDataset
 
     rest = np.setdiff1d(np.arange(len(pool)), subsample_per_class(
         np.arange(len(pool)), pool.labels, k, seed, pool.class_names))
@@ -221,7 +221,7 @@ def held_back_reference(prepared: Path, train, seed: int):
     where the pool holds them, drawn with `seed`; None without a pool."""
     import numpy as np
 
-    from pipeline.data.storage import PackedDataset, is_dataset
+    from synthaug.pipeline.data.storage import PackedDataset, is_dataset
 
     if not is_dataset(prepared / POOL):
         return None
@@ -237,7 +237,7 @@ def held_back_reference(prepared: Path, train, seed: int):
 
 def more_real(prepared: Path):
     """The `more-real` part of the study: the pool outside the train split."""
-    from pipeline.data.storage import is_dataset
+    from synthaug.pipeline.data.storage import is_dataset
 
     if not is_dataset(prepared / POOL):
         raise SynthaugError(f"{prepared}: part 'more-real' needs the held-back train pool "

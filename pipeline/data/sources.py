@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.config import PrepareConfig
-from pipeline.data.images import read_image, to_array
-from pipeline.data.storage import release, rows_per_chunk, scratch_array
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.config import PrepareConfig
+from synthaug.pipeline.data.images import read_image, to_array
+from synthaug.pipeline.data.storage import release, rows_per_chunk, scratch_array
 
 MAX_LISTED = 20  # bad files named in the error message
 
@@ -66,7 +66,7 @@ def _digits(cfg: PrepareConfig) -> RawSource:
                      [str(i) for i in range(10)], [f"digits:{i}" for i in range(len(d.target))])
 
 
-def _hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
@@ -81,7 +81,7 @@ SKIPPED = {  # what reading a folder source leaves out -> its note
 }
 
 
-def _enter(folder: Path, seen: set, skipped: dict) -> bool:
+def enter_folder(folder: Path, seen: set, skipped: dict) -> bool:
     """True the first time `folder` (by device and inode) is reached: a link that leads back
     up (a loop) or to a folder already read is followed once, never again."""
     try:
@@ -96,17 +96,17 @@ def _enter(folder: Path, seen: set, skipped: dict) -> bool:
     return True
 
 
-def _class_files(folder: Path, seen: set, skipped: dict) -> list[Path]:
+def class_files(folder: Path, seen: set, skipped: dict) -> list[Path]:
     """The regular, non-hidden files under a class folder (recursively, like ImageFolder),
     sorted; each folder is read once, and nothing else is ever opened (a FIFO would block)."""
     out = []
     onerror = lambda e: skipped["unreadable"].append(Path(e.filename))  # noqa: E731
     for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=True):
         here = Path(dirpath)
-        skipped["hidden"] += [here / d for d in dirnames if _hidden(d)]
+        skipped["hidden"] += [here / d for d in dirnames if is_hidden(d)]
         dirnames[:] = [d for d in sorted(dirnames)
-                       if not _hidden(d) and _enter(here / d, seen, skipped)]
-        for f in sorted(f for f in filenames if not _hidden(f)):
+                       if not is_hidden(d) and enter_folder(here / d, seen, skipped)]
+        for f in sorted(f for f in filenames if not is_hidden(f)):
             try:
                 regular = stat.S_ISREG((here / f).stat().st_mode)
             except OSError:  # a broken link: read_image names it as a bad file
@@ -138,16 +138,16 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None
     if not root.is_dir():
         raise SynthaugError(f"prepare.source: folder {root} not found")
     seen, skipped = set(), {kind: [] for kind in SKIPPED}
-    _enter(root, seen, skipped)
+    enter_folder(root, seen, skipped)
     entries = sorted(root.iterdir())
-    skipped["hidden"] += [p for p in entries if _hidden(p.name) and p.is_dir()]  # e.g. "..cat"
-    entries = [p for p in entries if not _hidden(p.name)]
-    class_dirs = [p for p in entries if p.is_dir() and _enter(p, seen, skipped)]
+    skipped["hidden"] += [p for p in entries if is_hidden(p.name) and p.is_dir()]  # e.g. "..cat"
+    entries = [p for p in entries if not is_hidden(p.name)]
+    class_dirs = [p for p in entries if p.is_dir() and enter_folder(p, seen, skipped)]
     skipped["stray"] += [p for p in entries if not p.is_dir()]  # never opened: may be a FIFO
     if not class_dirs:
         raise SynthaugError(f"prepare.source: {root} has no class folders (expected one "
                             "sub-folder of images per class)")
-    files = [(c.name, f) for c in class_dirs for f in _class_files(c, seen, skipped)]
+    files = [(c.name, f) for c in class_dirs for f in class_files(c, seen, skipped)]
     notes = _skip_notes(root, skipped)
     # one row per file, on disk: each image is decoded straight into its row, so peak memory
     # does not grow with the pixels. Good images take the next free row (skipped files leave

@@ -4,7 +4,7 @@ A data set folder holds `images.npy` (uint8, N x H x W x C, memory-mappable), `l
 (int64, N), `manifest.csv` (one row per image: index, label, class name, provenance) and
 `meta.json` (class names, counts, content hash, and whatever the writer adds). Images are
 written and hashed chunk by chunk (`CHUNK_BYTES`), so a set may be a memory map larger than
-memory; stages write data sets inside pipeline.data.outputs' atomic outputs. The space a mapped
+memory; stages write data sets inside pipeline.core.outputs' atomic outputs. The space a mapped
 file needs is reserved before the first write (`reserve`): a full disk is an OSError(ENOSPC)
 there, not a SIGBUS later. `read_dataset` checks what it reads (dtype, shape, lengths, label
 range, meta.json's keys and, where cheap, the content hash) and names the file that is wrong.
@@ -24,7 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.outputs import NO_SPACE
 
 MANIFEST_BASE = ("index", "label", "class_name")
 CHUNK_BYTES = 4 << 20  # pixels one chunked pass holds at a time: bounds its memory
@@ -34,7 +35,6 @@ META_KEYS = {"class_names": list, "num_images": int, "shape": list, "counts": di
 # memory-mapped sets up to this size get their content hash checked too (sha256 runs at about
 # 1 GB/s: 5,000 28x28 images take 4 ms); loaded ones (mmap=False) always do
 VERIFY_MMAP_BYTES = 256 << 20
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass

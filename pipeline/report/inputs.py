@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.report.study import SPLITS, Cell, Layout
+from synthaug.pipeline.report.study import SPLITS, Cell, Layout
 
 
 def cells(layout: Layout, runs: dict[Cell, Path]) -> tuple[dict[Cell, dict], list[str]]:
     """(cell -> metrics.json plus "history", the runs without metrics), in `runs` order.
     A SynthaugError when a cell's test metrics, training log and model folder come from
     different training runs (pipeline.classifiers.runs: a run cut short while saving)."""
-    from pipeline.classifiers.runs import check_cell, rerun_command
+    from synthaug.pipeline.classifiers.runs import check_cell, rerun_command
 
     found, missing = {}, []
     for cell, run in runs.items():
@@ -31,7 +31,7 @@ def cells(layout: Layout, runs: dict[Cell, Path]) -> tuple[dict[Cell, dict], lis
 
 def splits(prepared: Path) -> dict:
     """The prepared splits there are, memory-mapped."""
-    from pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
     return {s: read_dataset(prepared / s, mmap=True) for s in SPLITS if is_dataset(prepared / s)}
 
@@ -47,7 +47,7 @@ def panels(layout: Layout, splits: dict, sets: dict[str, str],
            augment_spec: str) -> tuple[list[dict], list[str]]:
     """The sample figure's panels (the real train split, each synthetic set of `sets`: name ->
     subtitle, the classic copies described by `augment_spec`) and the sets not sampled yet."""
-    from pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
     def panel(title: str, subtitle: str, ds) -> dict:
         return {"title": title, "subtitle": subtitle, "images": ds.images, "labels": ds.labels,
@@ -71,7 +71,7 @@ def panels(layout: Layout, splits: dict, sets: dict[str, str],
 
 def training_sets(folder: Path, variants: list[str]) -> dict[str, dict]:
     """variant -> the meta of its composed training set, for those composed."""
-    from pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
     return {v: read_dataset(folder / v).meta for v in variants if is_dataset(folder / v)}
 

@@ -8,7 +8,8 @@ import math
 import os
 from pathlib import Path
 
-REFERENCES = ("real-val", "noise")
+from synthaug.pipeline.quality.config import REFERENCES
+
 # column -> (header, better: +1 higher / -1 lower, format)
 METRICS = {
     "fid_domain": ("FID-domain", -1, "{:.2f}"),
@@ -60,7 +61,7 @@ def _cell(k: str, m: dict) -> str:
 def table(sets: dict[str, dict]) -> str:
     """The quality table: one row per set (references in italics), one column per metric that
     some set has; arrows say which way is better."""
-    from pipeline.data.compose import markdown_table
+    from synthaug.pipeline.data.compose import markdown_table
 
     cols = [k for k in METRICS if any(k in m for m in sets.values())]
     head = ["set", "images", *(METRICS[k][0] + (" ↓" if METRICS[k][1] < 0 else " ↑") for k in cols),

@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from pipeline.report import sweeps as sweeps_
-from pipeline.report.study import BASELINE, Cell, Study, pct
+from synthaug.pipeline.report import sweeps as sweeps_
+from synthaug.pipeline.report.study import BASELINE, Cell, Study, pct
 
 SAMPLE_SEED = 0  # which images the sample figure shows
 
@@ -17,7 +17,7 @@ def summarise(s: Study) -> list[dict]:
     """One row per (variant, model) with results, in the study's order: variant, model, seeds,
     values (accuracy per seed), mean, low, high, std, macro_f1 and, for variants other than
     `real` with the baseline on the same seeds, vs_real (the paired test's result)."""
-    from pipeline.evaluation.stats import mean_ci, paired_test
+    from synthaug.pipeline.stats.paired import mean_ci, paired_test
 
     rows = []
     for variant in s.study.variants:
@@ -41,10 +41,10 @@ def summarise(s: Study) -> list[dict]:
 
 
 def worth(rows: list[dict], s: Study) -> list[dict]:
-    """Each row's exchange rate (pipeline.evaluation.exchange), read off its model's real-only
+    """Each row's exchange rate (pipeline.stats.exchange), read off its model's real-only
     curve (the real_per_class sweep plus the study's own k), as row["worth"]: a Rate dict plus
     "text". Rows of models without two or more k on that curve get none."""
-    from pipeline.evaluation.exchange import exchange_rate
+    from synthaug.pipeline.stats.exchange import exchange_rate
 
     curves = ((s.sweeps or {}).get("real_per_class") or {}).get("points", {})
     for row in rows:
@@ -100,7 +100,7 @@ def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> di
            if "worth" in r else {})} for r in rows}
     out.update(sweeps_.results(sweeps))
     if when:
-        from pipeline.report.when import results as when_results
+        from synthaug.pipeline.report.when import results as when_results
 
         out.update(when_results(when))
     return out
@@ -123,8 +123,8 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
     cell's confusion matrix (`confusion`: confusion.json's content), the sample panels and
     each sweep with more than one point per model where there are. Returns the names of the
     optional figures drawn."""
-    from pipeline.report.data_figures import sample_panels
-    from pipeline.report.result_figures import (accuracy_bars, confusion_matrix_png,
+    from synthaug.pipeline.figures.data import sample_panels
+    from synthaug.pipeline.figures.results import (accuracy_bars, confusion_matrix_png,
                                                 curves_by_variant, sweep_plot)
 
     drawn, best = set(), s.best()

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from pipeline.evaluation.config import StudyConfig, SweepConfig
+from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
 BASELINE = "real"
 SPLITS = ("train", "val", "test")

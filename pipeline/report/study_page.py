@@ -1,8 +1,8 @@
 """report.md: the study's answer on one page, section by section, from a `Study`."""
 from __future__ import annotations
 
-from pipeline.report import quality_page, results, sweeps, timings, when
-from pipeline.report.study import SPLITS, Study, pct, plural
+from synthaug.pipeline.report import quality_page, results, sweeps, timings, when
+from synthaug.pipeline.report.study import SPLITS, Study, pct, plural
 
 
 def data_section(s: Study) -> list[str]:

@@ -2,7 +2,7 @@
 the synthetic ratio, per model, from the sweep stage's results and the study's own cells."""
 from __future__ import annotations
 
-from pipeline.report.study import BASELINE, Cell, Study, num, pct, plural
+from synthaug.pipeline.report.study import BASELINE, Cell, Study, num, pct, plural
 
 SWEEPS = ("real_per_class", "ratio")
 
@@ -52,14 +52,14 @@ def merge(results: dict[str, dict | None], cells: dict[Cell, dict], ratio_varian
 
 def summary(by_seed: dict):
     """mean_ci of a point's accuracies over its seeds."""
-    from pipeline.evaluation.stats import mean_ci
+    from synthaug.pipeline.stats.paired import mean_ci
 
     return mean_ci([v[0] for v in by_seed.values()])
 
 
 def results(sweeps: dict) -> dict:
     """Flat results.json entries: "sweep/<sweep>/<value>/<model>" -> accuracy summary."""
-    from pipeline.evaluation.stats import mean_ci
+    from synthaug.pipeline.stats.paired import mean_ci
 
     out = {}
     for name, sweep in sweeps.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.report.study import BASELINE, Cell, Study, pct
+from synthaug.pipeline.report.study import BASELINE, Cell, Study, pct
 
 CONTROL = "more-real"
 
@@ -36,7 +36,7 @@ def measured(by_line: dict, k_study: int | None) -> bool:
 def compare(by_line: dict) -> dict[str, dict[int, dict]]:
     """line -> {k: mean, low, high, n, values (per seed) and, against real-only on the seeds both have at that k,
     gain, gain_low, gain_high, p, significant}."""
-    from pipeline.evaluation.stats import mean_ci, paired_test
+    from synthaug.pipeline.stats.paired import mean_ci, paired_test
 
     real, out = by_line.get(BASELINE, {}), {}
     for name, pts in by_line.items():
@@ -102,7 +102,7 @@ def _best(entries: list[tuple[str, dict]]) -> tuple[str, dict] | None:
 
 def answer(s: Study, rows: list[dict]) -> str:
     """The report's first paragraph: which kind, how much and when, from the numbers."""
-    from pipeline.data.config import MORE_REAL
+    from synthaug.pipeline.data.config import MORE_REAL
 
     k = s.train_per_class or "all"
     out = []

@@ -13,8 +13,8 @@ from pathlib import Path
 def sets_to_score(p) -> list[str]:
     """The sets to score (real-val, every sample set, noise), once the judge and every set
     are there; one line naming what is missing otherwise."""
-    from pipeline.core.errors import SynthaugError
-    from pipeline.data.storage import is_dataset
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.data.storage import is_dataset
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: no judge; run `synthaug judge` (or `dvc repro`) first")
@@ -30,12 +30,12 @@ class SetScorer:
     (with `reference_name`), its closest-pairs figure written into `figs`."""
 
     def __init__(self, p, figs: Path):
-        from pipeline.classifiers.classifier import load_classifier
-        from pipeline.classifiers.config import TrainConfig
-        from pipeline.core.device import pick_device
-        from pipeline.data.prepare import held_back_reference
-        from pipeline.data.storage import read_dataset
-        from pipeline.evaluation.quality import QualityContext, noise_set, recipe
+        from synthaug.pipeline.classifiers.classifier import load_classifier
+        from synthaug.pipeline.classifiers.config import TrainConfig
+        from synthaug.pipeline.core.device import pick_device
+        from synthaug.pipeline.data.prepare import held_back_reference
+        from synthaug.pipeline.data.storage import read_dataset
+        from synthaug.pipeline.quality.assess import QualityContext, noise_set, recipe
 
         q, device = p.quality, pick_device(p.quality.device)
         train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
@@ -48,10 +48,10 @@ class SetScorer:
                                         len(train.class_names), q.seed)}
 
     def score(self, name: str) -> dict:
-        from pipeline.data.storage import read_dataset
-        from pipeline.evaluation.quality import assess
-        from pipeline.report.data_figures import closest_pairs
-        from pipeline.report.quality_page import REFERENCES
+        from synthaug.pipeline.data.storage import read_dataset
+        from synthaug.pipeline.quality.assess import assess
+        from synthaug.pipeline.figures.data import closest_pairs
+        from synthaug.pipeline.quality.config import REFERENCES
 
         if name in self.sets:
             images, labels = self.sets[name]

@@ -3,7 +3,7 @@ judge's: the domain features of FID-domain and PRDC) and, optionally, EfficientN
 ImageNet features (weights from the installed package, offline).
 
 Features are computed once per set (`features`), so a set is never pushed through a network
-twice; torchmetrics then gets them through an identity module (pipeline.evaluation.distribution).
+twice; torchmetrics then gets them through an identity module (pipeline.quality.distribution).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.core.batches import inference_batch
+from synthaug.pipeline.core.batches import inference_batch
 
 LITE0_SIZE = 64  # ImageNet features: images are resized to this inside EfficientNet-Lite0
 
@@ -74,8 +74,8 @@ def imagenet_extractor(shape: tuple[int, int, int],
     pipeline.classifiers.transfer's wrapper adapts the input: gray -> RGB, bilinear resize to 64 px, and
     the normalisation these weights were trained with (Lite0's (x - 0.5) / 0.5).
     """
-    from pipeline.core.errors import SynthaugError
-    from pipeline.classifiers.transfer import build_transfer
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.classifiers.transfer import build_transfer
 
     if shape[0] not in (1, 3):
         return None, f"ImageNet features need 1- or 3-channel images (got {shape[0]})"

@@ -1,7 +1,7 @@
 """Running a sweep: the points of every model cut into jobs (`groups`), each job trained and
 tested by a `Worker` (one process's data, device, generators and pseudo-labellers), the jobs of
 all the models in one queue over worker processes on a CPU (pipeline.core.pool), the longest
-first. What a point trains on is pipeline.evaluation.sweep's.
+first. What a point trains on is pipeline.experiments.sweep's.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from pipeline.augment.config import AugmentConfig
-from pipeline.classifiers.config import TrainConfig
-from pipeline.data.config import ComposeConfig
-from pipeline.data.storage import PackedDataset
-from pipeline.evaluation.sweep import (Point, SweepData, Synthesize, labeller, training_set,
+from synthaug.pipeline.augment.config import AugmentConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.data.config import ComposeConfig
+from synthaug.pipeline.data.storage import PackedDataset
+from synthaug.pipeline.experiments.sweep import (Point, SweepData, Synthesize, labeller, training_set,
                                        when_set)
 
 
@@ -56,9 +56,9 @@ class Worker:
     def run_group(self, item: tuple[str, list[Point]]) -> list[dict]:
         """Train and test `model` at every point of `group` (a point, or one k's when points
         that share its generated sets or pseudo-labels): one result row each."""
-        from pipeline.classifiers.config import recipe
-        from pipeline.classifiers.metrics import score
-        from pipeline.classifiers.training import train_classifier
+        from synthaug.pipeline.classifiers.config import recipe
+        from synthaug.pipeline.classifiers.metrics import score
+        from synthaug.pipeline.classifiers.training import train_classifier
 
         model, group = item
         j, data, sets, rows = self.job, self.data, {}, []
@@ -94,8 +94,8 @@ def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[s
     when points at one k whose variants need generators or pseudo-labels together, so that
     each k's generators train (and its labeller fits) once per model's worker. A queue of many
     short jobs keeps every worker busy to the end, which whole seeds-of-a-set jobs did not."""
-    from pipeline.classifiers.config import TRANSFER_MODELS
-    from pipeline.data.config import PSEUDO_REAL
+    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+    from synthaug.pipeline.data.config import PSEUDO_REAL
 
     jobs, cost = [], []
     for model, points in todo.items():
@@ -132,7 +132,7 @@ def run(job: SweepJob, todo: dict[str, list[Point]], workers: int = 1,
     (pipeline.core.pool; 1: here, in order of the jobs). When points need `job.augment`
     (classic parts) and `job.synthesizer` (synthetic parts). Call `check_ratios` first: a
     worker's error stops the run only once the others started."""
-    from pipeline.core.pool import imap
+    from synthaug.pipeline.core.pool import imap
 
     jobs = groups(todo, job.compose)
     index = {(m, id(pt)): i for m, points in todo.items() for i, pt in enumerate(points)}

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.classifiers.training import predict, train_classifier
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.training import predict, train_classifier
 
 
 def probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:

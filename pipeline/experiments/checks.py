@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.data.config import ComposeConfig, PrepareConfig, VariantConfig
-from pipeline.data.counts import PoolCounts
-from pipeline.evaluation.config import StudyConfig, SweepConfig
+from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig, VariantConfig
+from synthaug.pipeline.data.counts import PoolCounts
+from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _cls(names: list[str] | None, c: int) -> str:
 
 def drawn(cfg: VariantConfig, real_counts: np.ndarray) -> dict[str, np.ndarray] | None:
     """Images per class each drawn part of a variant takes (None: every image of each set)."""
-    from pipeline.data.compose import synthetic_counts
+    from synthaug.pipeline.data.compose import synthetic_counts
 
     counts = synthetic_counts(cfg, real_counts)
     return None if counts is None else dict(zip(cfg.drawn_parts(), counts))

@@ -1,8 +1,8 @@
 """Atomic outputs: every stage writes into a temporary sibling folder and renames it into place
 when done, so a crash leaves the previous output or nothing, never half an output.
 
-An existing folder is replaced only if a synthaug stage wrote it (a MARKER file, a packed data
-set, or only entries the new output also has), leftovers of killed runs are cleared at the next
+An existing folder is replaced only if a synthaug stage wrote it (its MARKER file) or it is
+empty; anything else is refused with one line and kept. Leftovers of killed runs are cleared at the next
 run (`remove_stale`), and the output gets the modes the umask gives (`follow_umask`).
 
 Two runs writing one output: the second stops at once with one line (`_lock`: an advisory
@@ -14,6 +14,7 @@ the previous output left as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import math
 import os
@@ -25,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.core.errors import SynthaugError
-from pipeline.data.storage import NO_SPACE, is_dataset
+from synthaug.pipeline.core.errors import SynthaugError
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
 MARKER = ".synthaug-output"  # in an output folder: "a synthaug stage wrote this; replace it"
 MARKERS = (MARKER, ".synthaug-export")  # the second: exports written before MARKER existed
 # constant text, so reruns stay byte-identical; a copy restored from the DVC cache carries it
@@ -98,25 +99,14 @@ def follow_umask(target: Path) -> None:
                 os.chmod(p, (0o666 | st.st_mode & 0o111) & ~mask)
 
 
-def _foreign(old: Path, new: Path) -> Path | None:
-    """The first entry of existing folder `old` that no synthaug stage wrote, judged against
-    the new output `new`; None when `old` may be replaced. Ours: a folder with a marker, a
-    packed data set, and entries the new output also has (files: the same name or type)."""
-    if any((old / m).is_file() for m in MARKERS) or is_dataset(old):
+def _foreign(old: Path) -> Path | None:
+    """The first entry of existing folder `old` that no synthaug stage wrote; None when `old`
+    may be replaced: it carries a MARKER (every folder output of a stage does) or is empty.
+    Nothing else is judged by its names or file types: a user's folder that happens to hold
+    files named like an output's is still the user's."""
+    if any((old / m).is_file() for m in MARKERS):
         return None
-    kinds = {p.suffix for p in new.iterdir() if p.suffix and p.is_file()} if new.is_dir() else set()
-    for e in sorted(old.iterdir()):
-        twin = new / e.name
-        if e.is_dir() and not e.is_symlink():
-            if is_dataset(e):
-                continue
-            if twin.is_dir() and (bad := _foreign(e, twin)) is None:
-                continue
-            return bad if twin.is_dir() else e
-        if twin.is_file() or e.suffix in kinds:  # files and links (links: only the link goes)
-            continue
-        return e
-    return None
+    return next(iter(sorted(old.iterdir())), None)
 
 
 def _refuse(path: Path, what: str) -> SynthaugError:
@@ -124,9 +114,9 @@ def _refuse(path: Path, what: str) -> SynthaugError:
                          f"{MARKER} file); move it away or choose another output path")
 
 
-def _check_replaceable(path: Path, is_dir: bool, new: Path | None = None) -> None:
-    """Refuse to replace a user's file or folder. Before the work (`new` None) only what is
-    certain; after it, the full check against the new output."""
+def _check_replaceable(path: Path, is_dir: bool) -> None:
+    """Refuse to replace a user's file or folder: checked before the work and again just
+    before the commit (something may have moved in meanwhile)."""
     if path.is_symlink() or not path.exists():
         return  # nothing, or a link: replacing it leaves its target alone
     if not path.is_dir():
@@ -137,7 +127,7 @@ def _check_replaceable(path: Path, is_dir: bool, new: Path | None = None) -> Non
         return
     if not is_dir:
         raise _refuse(path, "it is a folder that is not empty")
-    if new is not None and (bad := _foreign(path, new)) is not None:
+    if (bad := _foreign(path)) is not None:
         raise _refuse(path, f"it holds {bad.relative_to(path).as_posix()}")
 
 
@@ -253,10 +243,10 @@ def _commit(target: Path, path: Path, is_dir: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -> Iterator[Path]:
+def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path`, else vanishes.
 
-    For a folder the caller fills the yielded folder (with `marker`, a MARKER file is added);
+    For a folder the caller fills the yielded folder and a MARKER file is added to it;
     for a file (is_dir=False) it writes the yielded file path. An existing `path` is replaced
     only if a synthaug stage wrote it (see `_foreign`) or it is empty: a foreign folder is
     refused with a SynthaugError and kept. Leftovers of killed runs are removed first, and
@@ -274,9 +264,9 @@ def atomic_output(path: Path | str, is_dir: bool = True, marker: bool = False) -
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
         target = tmp if is_dir else tmp / path.name
         yield target
-        if is_dir and marker:
+        if is_dir:
             (tmp / MARKER).write_text(MARKER_TEXT)
-        _check_replaceable(path, is_dir, target)
+        _check_replaceable(path, is_dir)
         follow_umask(target)
         _commit(target, path, is_dir)
     except BaseException as e:

@@ -1,7 +1,7 @@
 """Distances between two feature sets: FID/KID and precision/recall/density/coverage.
 
 - `fid_kid`: torchmetrics' FrechetInceptionDistance / KernelInceptionDistance over features
-  computed beforehand (pipeline.evaluation.features), fed through an identity module that
+  computed beforehand (pipeline.quality.features), fed through an identity module that
   declares their width.
 - `prdc`: precision/recall of k-NN manifolds (Kynkaanniemi et al. 2019) and density/coverage
   (Naeem et al. 2020); balls are closed (distance <= the k-NN radius), as in Kynkaanniemi's

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.augment.config import AugmentConfig
-from pipeline.classifiers.config import TrainConfig
-from pipeline.core.errors import SynthaugError
-from pipeline.data.config import ComposeConfig
-from pipeline.data.storage import PackedDataset
-from pipeline.evaluation.config import SweepConfig
+from synthaug.pipeline.augment.config import AugmentConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.config import ComposeConfig
+from synthaug.pipeline.data.storage import PackedDataset
+from synthaug.pipeline.experiments.config import SweepConfig
 
 
 Synthesize = Callable[..., dict[str, PackedDataset]]  # (k, split, tag="") -> sets
@@ -68,8 +68,8 @@ class SweepData:
     def load(cls, prepared: Path, synthetic: Path, parts: list[str], pool: bool) -> SweepData:
         """The splits under `prepared`, its pool when `pool` (some point draws from it) and
         the synthetic sets `parts` under `synthetic`."""
-        from pipeline.data.prepare import read_pool
-        from pipeline.data.storage import is_dataset, read_dataset
+        from synthaug.pipeline.data.prepare import read_pool
+        from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
         real, val, test = (read_dataset(prepared / s, mmap=False) for s in ("train", "val", "test"))
         sets = {}
@@ -88,7 +88,7 @@ def pool_seed(pool: PackedDataset) -> int:
 
 def per_class(pool: PackedDataset, k: int, seed: int) -> np.ndarray:
     """Indices of k images per class, the way `prepare.train_per_class` picks them."""
-    from pipeline.data.prepare import subsample_per_class
+    from synthaug.pipeline.data.prepare import subsample_per_class
 
     return subsample_per_class(np.arange(len(pool)), pool.labels, k, seed, pool.class_names)
 
@@ -106,11 +106,11 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     (images, labels, variant name, its recipe of use or None, its online augmentation).
     Labelled few, unlabelled many: `pseudo-real` and `unlabelled` variants see the rest of
     the pool with the labels `label` (a classifier trained on the split) gives it."""
-    from pipeline.classifiers.use import Use
-    from pipeline.augment.expand import expand
-    from pipeline.data.compose import compose_variant
-    from pipeline.data.config import MORE_REAL, PSEUDO_REAL
-    from pipeline.data.prepare import held_out
+    from synthaug.pipeline.classifiers.use import Use
+    from synthaug.pipeline.augment.expand import expand
+    from synthaug.pipeline.data.compose import compose_variant
+    from synthaug.pipeline.data.config import MORE_REAL, PSEUDO_REAL
+    from synthaug.pipeline.data.prepare import held_out
 
     k, cfg = int(point.value), compose.variants[point.variant]
     real = split_of(data.pool, k)
@@ -152,7 +152,7 @@ def training_set(point: Point, data: SweepData, compose: ComposeConfig,
     if point.sweep == "real_per_class":
         idx = per_class(data.pool, int(point.value), pool_seed(data.pool))
         return np.asarray(data.pool.images[idx]), data.pool.labels[idx], "real"  # gathers k x classes
-    from pipeline.data.compose import compose_variant
+    from synthaug.pipeline.data.compose import compose_variant
 
     cfg = compose.variants[ratio_variant].model_copy(update={"ratio": float(point.value)})
     v = compose_variant(ratio_variant, cfg, {"real": data.real, **data.synthetic}, compose.seed)
@@ -164,8 +164,8 @@ def labeller(model: str, train: TrainConfig, custom_models: dict, data: SweepDat
     """(k, split, images) -> labels: what a classifier trained on the labelled k-per-class split
     (`model`'s recipe, the first seed of the sweep: 0) predicts for unlabelled images; one
     classifier per k."""
-    from pipeline.classifiers.config import recipe
-    from pipeline.classifiers.training import predict, train_classifier
+    from synthaug.pipeline.classifiers.config import recipe
+    from synthaug.pipeline.classifiers.training import predict, train_classifier
 
     nets: dict[int, torch.nn.Module] = {}
 
@@ -185,7 +185,7 @@ def feasible(todo: list[Point], pool: PackedDataset | None,
     variant, reason). A k above the smallest class (or a when variant that would draw more
     held-back images than the pool has beyond the k) is skipped, not an error: the rest of
     the sweep still runs (`synthaug check` names the skips before any work)."""
-    from pipeline.evaluation.checks import sweep_skip
+    from synthaug.pipeline.experiments.checks import sweep_skip
 
     if pool is None:
         return todo, []
@@ -224,7 +224,7 @@ def write_results(root: Path, model: str, rows: list[dict], skipped: list[dict])
     """A model's rows (one per point, in the order of the points) and skips, atomically."""
     import json
 
-    from pipeline.data.outputs import atomic_output
+    from synthaug.pipeline.core.outputs import atomic_output
 
     out = results_path(root, model)
     with atomic_output(out, is_dir=False) as f:

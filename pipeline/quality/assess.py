@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.classifiers.config import TrainConfig
-from pipeline.data.compose import balanced_labels
-from pipeline.evaluation.config import QualityConfig
-from pipeline.evaluation.distribution import equal_size, fid_kid, prdc
-from pipeline.evaluation.features import FeatureExtractor, features, imagenet_extractor
-from pipeline.evaluation.memorisation import near_copies, nearest_train, train_radius
-from pipeline.evaluation.usefulness import cas, judge_agreement
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.data.compose import balanced_labels
+from synthaug.pipeline.quality.config import QualityConfig
+from synthaug.pipeline.quality.distribution import equal_size, fid_kid, prdc
+from synthaug.pipeline.quality.features import FeatureExtractor, features, imagenet_extractor
+from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, train_radius
+from synthaug.pipeline.quality.usefulness import cas, judge_agreement
 
 
 def recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
@@ -46,7 +46,7 @@ def recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
     tuning the `train` section leaves quality scores valid) with model, epochs and seed from
     `quality`, and no online augmentation (the sets are scored as they are): the scoring
     form of `pipeline.classifiers.config.recipe`."""
-    from pipeline.classifiers.config import recipe as train_recipe
+    from synthaug.pipeline.classifiers.config import recipe as train_recipe
 
     return train_recipe(train_cfg, q.model, q.seed, q.epochs, scoring=True)
 

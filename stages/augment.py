@@ -21,6 +21,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     any number of workers. Writes `paths.augmented` (images.npy, labels.npy, manifest.csv with
     the parent image, copy number and seed of every image, meta.json with the resolved
     pipeline) and preview.png (originals next to their copies) atomically.
+
+    **Examples**
+
+    ```
+    synthaug augment
+    synthaug augment -S augment.pipeline=heavy -S augment.copies_per_image=8
+    ```
     """
     p = params_from(params, set_)
     cfg = p.augment

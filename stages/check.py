@@ -29,6 +29,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     the pool beyond the train split for `more-real`), the sweep's ratio and when points.
     A `sweep.real_per_class` or `sweep.when_per_class` k above the smallest class is no
     error: the sweep skips it, and a note says so. `dvc repro` runs this stage first.
+
+    **Examples**
+
+    ```
+    synthaug check
+    synthaug check -S prepare.train_per_class=200 -S sample.per_class=300
+    synthaug check --params my-params.yaml
+    ```
     """
     p = params_from(params, set_)
     from synthaug.pipeline.data.counts import pool_counts

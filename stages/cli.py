@@ -41,10 +41,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # re-flows docstring paragraphs in --help
 )
+# `synthaug --help` lists the stages in the order `dvc repro` runs them (evaluate, which the
+# train stage runs too, after train), then the tools
 app.command("check")(check.command)
 app.command("prepare")(prepare.command)
 app.command("augment")(augment.command)
 app.command("judge")(judge.command)
+app.command("train-generator")(train_generator.command)
 app.command("sample")(sample.command)
 app.command("quality")(quality.command)
 app.command("compose")(compose.command)
@@ -53,7 +56,6 @@ app.command("evaluate")(evaluate.command)
 app.command("sweep")(sweep.command)
 app.command("report")(report.command)
 app.command("export")(export.command)
-app.command("train-generator")(train_generator.command)
 app.add_typer(models.app, name="models")
 UNTIMED = {"export"}  # a tool, not a DVC stage
 

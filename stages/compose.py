@@ -22,6 +22,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     Writes paths.variants/<variant>/ (images.npy, labels.npy, manifest.csv naming the part and
     provenance of every image, meta.json with the make-up) and paths.variants/makeup.md,
     atomically, and prints the make-up.
+
+    **Examples**
+
+    ```
+    synthaug compose
+    synthaug compose -S compose.variants.real+gan.ratio=2.0
+    ```
     """
     from synthaug.pipeline.data.compose import compose_variant, makeup_table
     from synthaug.pipeline.data.config import MORE_REAL

@@ -47,6 +47,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     `paths.evaluate_metrics`/<variant>/<model>/seed<N>: metrics.json (accuracy, macro-F1; read by
     `dvc metrics show`), per_class.json (precision, recall, F1, support per class),
     predictions.csv (for the `dvc plots` confusion template), confusion.json and confusion.png.
+
+    **Examples**
+
+    ```
+    synthaug evaluate --variant real --model cnn --seed 0
+    synthaug evaluate --variant real+gan --model efficientnet_lite0
+    ```
     """
     p = params_from(params, set_)
     variant, cfg, run = study_cell(p, variant, model, seed)

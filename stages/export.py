@@ -46,6 +46,13 @@ def command(
     Given a folder of packed splits (like data/prepared with train/ val/ test/), each split
     goes to TO/SPLIT/CLASS/. INDEX is the row in the data set's manifest.csv. TO is
     replaced atomically; an existing TO that is not an earlier export is left alone.
+
+    **Examples**
+
+    ```
+    synthaug export data/prepared --to png/prepared
+    synthaug export data/synthetic/vae-prior --to png/vae-prior
+    ```
     """
     import os
 

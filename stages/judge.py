@@ -24,6 +24,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     Writes paths.judge (a classifier folder, loadable without params.yaml) with
     judge.json (val and test accuracy).
+
+    **Examples**
+
+    ```
+    synthaug judge
+    synthaug judge -S quality.model=lenet5 -S quality.epochs=8
+    ```
     """
     p = params_from(params, set_)
     from synthaug.pipeline.classifiers.classifier import save_classifier

@@ -17,7 +17,9 @@ from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 app = typer.Typer(help="Inspect classifier architectures: Keras-style summaries and parameter "
-                       "counts of built-in and custom (params.yaml `models:`) models.",
+                       "counts of built-in and custom (params.yaml `models:`) models.\n\n"
+                       "**Examples**\n\n```\nsynthaug models list\n"
+                       "synthaug models summary keras_seed\n```",
                   no_args_is_help=True)
 
 ShapeOpt = Annotated[str | None, typer.Option(
@@ -59,7 +61,16 @@ def _params(path: Path, overrides: list[str] | None, name: str | None = None) ->
 def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom model name")],
                 input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
                 params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Print a Keras-style table: layers, output shapes (channels last) and parameter counts."""
+    """Print a Keras-style table: layers, output shapes (channels last) and parameter counts.
+
+    **Examples**
+
+    ```
+    synthaug models summary cnn
+    synthaug models summary letters --classes 26 --input-shape 1,128,128
+    synthaug models summary efficientnet_lite0 -i 3,32,32
+    ```
+    """
     p = _params(params, set_, name)
     shape = parse_shape(input_shape, p)
     if name in TRANSFER_MODELS and name not in p.models:
@@ -76,7 +87,15 @@ def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom mod
 @user_errors
 def list_cmd(input_shape: ShapeOpt = None, classes: ClassesOpt = 10,
              params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """List built-in and custom models with their parameter counts for one input shape."""
+    """List built-in and custom models with their parameter counts for one input shape.
+
+    **Examples**
+
+    ```
+    synthaug models list
+    synthaug models list --input-shape 3,32,32 --classes 100
+    ```
+    """
     p = _params(params, set_)
     from synthaug.pipeline.classifiers.summary import model_list
 

@@ -8,11 +8,15 @@ reads params.yaml; pipeline/ and generators/ get typed sections passed in.
 """
 from __future__ import annotations
 
+import copy
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from synthaug.generators.config import SampleConfig, TrainGeneratorConfig
 from synthaug.pipeline.augment.config import AugmentConfig
@@ -181,11 +185,80 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def validate_params(data: dict, source: str = "params") -> Params:
+def _dotted_keys(tp: Any = Params, prefix: str = "") -> list[str]:
+    """Every key of `tp` as a dotted path (`train.epochs`, `compose.gate.tau`); a mapping's
+    or a list's members are `*` (`compose.variants.*.ratio`, `models.*.*.filters`)."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        out = []
+        for name, field in tp.model_fields.items():
+            key = f"{prefix}.{name}" if prefix else name
+            out += [key, *_dotted_keys(field.annotation, key)]
+        return out
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _dotted_keys(args[0], prefix)
+    if origin in (dict, list, tuple, set, frozenset) and args:
+        return _dotted_keys(args[-1] if origin is dict else args[0], f"{prefix}.*")
+    if origin in (typing.Union, types.UnionType):
+        return list(dict.fromkeys(k for a in args for k in _dotted_keys(a, prefix)))
+    return []
+
+
+def _unknown_key(e: ValidationError, source: str, given: dict | None,
+                 overrides: list[str]) -> str | None:
+    """The one-line message for an unknown key of `e` (the first; a misspelt key is also a
+    missing one, and the unknown one says more), naming where it came from (`-S key=value` or
+    the params file `given` was read from) and the nearest valid key; None without one."""
+    err = next((x for x in e.errors() if x["type"] == "extra_forbidden"), None)
+    if err is None:
+        return None
+    loc = [str(p) for p in err["loc"] if p not in LAYER_TYPES]
+    origin = ""
+    typed = loc
+    if given is not None:  # loaded from a file: was the key in it, or did -S add it?
+        try:
+            Params.model_validate(given)
+            in_file = False
+        except ValidationError as file_e:
+            in_file = any(x["type"] == "extra_forbidden" and x["loc"] == err["loc"]
+                          for x in file_e.errors())
+        origin = f" (from {source})"
+        if not in_file:
+            for text in reversed(overrides):
+                key = text.partition("=")[0].split(".")
+                if key[:len(loc)] == loc or loc[:len(key)] == key:
+                    origin, typed = f" (from -S {text})", max(key, loc, key=len)
+                    break
+            else:
+                origin = " (from -S)"
+    # the dotted key, with mapping names and list positions as `*`, matched against all keys
+    keys = _dotted_keys()
+    known = {".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 2)}
+    pattern: list[str] = []
+    for part in typed[:-1]:
+        star = ".".join([*pattern, "*"]) in known and ".".join([*pattern, part]) not in known
+        pattern.append("*" if star else part)
+    pattern.append(typed[-1])
+    near = difflib.get_close_matches(".".join(pattern), keys, n=1, cutoff=0.75)
+    hint = ""
+    if near:
+        hint = "; did you mean " + ".".join(
+            typed[i] if part == "*" and i < len(typed) else "NAME" if part == "*" else part
+            for i, part in enumerate(near[0].split("."))) + "?"
+    more = f" [and {len(e.errors()) - 1} more]" if len(e.errors()) > 1 else ""
+    return f"{'.'.join(loc)}: unknown key{origin}{hint}{more}"
+
+
+def validate_params(data: dict, source: str = "params", given: dict | None = None,
+                    overrides: list[str] | None = None) -> Params:
+    """`data` as Params, or a one-line SynthaugError led by `source`. `given` (the params
+    file's own data, before `overrides` were applied) lets an unknown key name where it came
+    from."""
     try:
         return Params.model_validate(data)
     except ValidationError as e:
-        raise SynthaugError(f"{source}: {format_error(e, LAYER_TYPES)}") from None
+        msg = _unknown_key(e, source, given, overrides or []) or format_error(e, LAYER_TYPES)
+        raise SynthaugError(f"{source}: {msg}") from None
 
 
 def _yaml_error(path: Path, e: yaml.YAMLError) -> SynthaugError:
@@ -215,5 +288,6 @@ def load_params(path: Path | str = "params.yaml", overrides: list[str] | None = 
         raise _yaml_error(path, e) from None
     if not isinstance(data, dict):
         raise SynthaugError(f"{path}: expected a mapping of sections at the top level")
+    given = copy.deepcopy(data)
     apply_overrides(data, overrides or [])
-    return validate_params(data, str(path))
+    return validate_params(data, str(path), given, overrides)

@@ -22,6 +22,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     meta.json), pool/ when prepare.train_per_class thinned the train split (the whole of it,
     which `synthaug sweep` draws its real-only sets from) and preview.png (a grid of training
     images per class) atomically: on any error nothing is written.
+
+    **Examples**
+
+    ```
+    synthaug prepare
+    synthaug prepare -S prepare.source=folder:my_images -S prepare.channels=3
+    synthaug prepare -S prepare.source=digits -S prepare.train_per_class=20
+    ```
     """
     from synthaug.pipeline.data.prepare import POOL, SPLITS, check_seed, counts_table, prepare_splits, split_meta
     from synthaug.pipeline.data.sources import load_source

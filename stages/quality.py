@@ -25,6 +25,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     `dvc metrics show`, and what the report shows) and figures/ (FID-domain vs CAS, and each
     set's closest pairs to training images). Needs `synthaug judge` and `synthaug sample` first.
     On a CPU the sets are scored side by side in `quality.workers` one-thread processes.
+
+    **Examples**
+
+    ```
+    synthaug quality
+    synthaug quality -S quality.cas=false -S quality.imagenet_features=false
+    ```
     """
     p = params_from(params, set_)
     from synthaug.pipeline.core.device import pick_device

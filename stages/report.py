@@ -19,6 +19,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     `paths.prepared`, `paths.synthetic`, `paths.augmented`, `paths.sweep` and `paths.quality`
     (quality.json) where present; writes `paths.report`: report.md, results.json (for
     `dvc metrics show`) and figures/.
+
+    **Examples**
+
+    ```
+    synthaug report
+    synthaug report -S paths.report=reports/v2
+    ```
     """
     p = params_from(params, set_)
     from synthaug.pipeline.core.outputs import atomic_output

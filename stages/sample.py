@@ -28,6 +28,14 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     at rising strength) and
     interpolation.png (interpolation strips between two latents of one class; their ends are
     the two latents' own images).
+
+    **Examples**
+
+    ```
+    synthaug sample
+    synthaug sample vae-prior -S sample.per_class=500
+    synthaug sample vae-jitter -S sample.sets.vae-jitter.sigma=0.5
+    ```
     """
     p = params_from(params, set_)
     from synthaug.pipeline.core.errors import SynthaugError

@@ -37,6 +37,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     Writes `paths.sweep/MODEL/results.json` per model (one row per point, in the order of the
     points) atomically, once every point has finished; `synthaug report` draws the curves.
+
+    **Examples**
+
+    ```
+    synthaug sweep
+    synthaug sweep --model cnn -S 'sweep.ratios=[0.5, 1.0, 2.0]'
+    ```
     """
     p = params_from(params, set_)
     from tqdm.auto import tqdm

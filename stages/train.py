@@ -40,6 +40,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     `train.per_model.MODEL` on top. On a CPU the runs train side by side in `study.workers`
     forked one-thread processes, in one queue, transfer models first (the short runs fill the
     end); or data parallel: `torchrun --nproc_per_node N -m stages train ...`.
+
+    **Examples**
+
+    ```
+    synthaug train --variant real --model cnn
+    synthaug train --variant real+classic --model efficientnet_lite0 --seed 1
+    synthaug train --study-variants --study-models --study-seeds
+    ```
     """
     p = params_from(params, set_)
     if study_seeds and seed is not None or study_models and model is not None or \

@@ -35,7 +35,16 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots, history.json,
     grids/step_N.png every grid_every steps, samples.png: one row per class). Killed runs (even
     kill -9) continue from the last checkpoint when rerun. Data parallel: `torchrun
-    --nproc_per_node N -m stages train-generator GENERATOR`."""
+    --nproc_per_node N -m stages train-generator GENERATOR`.
+
+    **Examples**
+
+    ```
+    synthaug train-generator
+    synthaug train-generator vae -S train_generator.vae.steps=3000
+    synthaug train-generator gan diffusion -S train_generator.device=cuda
+    ```
+    """
     from synthaug.generators.common import generator_class
     from synthaug.generators.config import FAMILIES
 

@@ -6,7 +6,7 @@ same library (`synthaug.pipeline`, `synthaug.generators`, `synthaug.stages`):
     import synthaug
 
     test = synthaug.read_dataset("data/prepared/test")            # a packed data set
-    model, config = synthaug.load_classifier("models/real/cnn")   # a trained classifier
+    model, config = synthaug.load_classifier("models/classifiers/real/cnn/seed0")
     labels = synthaug.predict(model, test.images)                 # class indices
     gan, _ = synthaug.load_generator("models/generators/gan")     # a trained generator
     images = synthaug.sample(gan, [0, 0, 1, 1], seed=0)           # uint8 N x H x W x C
@@ -112,14 +112,14 @@ def train(images: "np.ndarray", labels: "np.ndarray", val_images: "np.ndarray",
     import numpy as np
 
     from synthaug.pipeline.classifiers.config import TrainConfig, recipe
-    from synthaug.pipeline.classifiers.training import train_classifier
+    from synthaug.pipeline.classifiers.trainer import train_classifier
 
     names = list(class_names) if class_names is not None else \
         [str(c) for c in range(int(max(np.max(labels), np.max(val_labels))) + 1)]
     cfg = recipe(TrainConfig.model_validate(settings), model, seed)
     net, architecture, result = train_classifier(
         np.asarray(images), np.asarray(labels), (np.asarray(val_images), np.asarray(val_labels)),
-        names, cfg, {}, _device(device), seed, progress=progress)
+        names, cfg, {}, _device(device), progress=progress)
     net.synthaug_architecture = {**architecture, "train": cfg.model_dump(mode="json")}
     return net, result
 

@@ -38,7 +38,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from synthaug.pipeline.core.device import pick_device
     from synthaug.pipeline.quality.assess import recipe
     from synthaug.pipeline.quality.usefulness import test_accuracy
-    from synthaug.pipeline.classifiers.training import train_classifier
+    from synthaug.pipeline.classifiers.trainer import train_classifier
     from synthaug.pipeline.core.outputs import atomic_output
     from synthaug.pipeline.data.storage import read_dataset
 
@@ -47,7 +47,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     cfg = recipe(TrainConfig(), p.quality)
     model, architecture, result = train_classifier(
         train.images, train.labels, (val.images, val.labels), train.class_names, cfg, p.models,
-        device, p.quality.seed, progress=progress)
+        device, progress=progress)
     acc = test_accuracy(model, test.images, test.labels, device)
     summary = {"model": cfg.model, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "val_accuracy": result.best_val_accuracy, "test_accuracy": acc,

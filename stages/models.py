@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from synthaug.pipeline.classifiers.architectures import BUILTIN
-from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+from synthaug.pipeline.classifiers.names import allowed_models, model_kind
 from synthaug.stages.params import Params, apply_overrides, validate_params
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
@@ -49,8 +48,8 @@ def _params(path: Path, overrides: list[str] | None, name: str | None = None) ->
     if path.exists():
         return params_from(path, overrides)
     params = validate_params(apply_overrides({}, overrides or []), "-S")
-    known = [*sorted(BUILTIN), *TRANSFER_MODELS]
-    if name is not None and name not in known and name not in params.models:
+    known = allowed_models()
+    if name is not None and model_kind(name, params.models) is None:
         raise SynthaugError(f"unknown model {name!r}: {path} not found, so only the built-ins "
                             f"are known ({', '.join(known)})")
     return params
@@ -73,7 +72,7 @@ def summary_cmd(name: Annotated[str, typer.Argument(help="built-in or custom mod
     """
     p = _params(params, set_, name)
     shape = parse_shape(input_shape, p)
-    if name in TRANSFER_MODELS and name not in p.models:
+    if model_kind(name, p.models) == "transfer":
         from synthaug.pipeline.classifiers.summary import transfer_summary
 
         say(transfer_summary(name, shape, classes, p.train))

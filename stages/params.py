@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from synthaug.generators.config import SampleConfig, TrainGeneratorConfig
 from synthaug.pipeline.augment.config import AugmentConfig
-from synthaug.pipeline.classifiers.architectures import BUILTIN, LAYER_TYPES, Layer
-from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, EvaluateConfig, TrainConfig
+from synthaug.pipeline.classifiers.architectures import LAYER_TYPES, Layer
+from synthaug.pipeline.classifiers.config import EvaluateConfig, TrainConfig
+from synthaug.pipeline.classifiers.names import taken_names, unknown_model
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.core.settings import FLOAT_RE, Section, format_error
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig
@@ -86,13 +87,10 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
-        clash = sorted(set(self.models) & (set(BUILTIN) | set(TRANSFER_MODELS)))
-        if clash:
+        if clash := taken_names(self.models):
             raise ValueError(f"models.{clash[0]}: name taken by a built-in model")
-        allowed = sorted(BUILTIN) + list(TRANSFER_MODELS) + sorted(self.models)
-        if self.train.model not in allowed:
-            raise ValueError(
-                f"train.model: unknown model {self.train.model!r}; allowed: {', '.join(allowed)}")
+        if error := unknown_model("train.model", self.train.model, self.models):
+            raise ValueError(error)
         return self
 
     @model_validator(mode="after")
@@ -112,24 +110,21 @@ class Params(Section):
                         f"compose.variants.{name}.parts: {part!r} is neither real, classic, "
                         f"more-real, pseudo-real nor a set under sample.sets "
                         f"({', '.join(self.sample.sets) or 'none'})")
-        allowed = set(BUILTIN) | set(TRANSFER_MODELS) | set(self.models)
-        if self.quality.model not in allowed:
-            raise ValueError(f"quality.model: unknown model {self.quality.model!r}; allowed: "
-                             f"{', '.join(sorted(allowed))}")
-        for name in self.study.models:
-            if name not in allowed:
-                raise ValueError(f"study.models: unknown model {name!r}; allowed: "
-                                 f"{', '.join(sorted(allowed))}")
+        named = [("quality.model", self.quality.model),
+                 *[("study.models", m) for m in self.study.models]]
+        for where, name in named:
+            if error := unknown_model(where, name, self.models):
+                raise ValueError(error)
         for section, key in [("study", "variants"), ("study", "models"), ("study", "seeds"),
                              ("sweep", "models"), ("sweep", "seeds")]:
             values = getattr(getattr(self, section), key)
             if not values or len(set(values)) != len(values):
                 raise ValueError(f"{section}.{key}: must be a non-empty list without repeats")
-        for name in [*self.sweep.models, *self.train.per_model]:
-            if name not in allowed:
-                where = "sweep.models" if name in self.sweep.models else "train.per_model"
-                raise ValueError(f"{where}: unknown model {name!r}; allowed: "
-                                 f"{', '.join(sorted(allowed))}")
+        named = [*[("sweep.models", m) for m in self.sweep.models],
+                 *[("train.per_model", m) for m in self.train.per_model]]
+        for where, name in named:
+            if error := unknown_model(where, name, self.models):
+                raise ValueError(error)
         s = self.sweep
         for name in s.when_variants:
             if name not in self.compose.variants:

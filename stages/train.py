@@ -12,7 +12,6 @@ from synthaug.stages.common import ParamsOpt, SetOpt, output, params_from, say, 
 from synthaug.stages.evaluate import ModelOpt, SeedOpt, VariantOpt, study_cell
 
 
-
 def _every(what: str, more: str = ""):
     return Annotated[bool, typer.Option(f"--study-{what}",
                                         help=f"train every {what[:-1]} of study.{what}{more}")]
@@ -69,40 +68,50 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     if workers > 1:
         say(f"{'study' if study_variants else name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
         preload("dvclive", "synthaug.pipeline.classifiers.cell", "synthaug.pipeline.classifiers.metrics")
+    # the recipes are built once, here, and handed to the workers with the shared state
     state = (p, progress and workers == 1, test, figures, workers > 1, len(models) > 1, len(variants) > 1)
     scores: dict[str, dict[str, dict]] = {}  # (tuple: a picklable "state = its args")
-    for i, row in sorted(imap(tuple, (state,), _train_one, runs, workers, threads)):
-        scores.setdefault(cells[i][0], {}).setdefault(cells[i][1].model, {})[f"seed{cells[i][1].seed}"] = row
-    if study_seeds and test and dist.main:  # every seed's test scores in one row of `dvc metrics show`
-        [say(line) for line in write_summaries(p.paths.study_metrics, scores)]
-    return (None if study_variants else Path(name) if study_models  # the timing file's name
-            else Path(name, cfg.model) if study_seeds else cells[0][2])
+    for i, row in sorted(imap(tuple, (state,), _train_one, cells, workers, threads)):
+        variant, cfg, _ = cells[i]
+        scores.setdefault(variant, {}).setdefault(cfg.model, {})[f"seed{cfg.seed}"] = row
+    if study_seeds and test and dist.main:  # every seed's test scores of a variant, by model
+        for line in write_summaries(p.paths.study_metrics, scores):
+            say(line)
+    # the timing file's name
+    if study_variants:
+        return None
+    if study_models:
+        return Path(name)
+    return Path(name, cfg.model) if study_seeds else cells[0][2]
 
 
-def _train_one(state: tuple, job: tuple[str | None, str | None, int | None]) -> dict:
-    """Train and test one (variant, model, seed), here or in a worker: its test scores ({}
-    without test). Runs side by side (`tagged`) start their lines with variant, model, seed."""
+def _train_one(state: tuple, cell: tuple) -> dict:
+    """Train and test one study cell (variant, its recipe, run sub-path), here or in a worker:
+    its test scores ({} without test). Runs side by side (`tagged`) start their lines with
+    variant, model, seed."""
     import torch
     from synthaug.pipeline.classifiers.cell import Cell, epoch_line, fit_line, read_sets, test_line
-    from synthaug.pipeline.core.device import pick_device, seed_everything
+    from synthaug.pipeline.core.device import pick_device
     from synthaug.pipeline.core.distributed import from_env
     p, progress, test, figures, tagged, named, many = state
-    variant, cfg, run = study_cell(p, *job)
+    variant, cfg, run = cell
     tag = f"{variant + ' ' if many else ''}{cfg.model + ' ' if named else ''}seed {cfg.seed}: "
     tag, dist = tag if tagged else "", from_env()
     train, val, test_split = read_sets(p.paths.variants / variant, p.paths.prepared, test)
-    torch.set_num_threads(cfg.threads) if cfg.threads else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = dist.device(pick_device(cfg.device))
-    generator = seed_everything(cfg.seed, deterministic=device.type == "cpu")
-    cell = Cell(variant, train, cfg, p.models)  # after seeding: the initial weights
-    say(cell.describe(len(val), device))
+    cell = Cell(variant, train, cfg, p.models, device)  # seeds from the recipe, builds the model
+    say(cell.describe(len(val)))
     dirs = p.paths.models / run, p.paths.train_metrics / run, p.paths.evaluate_metrics / run  # torchrun: rank 0's
     with output(dirs[0], dist) as model_dir, output(dirs[1], dist) as log_dir, \
             (output(dirs[2], dist) if test else nullcontext()) as test_dir:
-        result, m = cell.run(val, test_split, device, generator, model_dir, log_dir, test_dir,
+        result, m = cell.run(val, test_split, model_dir, log_dir, test_dir,
                              figures=figures, progress=progress and dist.main, dist=dist,
                              on_epoch=lambda row: say(tag + epoch_line(row)), batch_size=p.evaluate.batch_size)
     say(f"{tag}{fit_line(result)} -> {dirs[0]}")
-    say(f"{tag}{test_line(m)} -> {dirs[2]}") if m is not None else None
-    return {} if m is None else dict(accuracy=m["accuracy"], macro_f1=m["macro_f1"], run_id=cell.run_id)
+    if m is None:
+        return {}
+    say(f"{tag}{test_line(m)} -> {dirs[2]}")
+    return dict(accuracy=m["accuracy"], macro_f1=m["macro_f1"], run_id=cell.run_id)
 

@@ -18,7 +18,7 @@ from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, t
 from synthaug.pipeline.quality.assess import QualityContext, assess, noise_set, recipe
 from synthaug.pipeline.quality.usefulness import cas, gate
 from synthaug.pipeline.data.sources import load_source
-from synthaug.pipeline.classifiers.training import train_classifier
+from synthaug.pipeline.classifiers.trainer import train_classifier
 
 CPU = torch.device("cpu")
 NAMES = [str(i) for i in range(10)]
@@ -55,7 +55,7 @@ def data():
 @pytest.fixture(scope="module")
 def ctx(data):
     train, val, test = data
-    judge, architecture, result = train_classifier(*train, val, NAMES, RECIPE, {}, CPU, 0)
+    judge, architecture, result = train_classifier(*train, val, NAMES, RECIPE, {}, CPU)
     assert architecture["model"] == "cnn" and result.epochs_run == 4
     return QualityContext.build(train, val, test, judge, Q, RECIPE, {}, CPU, NAMES)
 
@@ -243,8 +243,8 @@ def test_gate_counts_add_up(ctx, data):
 
 def test_cas_of_real_data_beats_noise(ctx, data):
     _, val, test = data
-    real = cas(*val, test, val, NAMES, RECIPE, {}, CPU, 0)
-    noise = cas(*noise_set(20, (1, 28, 28), 10, 0), test, val, NAMES, RECIPE, {}, CPU, 0)
+    real = cas(*val, test, val, NAMES, RECIPE, {}, CPU)
+    noise = cas(*noise_set(20, (1, 28, 28), 10, 0), test, val, NAMES, RECIPE, {}, CPU)
     assert real["accuracy"] > 0.7 and noise["accuracy"] < 0.3
     assert set(real["per_class"]) == set(NAMES)
     assert real["accuracy"] == pytest.approx(

@@ -20,7 +20,7 @@ PACKAGES = ("pipeline", "generators", "stages")  # the layers, lowest first
 FLOORS = {"core": 0, "data": 1, "augment": 1, "figures": 1, "classifiers": 2, "quality": 3,
           "stats": 3, "experiments": 4, "report": 5}
 MODULE_LIMIT = 300  # lines, any module
-STAGE_LIMIT = 100  # lines, a stages/ module: glue only
+STAGE_LIMIT = 120  # lines, a stages/ module: glue only (a smell detector, not a target)
 STAGE_EXCEPTIONS = {"stages/params.py": MODULE_LIMIT}  # the root params schema
 
 

@@ -165,7 +165,7 @@ def test_train_and_evaluate_commands(tiny_project, run_cli):
     tested = json.loads((tiny_project / "metrics/evaluate/real/lenet5/seed0/metrics.json").read_text())
     model_dir = tiny_project / "models/classifiers/real/lenet5/seed0"
     log_dir = tiny_project / "metrics/train/real/lenet5/seed0"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "weights.safetensors"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [".synthaug-output", "config.json", "weights.safetensors"]
     cfg = json.loads((model_dir / "config.json").read_text())
     assert cfg["model"] == "lenet5" and cfg["train"]["epochs"] == 3
     summary = json.loads((log_dir / "metrics.json").read_text())
@@ -201,14 +201,13 @@ def test_a_cell_trains_saves_and_tests_without_the_cli(tmp_path):
     train, val, test = packed(*blobs()), packed(*blobs(10, seed=1)), packed(*blobs(12, seed=2))
     cfg = recipe(TrainConfig(epochs=2, batch_size=16, epoch_size=0,
                              per_model={"lenet5": {"lr": 0.01}}), "lenet5", 4)
-    g = seed_everything(cfg.seed)
-    cell = Cell("real", train, cfg, {})
-    assert cell.augment is None and "train lenet5 on real (seed 4)" in cell.describe(20, CPU)
+    cell = Cell("real", train, cfg, {}, CPU)  # seeds from the recipe
+    assert cell.augment is None and "train lenet5 on real (seed 4)" in cell.describe(20)
     dirs = [tmp_path / d for d in ("model", "log", "test")]
     for d in dirs:
         d.mkdir()
     rows = []
-    result, m = cell.run(val, test, CPU, g, *dirs, figures=False, progress=False, on_epoch=rows.append)
+    result, m = cell.run(val, test, *dirs, figures=False, progress=False, on_epoch=rows.append)
     assert [r["epoch"] for r in rows] == [1, 2] and result.epochs_run == 2
     config = json.loads((dirs[0] / "config.json").read_text())
     assert config["train"]["lr"] == 0.01 and config["trained_on"]["content_hash"] == "h"

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from synthaug.pipeline.classifiers.classifier import build_classifier, load_classifier, save_classifier
-from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.names import TRANSFER_MODELS
 from synthaug.stages.params import Params
 from synthaug.pipeline.core.device import seed_everything
 from synthaug.pipeline.core.errors import SynthaugError

@@ -2,9 +2,9 @@
 selection on the real val split), its dvclive log and learning curves, the saved model folder,
 and its score on the real test split.
 
-The caller passes the data, the recipe (`config.recipe`), the device, the seeded generator and
-the output folders (under torchrun, the other ranks pass scratch folders nobody keeps); build
-the `Cell` right after seeding, as the weights are initialised from torch's global RNG.
+The caller passes the data, the recipe (`config.recipe`), the device and the output folders
+(under torchrun, the other ranks pass scratch folders nobody keeps); the training itself is
+`trainer.Training`, the one way every classifier is trained (it seeds from the recipe).
 Library code: nothing is printed; `epoch_line`, `fit_line` and `test_line` word the progress.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.trainer import Training
 from synthaug.pipeline.classifiers.training import FitResult
 from synthaug.pipeline.classifiers.use import Use
 from synthaug.pipeline.core.batches import precision_note
@@ -28,30 +29,25 @@ PREVIEW_IMAGES, PREVIEW_DRAWS = 20, 6  # the on-the-fly augmentation preview: or
 class Cell:
     """A classifier about to train on `train`, the packed training set of `variant`."""
 
-    def __init__(self, variant: str, train: PackedDataset, cfg: TrainConfig, custom_models: dict):
-        from synthaug.pipeline.classifiers.classifier import build_classifier
+    def __init__(self, variant: str, train: PackedDataset, cfg: TrainConfig, custom_models: dict,
+                 device: torch.device):
         from synthaug.pipeline.classifiers.layers import count_params
 
-        self.variant, self.train, self.cfg = variant, train, cfg
+        self.variant, self.train, self.cfg, self.device = variant, train, cfg, device
+        use = Use.of(train.meta, train.manifest, f"variant {variant}")  # None: plain mixing
         # a variant that asks for on-the-fly augmentation gets it, else train.online_augment
-        self.online = train.meta.get("online_augment") or cfg.online_augment
-        self.use = Use.of(train.meta, train.manifest, f"variant {variant}")  # None: plain mixing
-        self.model, self.architecture = build_classifier(cfg.model, custom_models, train.shape,
-                                                         train.class_names, train.images, cfg)
+        self.training = Training(train.images, train.labels, train.class_names, cfg,
+                                 custom_models, device, use, train.meta.get("online_augment"))
+        self.model, self.architecture = self.training.model, self.training.architecture
+        self.online, self.augment = self.training.online, self.training.augment
         self.parameters = count_params(self.model)[0]
-        self.augment = None
-        if self.online is not None:
-            from synthaug.pipeline.augment.expand import OnlineAugment
 
-            self.augment = OnlineAugment(train.images, train.labels, self.online, cfg.seed,
-                                         cfg.workers)
-
-    def describe(self, val_size: int, device: torch.device) -> str:
+    def describe(self, val_size: int) -> str:
         t, cfg = self.train, self.cfg
         text = (f"train {cfg.model} on {self.variant} (seed {cfg.seed}): {self.parameters:,} "
                 f"parameters, {len(t)} train / {val_size} val images of "
-                f"{'x'.join(map(str, t.shape))}, {len(t.class_names)} classes, on {device}; "
-                f"{precision_note(device, cfg.amp, cfg.cpu_bf16)}")
+                f"{'x'.join(map(str, t.shape))}, {len(t.class_names)} classes, on {self.device}; "
+                f"{precision_note(self.device, cfg.amp, cfg.cpu_bf16)}")
         if self.augment is not None:
             kind = self.online if isinstance(self.online, str) else "custom"
             text += (f"; online augmentation {kind} on {self.augment.workers or 'the main'} "
@@ -71,8 +67,8 @@ class Cell:
                      [t.class_names[t.labels[i]] for i in picks], log_dir / "online_augment_preview.png",
                      title=f"{self.variant}: on-the-fly augmentation, originals (framed) and draws")
 
-    def run(self, val: PackedDataset, test: PackedDataset | None, device: torch.device,
-            generator: torch.Generator, model_dir: Path, log_dir: Path, test_dir: Path | None, *,
+    def run(self, val: PackedDataset, test: PackedDataset | None, model_dir: Path, log_dir: Path,
+            test_dir: Path | None, *,
             figures: bool = True, progress: bool = True, dist: Dist = SINGLE,
             on_epoch: Callable[[dict], None] | None = None,
             batch_size: int = 512) -> tuple[FitResult, dict | None]:
@@ -84,7 +80,6 @@ class Cell:
         from synthaug.pipeline.classifiers.classifier import save_classifier
         from synthaug.pipeline.classifiers.metrics import score, write_evaluation
         from synthaug.pipeline.classifiers.runs import make_run_id
-        from synthaug.pipeline.classifiers.training import fit_variant
 
         cfg, t = self.cfg, self.train
         live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False)
@@ -102,9 +97,7 @@ class Cell:
             if on_epoch is not None:
                 on_epoch(row)
 
-        result = fit_variant(self.model, (t.images, t.labels), (val.images, val.labels), cfg,
-                             device, generator, self.use, on_epoch=logged, progress=progress,
-                             augment=self.augment, dist=dist)
+        result = self.training.fit((val.images, val.labels), progress, logged, dist)
         # one id in the model's config, the log's summary and the test metrics: readers
         # refuse a cell whose three folders come from different runs (pipeline.classifiers.runs)
         self.run_id = make_run_id(self.model.state_dict(), {
@@ -135,7 +128,7 @@ class Cell:
         (log_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
         if test is None:
             return result, None
-        m, pred = score(self.model, test, device, batch_size)
+        m, pred = score(self.model, test, self.device, batch_size)
         write_evaluation(test_dir, m, test.class_names, test.labels, pred, figure=figures,
                          variant=self.variant, model=cfg.model, seed=cfg.seed,
                          run_id=self.run_id)

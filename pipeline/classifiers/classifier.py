@@ -42,9 +42,10 @@ def build_classifier(name: str, custom: dict[str, list], shape: tuple[int, int, 
     `load_classifier` can rebuild the model without params.yaml. Transfer models (ImageNet
     weights) take their settings from `cfg` (a TrainConfig) and record them under "transfer".
     """
-    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+    from synthaug.pipeline.classifiers.config import TrainConfig
+    from synthaug.pipeline.classifiers.names import model_kind
 
-    if name in TRANSFER_MODELS and name not in custom:
+    if model_kind(name, custom) == "transfer":
         from synthaug.pipeline.classifiers.transfer import build_transfer
 
         cfg = cfg or TrainConfig()

@@ -10,9 +10,6 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from synthaug.pipeline.augment.config import AugmentSpec, BatchAugmentSpec
 from synthaug.pipeline.core.settings import Device, Section, format_error
 
-# ImageNet-pretrained classifiers (pipeline/classifiers/transfer.py); named here so that validation and
-# `--help` need no torch import
-TRANSFER_MODELS = ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")
 
 
 class TrainConfig(Section):
@@ -59,7 +56,7 @@ class TrainConfig(Section):
         "memory"))
     compile: bool = Field(False, description=(
         "torch.compile the model (a one-off compile, then faster steps)"))
-    # transfer models only (TRANSFER_MODELS)
+    # transfer models only (names.TRANSFER_MODELS)
     strategy: Literal["linear_probe", "finetune", "gradual_unfreeze"] = Field(
         "finetune", description=(
             "transfer models: linear_probe (head only), finetune (everything) or "

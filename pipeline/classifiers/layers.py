@@ -38,13 +38,16 @@ KERAS = {"conv": ("conv2d", "Conv2D"), "maxpool": ("max_pooling2d", "MaxPooling2
 
 
 def resolve_layers(name: str, custom: dict[str, list], shape: tuple[int, int, int]) -> list:
-    """The custom layer list called `name`, else the built-in one for this input shape."""
-    if name in custom:
-        return list(custom[name])
-    if name in BUILTIN:
+    """The layer list of built-in or custom model `name` for this input shape."""
+    from synthaug.pipeline.classifiers.names import model_kind, unknown_model
+
+    kind = model_kind(name, custom)
+    if kind == "builtin":
         return BUILTIN[name](tuple(shape))
-    allowed = sorted(BUILTIN) + sorted(custom)
-    raise SynthaugError(f"unknown model {name!r}; allowed: {', '.join(allowed)}")
+    if kind == "custom":
+        return list(custom[name])
+    raise SynthaugError(unknown_model("model", name, custom) if kind is None else
+                        f"model: {name!r} is a transfer model, not a layer list")
 
 
 def _describe(spec) -> str:

@@ -117,7 +117,7 @@ def write_summaries(root: Path, scores: dict[str, dict[str, dict[str, dict]]]) -
 def study_runs(models: list, variants: list, seeds: list) -> list[tuple]:
     """The (variant, model, seed) runs, the transfer models' first (the long ones), so that
     in a queue the short runs fill the end."""
-    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+    from synthaug.pipeline.classifiers.names import model_kind
 
-    models = sorted(models, key=lambda m: m not in TRANSFER_MODELS)
+    models = sorted(models, key=lambda m: model_kind(m) != "transfer")
     return [(v, m, s) for m in models for v in variants for s in seeds]

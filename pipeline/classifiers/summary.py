@@ -3,7 +3,8 @@ the block-group table of a transfer model (what each `train.strategy` trains). N
 needed; torch is imported inside."""
 from __future__ import annotations
 
-from synthaug.pipeline.classifiers.config import TRANSFER_MODELS, TrainConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.names import TRANSFER_MODELS
 from synthaug.pipeline.core.errors import SynthaugError
 
 

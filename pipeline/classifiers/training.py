@@ -82,24 +82,35 @@ def evaluate_loss_acc(model, x, y, batch_size, criterion, dtype, channels_last: 
     return total_loss / n, correct / n
 
 
-def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-        cfg: TrainConfig, device: torch.device, generator: torch.Generator,
-        on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
-        augment: OnlineAugment | None = None, dist: Dist = SINGLE,
-        use: Use | None = None) -> FitResult:
-    """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
+@dataclass
+class _Loop:
+    """What one `fit` call trains with: the data where the loop reads it, the sample stream,
+    the optimiser, schedule, losses, precision and on-device augmentation."""
+    xt: torch.Tensor | np.ndarray
+    yt: torch.Tensor
+    xv: torch.Tensor | np.ndarray
+    yv: torch.Tensor
+    epoch_size: int
+    steps: int
+    stream: ShuffledStream
+    draw: torch.Tensor | None
+    replace: Callable | None
+    weights: torch.Tensor | None
+    opt: torch.optim.Optimizer
+    sched: object
+    sched_every: str
+    criterion: nn.Module
+    per_sample: nn.Module
+    dtype: torch.dtype | None
+    scaler: object
+    batch_aug: object = None
+    aug_gen: torch.Generator | None = None
 
-    `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
-    `augment` (built on the same training images) replaces each epoch's batches by freshly
-    augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
-    every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
-    batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as one
-    process. `use` (pipeline.classifiers.use) weights the synthetic samples' loss and/or swaps
-    real images for their synthetic variants; its schedule is `fit_variant`'s.
-    """
+
+def _loop(model: nn.Module, train, val, cfg: TrainConfig, device: torch.device,
+          generator: torch.Generator, use: Use | None, dist: Dist) -> _Loop:
     model.to(device)
-    cl = cfg.channels_last
-    if cl:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     yt = torch.as_tensor(np.asarray(train[1]), device=device)
     yv = torch.as_tensor(np.asarray(val[1]), device=device)
@@ -115,19 +126,117 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     steps = math.ceil(epoch_size / cfg.batch_size)
     opt = optimizer(model, cfg)
     sched, sched_every = scheduler(opt, cfg, steps)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    per_sample = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none")
     dtype, scaler = mixed_precision(device, cfg.amp, cfg.cpu_bf16)
-    batch_aug, aug_gen = None, None
+    loop = _Loop(xt, yt, xv, yv, epoch_size, steps, stream, draw, replace, weights, opt, sched,
+                 sched_every, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                 nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none"),
+                 dtype, scaler)
     if cfg.batch_augment is not None:
         from synthaug.pipeline.augment.batch import BatchAugment
         from synthaug.pipeline.augment.config import resolve_batch_augment
 
-        batch_aug = BatchAugment(resolve_batch_augment(cfg.batch_augment))
+        loop.batch_aug = BatchAugment(resolve_batch_augment(cfg.batch_augment))
         # its own stream on the device, one per rank (each rank augments its own part)
         seed = int(torch.randint(2**62, (1,), generator=generator)) + dist.rank
-        aug_gen = torch.Generator(device).manual_seed(seed)
+        loop.aug_gen = torch.Generator(device).manual_seed(seed)
+    return loop
 
+
+def _train_epoch(net: nn.Module, model: nn.Module, loop: _Loop, cfg: TrainConfig, epoch: int,
+                 device: torch.device, augment: OnlineAugment | None, dist: Dist,
+                 progress: bool) -> tuple[float, int, int]:
+    """One epoch of optimiser steps: (loss sum, correct, samples) over all ranks. A loss that
+    is not finite stops it with a SynthaugError naming the first such step."""
+    model.train()
+    run_loss = torch.zeros((), dtype=torch.float64, device=device)
+    run_correct = torch.zeros((), dtype=torch.long, device=device)
+    # the first step whose loss was not finite (-1: none), kept on the device: no sync
+    step_no = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    seen = 0
+    order = loop.stream.take(loop.epoch_size)
+    if loop.draw is not None:  # indices into the training set; some swapped for a variant
+        order = loop.draw[order] if loop.replace is None else loop.replace(loop.draw[order])
+    aug_iter = None if augment is None else augment.batches(order, cfg.batch_size, epoch, device)
+    bar = tqdm(range(0, loop.epoch_size, cfg.batch_size),
+               disable=None if progress else True,  # None: only on a terminal
+               desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+    for i in bar:
+        idx = order[i:i + cfg.batch_size]
+        part, weight = dist.part(len(idx))
+        if aug_iter is None:
+            xb, yb = gather(loop.xt, loop.yt, idx[part])
+            xb = xb.float().div_(255)
+        else:  # every rank draws the whole batch (CPU workers), keeps its part
+            xb, yb = next(aug_iter)
+            xb, yb = xb[part], yb[part]
+        if loop.batch_aug is not None:
+            xb = loop.batch_aug(xb, loop.aug_gen)
+        xb = layout(xb, cfg.channels_last)
+        with torch.autocast(device.type, dtype=loop.dtype, enabled=loop.dtype is not None):
+            logits = net(xb)
+            if loop.weights is None:
+                loss = loop.criterion(logits.float(), yb)
+            else:  # gather (memory-mapped) reads a batch in ascending index order
+                sel = idx[part] if aug_iter is not None or isinstance(loop.xt, torch.Tensor) \
+                    else idx[part].sort().values
+                w = loop.weights[sel.to(device)]
+                loss = (loop.per_sample(logits.float(), yb) * w).sum() / w.sum().clamp_min(1e-12)
+        _step(loop, loss * weight)
+        n = len(yb) if weight else 0
+        # sums stay on the device: no host sync per step
+        run_loss += loss.detach().double() * n
+        run_correct += (logits.argmax(1) == yb).sum() * (n > 0)
+        step_no += 1
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step_no, first_bad)
+        seen += n
+        if bar.disable is False and i % (16 * cfg.batch_size) == 0:
+            bar.set_postfix(loss=f"{run_loss.item() / max(1, seen):.4f}")
+    if aug_iter is not None:
+        aug_iter.close()  # its worker processes end with the epoch
+    if loop.sched_every == "epoch":
+        loop.sched.step()
+    broadcast_buffers(model, dist)  # BatchNorm statistics: rank 0's, on every rank
+    train_loss, train_correct, seen = dist.sum(run_loss.item(), run_correct.item(), seen)
+    if not math.isfinite(train_loss):  # once an epoch, on the sum: a NaN model is no result
+        bad = int(first_bad.item())  # -1 here: another rank's loss went first
+        where = (f"at step {(epoch - 1) * loop.steps + bad} (epoch {epoch}, batch {bad})"
+                 if bad > 0 else f"in epoch {epoch}")
+        raise SynthaugError(f"train.lr: the training loss is not finite {where} with "
+                            f"train.lr={cfg.lr}; lower train.lr, or check the data")
+    return train_loss, train_correct, seen
+
+
+def _step(loop: _Loop, loss: torch.Tensor) -> None:
+    """One optimiser step on `loss` (scaled under fp16), and the per-batch schedule."""
+    loop.opt.zero_grad(set_to_none=True)
+    if loop.scaler is not None:
+        loop.scaler.scale(loss).backward()
+        loop.scaler.step(loop.opt)
+        loop.scaler.update()
+    else:
+        loss.backward()
+        loop.opt.step()
+    if loop.sched_every == "batch":
+        loop.sched.step()
+
+
+def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+        cfg: TrainConfig, device: torch.device, generator: torch.Generator,
+        on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+        augment: OnlineAugment | None = None, dist: Dist = SINGLE,
+        use: Use | None = None) -> FitResult:
+    """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
+
+    `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
+    `augment` (built on the same training images) replaces each epoch's batches by freshly
+    augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
+    every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
+    batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as one
+    process. `use` (pipeline.classifiers.use) weights the synthetic samples' loss and/or swaps
+    real images for their synthetic variants; its schedule is `fit_variant`'s.
+    """
+    loop = _loop(model, train, val, cfg, device, generator, use, dist)
     best = (-1.0, math.inf)
     result = FitResult(copy.deepcopy(model.state_dict()), 0, 0.0, 0, False, 0.0)
     start, stale, net, trainable = time.perf_counter(), 0, model, None
@@ -139,76 +248,12 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             trainable, net = now, wrap(model, dist, device)
             if cfg.compile:
                 net = torch.compile(net)
-        model.train()
-        run_loss = torch.zeros((), dtype=torch.float64, device=device)
-        run_correct = torch.zeros((), dtype=torch.long, device=device)
-        # the first step whose loss was not finite (-1: none), kept on the device: no sync
-        step_no = torch.zeros((), dtype=torch.long, device=device)
-        first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        seen = 0
-        order = stream.take(epoch_size)
-        if draw is not None:  # indices into the training set; some swapped for a variant
-            order = draw[order] if replace is None else replace(draw[order])
-        aug_iter = None if augment is None else augment.batches(order, cfg.batch_size, epoch, device)
-        bar = tqdm(range(0, epoch_size, cfg.batch_size),
-                   disable=None if progress else True,  # None: only on a terminal
-                   desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i in bar:
-            idx = order[i:i + cfg.batch_size]
-            part, weight = dist.part(len(idx))
-            if aug_iter is None:
-                xb, yb = gather(xt, yt, idx[part])
-                xb = xb.float().div_(255)
-            else:  # every rank draws the whole batch (CPU workers), keeps its part
-                xb, yb = next(aug_iter)
-                xb, yb = xb[part], yb[part]
-            if batch_aug is not None:
-                xb = batch_aug(xb, aug_gen)
-            xb = layout(xb, cl)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = net(xb)
-                if weights is None:
-                    loss = criterion(logits.float(), yb)
-                else:  # gather (memory-mapped) reads a batch in ascending index order
-                    sel = idx[part] if aug_iter is not None or isinstance(xt, torch.Tensor) \
-                        else idx[part].sort().values
-                    w = weights[sel.to(device)]
-                    loss = (per_sample(logits.float(), yb) * w).sum() / w.sum().clamp_min(1e-12)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss * weight).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                (loss * weight).backward()
-                opt.step()
-            if sched_every == "batch":
-                sched.step()
-            n = len(yb) if weight else 0
-            # sums stay on the device: no host sync per step
-            run_loss += loss.detach().double() * n
-            run_correct += (logits.argmax(1) == yb).sum() * (n > 0)
-            step_no += 1
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                    step_no, first_bad)
-            seen += n
-            if bar.disable is False and i % (16 * cfg.batch_size) == 0:
-                bar.set_postfix(loss=f"{run_loss.item() / max(1, seen):.4f}")
-        if aug_iter is not None:
-            aug_iter.close()  # its worker processes end with the epoch
-        if sched_every == "epoch":
-            sched.step()
-        broadcast_buffers(model, dist)  # BatchNorm statistics: rank 0's, on every rank
-        train_loss, train_correct, seen = dist.sum(run_loss.item(), run_correct.item(), seen)
-        if not math.isfinite(train_loss):  # once an epoch, on the sum: a NaN model is no result
-            bad = int(first_bad.item())  # -1 here: another rank's loss went first
-            where = (f"at step {(epoch - 1) * steps + bad} (epoch {epoch}, batch {bad})"
-                     if bad > 0 else f"in epoch {epoch}")
-            raise SynthaugError(f"train.lr: the training loss is not finite {where} with "
-                                f"train.lr={cfg.lr}; lower train.lr, or check the data")
-        val_loss, val_acc = evaluate_loss_acc(model, xv, yv, 1024, criterion, dtype, cl, dist)
+        train_loss, train_correct, seen = _train_epoch(net, model, loop, cfg, epoch, device,
+                                                       augment, dist, progress)
+        val_loss, val_acc = evaluate_loss_acc(model, loop.xv, loop.yv, 1024, loop.criterion,
+                                              loop.dtype, cfg.channels_last, dist)
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_accuracy": train_correct / seen,
-               "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"],
+               "val_loss": val_loss, "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - start,
                "samples": int(seen)}  # trained on this epoch, all ranks together
         result.history.append(row)
@@ -250,30 +295,3 @@ def fit_variant(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val, cfg
                                epochs_run=first.epochs_run + second.epochs_run,
                                seconds=first.seconds + second.seconds,
                                history=first.history + [shift(r) for r in second.history])
-
-
-def train_classifier(images: np.ndarray, labels: np.ndarray,
-                     select: tuple[np.ndarray, np.ndarray], class_names: list[str],
-                     recipe: TrainConfig, custom_models: dict, device: torch.device, seed: int,
-                     progress: bool = False, use: Use | None = None, online=None
-                     ) -> tuple[nn.Module, dict, FitResult]:
-    """Train `recipe.model` on uint8 N x H x W x C `images` with model selection on `select`;
-    `use`: a variant's recipe of use, `online`: its on-the-fly augmentation (else the recipe's).
-
-    Returns (model with the best state, its architecture record for `save_classifier`, fit).
-    """
-    from synthaug.pipeline.classifiers.classifier import build_classifier
-    from synthaug.pipeline.core.device import seed_everything
-
-    generator = seed_everything(seed)
-    _, h, w, c = images.shape
-    model, architecture = build_classifier(recipe.model, custom_models, (c, h, w),
-                                           class_names, images, recipe)
-    augment, online = None, online or recipe.online_augment
-    if online is not None:
-        from synthaug.pipeline.augment.expand import OnlineAugment
-
-        augment = OnlineAugment(images, labels, online, recipe.seed, recipe.workers)
-    result = fit_variant(model, (images, labels), select, recipe, device, generator, use,
-                         progress=progress, augment=augment)
-    return model.eval(), architecture, result

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+from synthaug.pipeline.classifiers.names import TRANSFER_MODELS
 from synthaug.pipeline.core.errors import SynthaugError
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's normalisation
@@ -167,7 +167,6 @@ def _mobilenet_v3_small():
 
 ARCHITECTURES = {"efficientnet_lite0": _efficientnet_lite0, "resnet18": _resnet18,
                  "mobilenet_v3_small": _mobilenet_v3_small}
-assert tuple(ARCHITECTURES) == TRANSFER_MODELS
 
 
 def _replace(net: nn.Module, path: str, num_classes: int) -> nn.Linear:

@@ -165,7 +165,8 @@ def labeller(model: str, train: TrainConfig, custom_models: dict, data: SweepDat
     (`model`'s recipe, the first seed of the sweep: 0) predicts for unlabelled images; one
     classifier per k."""
     from synthaug.pipeline.classifiers.config import recipe
-    from synthaug.pipeline.classifiers.training import predict, train_classifier
+    from synthaug.pipeline.classifiers.trainer import train_classifier
+    from synthaug.pipeline.classifiers.training import predict
 
     nets: dict[int, torch.nn.Module] = {}
 
@@ -173,7 +174,7 @@ def labeller(model: str, train: TrainConfig, custom_models: dict, data: SweepDat
         if k not in nets:
             nets[k] = train_classifier(split.images, split.labels, (data.val.images, data.val.labels),
                                        split.class_names, recipe(train, model, 0), custom_models,
-                                       device, 0)[0]
+                                       device)[0]
         return predict(nets[k], images, device).argmax(1).numpy().astype(np.int64)
 
     return label

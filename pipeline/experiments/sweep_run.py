@@ -58,7 +58,7 @@ class Worker:
         that share its generated sets or pseudo-labels): one result row each."""
         from synthaug.pipeline.classifiers.config import recipe
         from synthaug.pipeline.classifiers.metrics import score
-        from synthaug.pipeline.classifiers.training import train_classifier
+        from synthaug.pipeline.classifiers.trainer import train_classifier
 
         model, group = item
         j, data, sets, rows = self.job, self.data, {}, []
@@ -71,7 +71,7 @@ class Worker:
             images, labels, variant, use, online = sets[key]
             net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
                                            data.real.class_names, recipe(j.train, model, point.seed),
-                                           j.custom_models, self.device, point.seed, use=use,
+                                           j.custom_models, self.device, use=use,
                                            online=online)
             m, _ = score(net, data.test, self.device)
             value = point.value if point.sweep == "ratio" else int(point.value)
@@ -94,12 +94,12 @@ def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[s
     when points at one k whose variants need generators or pseudo-labels together, so that
     each k's generators train (and its labeller fits) once per model's worker. A queue of many
     short jobs keeps every worker busy to the end, which whole seeds-of-a-set jobs did not."""
-    from synthaug.pipeline.classifiers.config import TRANSFER_MODELS
+    from synthaug.pipeline.classifiers.names import model_kind
     from synthaug.pipeline.data.config import PSEUDO_REAL
 
     jobs, cost = [], []
     for model, points in todo.items():
-        fit = TRANSFER_FIT_COST if model in TRANSFER_MODELS else 1
+        fit = TRANSFER_FIT_COST if model_kind(model) == "transfer" else 1
         made: dict[float, list[Point]] = {}
         for pt in points:
             cfg = compose.variants.get(pt.variant) if pt.sweep == "when" else None

@@ -170,7 +170,7 @@ def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContex
     score = None
     if q.cas:
         score = cas(images, labels, ctx.test, select or ctx.val, names, ctx.recipe, ctx.custom_models,
-                    ctx.device, q.seed)
+                    ctx.device)
         lap("cas")
     row["cas"] = score["accuracy"] if score else None
     row["cas_ratio"] = (score["accuracy"] / ctx.judge_test_accuracy

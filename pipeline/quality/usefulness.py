@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from synthaug.pipeline.classifiers.config import TrainConfig
-from synthaug.pipeline.classifiers.training import predict, train_classifier
+from synthaug.pipeline.classifiers.trainer import train_classifier
+from synthaug.pipeline.classifiers.training import predict
 
 
 def probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
@@ -39,12 +40,12 @@ def test_accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray,
 
 def cas(images: np.ndarray, labels: np.ndarray, test: tuple[np.ndarray, np.ndarray],
         select: tuple[np.ndarray, np.ndarray], class_names: list[str], recipe: TrainConfig,
-        custom_models: dict, device: torch.device, seed: int) -> dict:
+        custom_models: dict, device: torch.device) -> dict:
     """Classification Accuracy Score: the recipe trained on this set alone (model selection on
     `select`, the real val split), tested on the real `test` split.
     Returns accuracy and per-class recall."""
     model, _, _ = train_classifier(images, labels, select, class_names, recipe, custom_models,
-                                   device, seed)
+                                   device)
     pred = predict(model, test[0], device).argmax(1).numpy()
     y = np.asarray(test[1])
     return {"accuracy": float((pred == y).mean()),

@@ -15,41 +15,42 @@ Run it where `synthaug prepare` and `synthaug judge` (or `dvc repro`) ran:
     .venv/bin/python bench/generators.py [--families gan vae diffusion] [--budgets 1 2]
         [-S train_generator.gan.width=16 ...] [--seed 0] [--threads N] [--json out.json]
         [--grids DIR]
+    .venv/bin/python bench/generators.py --tiny   # anywhere: 5-step generators (CI)
+
+--tiny needs no earlier run: it prepares 10 MNIST-5k images per class and trains a one-epoch
+lenet5 judge with the stages themselves (`synthaug prepare` and `synthaug judge`, into a temporary
+folder), then runs the same loop on 5-step generators (budgets 1 and 2).
+The closing line (`ratio ...`) gives, per family, the last budget against the first: training
+seconds and CAS / real.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import tempfile
 import time
 from pathlib import Path
 
+from _common import add_tiny, machine, ratio
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+TINY = ["prepare.train_per_class=10", "quality.model=lenet5", "quality.epochs=1", "quality.k=3",
+        "quality.kid_subset_size=20", "train_generator.log_every=5",
+        "train_generator.checkpoint_every=50", "train_generator.grid_every=0",
+        "train_generator.gan.steps=5", "train_generator.vae.steps=5",
+        "train_generator.diffusion.steps=5", "train_generator.diffusion.autoencoder_steps=5",
+        "train_generator.diffusion.sample_steps=2", "sample.per_class=5"]
 
 
-def machine() -> str:
-    """CPU model, cores and the ISA that matters for torch's CPU kernels."""
-    import os
-    import platform
+def tiny_inputs(params: Path, overrides: list[str], root: Path) -> list[str]:
+    """The prepared splits and the judge under `root`, made by the stages on tiny settings;
+    the overrides that point the bench at them."""
+    from synthaug.stages import judge, prepare
 
-    import torch
-
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else (
-        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other")
-    forced = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return (f"{model}, {os.cpu_count()} cores, {isa}"
-            + (f" (ONEDNN_MAX_CPU_ISA={forced})" if forced else "")
-            + f", torch {torch.__version__}, {torch.get_num_threads()} threads")
+    overrides = [*overrides, f"paths.prepared={root / 'prepared'}", f"paths.judge={root / 'judge'}"]
+    prepare.command(params=params, set_=overrides)
+    judge.command(params=params, set_=overrides, progress=False)
+    return overrides
 
 
 def run(family: str, budget: float, p, data: dict, ctx, seed: int, device) -> dict:
@@ -104,7 +105,18 @@ def main() -> None:
                     help="torch CPU threads (1: a study worker's); 0 = torch's default")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--grids", type=Path, help="write each run's sample grid (PNG) here")
+    add_tiny(ap)
     args = ap.parse_args()
+    if args.tiny:
+        args.budgets = [1.0, 2.0]
+        with tempfile.TemporaryDirectory(prefix="bench-generators-") as tmp:
+            args.overrides = tiny_inputs(args.params, [*TINY, *args.overrides], Path(tmp))
+            bench(args)
+    else:
+        bench(args)
+
+
+def bench(args) -> None:
 
     import torch
 
@@ -125,7 +137,8 @@ def main() -> None:
     # scored on val: the CAS classifier selects on train, the judge's val accuracy is "real"
     ctx = QualityContext.build(data["train"], data["train"], data["val"], judge, q,
                                recipe(TrainConfig(), q), p.models, device)
-    print(f"# {machine()}; CAS on the val split; overrides: {' '.join(args.overrides) or 'none'}",
+    print(machine())
+    print(f"# CAS on the val split; overrides: {' '.join(args.overrides) or 'none'}",
           flush=True)
     head = (f"{'family':<10} {'budget':>6} {'steps':>6} {'ms/step':>8} {'s/1k':>6} {'train s':>8} "
             f"{'sample s':>8} {'CAS/real':>8} {'cover':>6} {'recall':>6} {'prec':>6} "
@@ -148,6 +161,14 @@ def main() -> None:
                   f"{', '.join(r['failing']) or '-'}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
+    first, last = args.budgets[0], args.budgets[-1]
+    parts = []
+    for family in args.families:
+        a, b = ({r["budget"]: r for r in rows if r["family"] == family}[x] for x in (first, last))
+        parts.append(f"{family} train s {b['train_seconds'] / a['train_seconds']:.2f}x, "
+                     f"CAS/real {b['cas_ratio'] / a['cas_ratio']:.2f}x" if a["cas_ratio"] else
+                     f"{family} train s {b['train_seconds'] / a['train_seconds']:.2f}x")
+    ratio(f"budget x{last:g} / x{first:g}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

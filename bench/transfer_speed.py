@@ -1,59 +1,57 @@
 """bench/transfer_speed: train-step images/s of a transfer model on CPU (forward + backward +
-AdamW step through TransferClassifier, model and input channels last, finetune strategy).
+AdamW step through TransferClassifier, model and input channels last, finetune strategy), with
+pipeline/classifiers/efficientnet.py's CPU speed-ups against the plain way, in one run.
 
     .venv/bin/python bench/transfer_speed.py [--model efficientnet_lite0] [--batch 128]
         [--size 32] [--threads 2] [--steps 10] [--plain] [--freeze-bn]
+    .venv/bin/python bench/transfer_speed.py --tiny   # batch 8, 2 steps each way (CI)
 
---plain turns off pipeline/classifiers/efficientnet.py's CPU speed-ups (kernel cropping, tap-sum weight
-gradients, 1x1 convolutions as matmuls, frozen BatchNorms folded into the convolutions): the
-same numbers, computed the plain way. --freeze-bn trains with BatchNorm statistics frozen (the
-study's efficientnet_lite0 recipe). Prints the median and the best step.
+The baseline turns off the speed-ups (kernel cropping, tap-sum weight gradients, 1x1
+convolutions as matmuls, frozen BatchNorms folded into the convolutions): the same numbers,
+computed the plain way, on a fresh model of the same seed. --plain times the plain way alone.
+--freeze-bn trains with BatchNorm statistics frozen (the study's efficientnet_lite0 recipe).
+Prints the median and the best step of each way and the ratio of the medians.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_tiny, machine, ratio
+
+_SPEEDUPS = ("_plan", "_tap_sums_pay", "POINTWISE_MATMUL", "FOLD_FROZEN_BN")
 
 
-def plain() -> None:
-    """Full kernels with TF padding, PyTorch's weight gradients, 1x1 convolutions as such."""
-    import torch
-
+@contextlib.contextmanager
+def plain():
+    """Full kernels with TF padding, PyTorch's weight gradients, 1x1 convolutions as such;
+    the speed-ups back on leaving."""
     from synthaug.pipeline.classifiers import efficientnet as E
 
     def full(size: int, k: int, stride: int):
         pad = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
         return 0, k, pad // 2, pad - pad // 2
 
+    saved = {name: getattr(E, name) for name in _SPEEDUPS}
     E._plan, E._tap_sums_pay = full, lambda *a: False
     E.POINTWISE_MATMUL = E.FOLD_FROZEN_BN = False
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(E, name, value)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="efficientnet_lite0")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--size", type=int, default=32, help="input_size inside the model")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--plain", action="store_true")
-    ap.add_argument("--freeze-bn", action="store_true")
-    args = ap.parse_args()
-
+def step_times(args) -> list[float]:
+    """Seconds of each of --steps train steps on a fresh model (after 2 warm-up steps)."""
     import torch
     import torch.nn.functional as F
 
     from synthaug.pipeline.classifiers.transfer import build_transfer
 
-    torch.set_num_threads(args.threads)
-    if args.plain:
-        plain()
     torch.manual_seed(0)
     model, _ = build_transfer(args.model, 10, pretrained=False, input_size=args.size,
                                freeze_bn=args.freeze_bn)
@@ -74,9 +72,39 @@ def main() -> None:
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    print(f"{args.model}{' (plain)' if args.plain else ''}: {args.batch} x 1x{args.size}x{args.size}, "
-          f"{args.threads} threads: median {args.batch / statistics.median(times):.0f} img/s, "
-          f"best {args.batch / min(times):.0f} img/s")
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--size", type=int, default=32, help="input_size inside the model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--plain", action="store_true", help="the plain way alone (no ratio)")
+    ap.add_argument("--freeze-bn", action="store_true")
+    add_tiny(ap)
+    args = ap.parse_args()
+    if args.tiny:
+        args.batch, args.steps = 8, 2
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(machine())
+    ways = {"plain": plain} if args.plain else {"speed-ups": contextlib.nullcontext, "plain": plain}
+    median = {}
+    for way, context in ways.items():
+        with context():
+            times = step_times(args)
+        median[way] = args.batch / statistics.median(times)
+        print(f"{args.model} ({way}): {args.batch} x 1x{args.size}x{args.size}, "
+              f"{args.threads} threads: median {median[way]:.0f} img/s, "
+              f"best {args.batch / min(times):.0f} img/s", flush=True)
+    if not args.plain:
+        ratio(f"{median['speed-ups'] / median['plain']:.2f}x the plain way's median img/s "
+              f"({args.model}, {args.size} px)")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ class TrainGeneratorConfig(Section):
         "bf16 autocast on CPUs that run it natively (AVX512-BF16, AMX): steps 15-30% faster "
         "there, the same quality; other CPUs train in fp32"))
     threads: NonNegativeInt = Field(0, description=(
-        "CPU threads for torch; 0 = torch's default, or a worker's share of the cores"))
+        "CPU threads for torch in each training process; 0 = a worker's share of the cores "
+        "(train_generator.workers), or torch's default in a single process"))
     workers: NonNegativeInt = Field(0, description=(
         "processes that train the families side by side on a CPU, one thread each (a family's "
         "weights are the same for any number of them); 0: one per family, at most 4 (on one "

@@ -27,11 +27,11 @@ def study_cell(p: Params, variant: str | None, model: str | None, seed: int | No
     if variant not in p.compose.variants:
         raise SynthaugError(f"--variant: unknown variant {variant!r}; defined under "
                             f"compose.variants: {', '.join(p.compose.variants)}")
-    if model is not None:  # the checks of train.model, in its words
-        from synthaug.stages.params import validate_params
+    if model is not None:
+        from synthaug.pipeline.classifiers.names import unknown_model
 
-        data = p.model_dump(mode="json")
-        validate_params({**data, "train": {**data["train"], "model": model}}, "--model")
+        if problem := unknown_model("--model", model, p.models):
+            raise SynthaugError(problem)
     cfg = recipe(p.train, p.train.model if model is None else model,
                  p.train.seed if seed is None else seed)
     return variant, cfg, p.run_name(variant, cfg.model, cfg.seed)

@@ -36,7 +36,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from synthaug.pipeline.classifiers.classifier import save_classifier
     from synthaug.pipeline.classifiers.config import TrainConfig
     from synthaug.pipeline.core.device import pick_device
-    from synthaug.pipeline.quality.assess import recipe
+    from synthaug.pipeline.quality.assess import judge_recipe
     from synthaug.pipeline.quality.usefulness import test_accuracy
     from synthaug.pipeline.classifiers.trainer import train_classifier
     from synthaug.pipeline.core.outputs import atomic_output
@@ -44,7 +44,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
     device = pick_device(p.quality.device)
-    cfg = recipe(TrainConfig(), p.quality)
+    cfg = judge_recipe(TrainConfig(), p.quality)
     model, architecture, result = train_classifier(
         train.images, train.labels, (val.images, val.labels), train.class_names, cfg, p.models,
         device, progress=progress)

@@ -56,6 +56,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 def _study(p):
     """What the stages left, as a pipeline.report.study.Study; a SynthaugError without cells."""
     from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.data.prepare import prepare_record
     from synthaug.pipeline.report import inputs, sweeps, when
     from synthaug.pipeline.report.study import Layout, Study
 
@@ -67,6 +68,7 @@ def _study(p):
         raise SynthaugError(f"{p.paths.evaluate_metrics}: no evaluated cells of the study; run "
                             "`dvc repro` first")
     splits = inputs.splits(layout.prepared)
+    k = prepare_record(layout.prepared)["train_per_class"]  # what prepare made, not params.yaml
     subtitles = {name: inputs.set_subtitle(c.generator, c.sampler, c.settings())
                  for name, c in p.sample.sets.items()}
     spec = p.augment.pipeline if isinstance(p.augment.pipeline, str) else "custom"
@@ -74,10 +76,10 @@ def _study(p):
     variant = p.compose.variants[p.sweep.ratio_variant]
     swept = inputs.sweep_results(layout.sweep, p.sweep.models)
     merged = sweeps.merge(swept, cells,
-                          p.sweep.ratio_variant, p.prepare.train_per_class, variant.ratio,
+                          p.sweep.ratio_variant, k, variant.ratio,
                           [*p.sweep.models, *p.study.models])
     return Study(study=p.study, cells=cells, layout=layout, sweep=p.sweep,
-                 train_per_class=p.prepare.train_per_class, ratio=variant.ratio,
+                 train_per_class=k, ratio=variant.ratio,
                  ratio_parts=list(variant.synthetic_parts()), runs=runs, missing=missing,
                  splits=splits, panels=panels, unsampled=unsampled,
                  training_sets=inputs.training_sets(layout.variants, p.study.variants),
@@ -85,5 +87,5 @@ def _study(p):
                  skipped=[{"model": m, **r} for m, res in swept.items()
                           for r in (res or {}).get("skipped", [])],
                  when={m: when.compare(w) for m in p.sweep.when_models if when.measured(w := when.lines(
-                     swept, cells, p.prepare.train_per_class, m, p.sweep.when_variants),
-                     p.prepare.train_per_class)})
+                     swept, cells, k, m, p.sweep.when_variants),
+                     k)})

@@ -63,9 +63,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     runs = study_runs(models, variants, p.study.seeds if study_seeds else [seed])
     cells = [study_cell(p, v, m, s) for v, m, s in runs]  # bad input: refused here, at once
     name, cfg, _ = cells[0]
+    # study.workers processes (torchrun: this one), each on train.threads threads (0: its
+    # share of the cores), as every section's workers and threads mean
     workers, threads = (plan(len(runs), pick_device(cfg.device).type, p.study.workers)
-                        if dist.world == 1 and not cfg.threads else (1, 0))  # threads: as asked
+                        if dist.world == 1 else (1, 0))
     if workers > 1:
+        threads = cfg.threads or threads
         say(f"{'study' if study_variants else name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
         preload("dvclive", "synthaug.pipeline.classifiers.cell", "synthaug.pipeline.classifiers.metrics")
     # the recipes are built once, here, and handed to the workers with the shared state

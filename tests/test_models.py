@@ -210,7 +210,7 @@ def test_resolve_layers():
     custom = {"tiny": [Flatten(), Dense(units=4)]}
     assert resolve_layers("tiny", custom, (1, 8, 8)) == custom["tiny"]
     assert resolve_layers("lenet5", custom, (1, 28, 28))[0].padding == 2
-    with pytest.raises(SynthaugError, match="allowed: cnn, lenet5, resnet_small, tiny"):
+    with pytest.raises(SynthaugError, match="allowed: cnn, lenet5, resnet_small, efficientnet_lite0, resnet18, mobilenet_v3_small, tiny"):
         resolve_layers("vgg", custom, (1, 8, 8))
 
 

@@ -151,7 +151,7 @@ def test_stage_byte_identical_in_two_dirs_and_seed_matters(run_cli, source, tmp_
         assert r.exit_code == 0, r.output
         outs.append(files_of(work / "data" / "prepared"))
     assert outs[0] == outs[1]
-    assert sorted(outs[0]) == ["preview.png"] + [f"{s}/{f}" for s in sorted(SPLITS) for f in
+    assert sorted(outs[0]) == [".synthaug-output", "preview.png"] + [f"{s}/{f}" for s in sorted(SPLITS) for f in
                                                  ("images.npy", "labels.npy", "manifest.csv",
                                                   "meta.json")]
     assert outs[0]["test/manifest.csv"] != outs[2]["test/manifest.csv"]

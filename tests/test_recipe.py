@@ -34,7 +34,7 @@ def old_study_cell(p: Params, model: str | None, seed: int | None) -> TrainConfi
 
 
 def old_quality_recipe(train_cfg: TrainConfig, q) -> TrainConfig:
-    """pipeline/quality/assess.recipe, as it was (the judge's and CAS's recipe)."""
+    """pipeline/quality/assess.judge_recipe, as it was (the judge's and CAS's recipe)."""
     data = train_cfg.model_dump()
     data.update(model=q.model, epochs=q.epochs, seed=q.seed, online_augment=None)
     return TrainConfig.model_validate(data)
@@ -94,7 +94,7 @@ def test_the_judge_and_cas_get_the_recipe_they_got_before(params):
                                                           online_augment="medium")):
         for q in (params.quality, params.quality.model_copy(update={"model": "efficientnet_lite0",
                                                                     "epochs": 2, "seed": 7})):
-            assert dumps(quality.recipe(base, q)) == dumps(old_quality_recipe(base, q))
+            assert dumps(quality.judge_recipe(base, q)) == dumps(old_quality_recipe(base, q))
 
 
 def test_known_fields_of_the_default_recipes(repo_root):
@@ -105,7 +105,7 @@ def test_known_fields_of_the_default_recipes(repo_root):
         "efficientnet_lite0", 2, 3, 32, 0.002, 40, 0.5, True, False, {})
     cnn = recipe(p.train, "cnn", 1)
     assert (cnn.epochs, cnn.batch_size, cnn.lr, cnn.per_model) == (6, 64, 0.003, {})
-    judge = quality.recipe(TrainConfig(), p.quality)
+    judge = quality.judge_recipe(TrainConfig(), p.quality)
     assert (judge.model, judge.epochs, judge.seed, judge.online_augment) == ("cnn", 4, 0, None)
     assert judge.per_model == TrainConfig().per_model  # recorded as it was in the judge's config
     assert recipe(p.train, "cnn", 0, epochs=9).epochs == 9

@@ -88,8 +88,9 @@ def _packed(folder, n_per_class, seed, classes=10, size=12, meta=None):
 
 def _prepared(tmp_path):
     for i, (split, n) in enumerate((("train", 8), ("val", 3), ("test", 5))):
-        _packed(tmp_path / "data/prepared" / split, n, i, meta={"source": "digits",
-                                                                 "split": split})
+        _packed(tmp_path / "data/prepared" / split, n, i, meta={
+            "source": "digits", "split": split,
+            "prepare": {"source": "digits", "train_per_class": 50, "seed": 0}})
 
 
 def _assert_png(path, min_size=5000):
@@ -210,7 +211,7 @@ def test_report_says_what_is_missing(tmp_path, run_cli, repo_root):
     assert "| 50 (*study*) | 90.0 (" in text  # no column for models without results
     assert "(No figure: every model has a single point so far.)" in text
     figures = {f.name for f in (out / "figures").iterdir()}
-    assert figures == {"accuracy.png", "learning_curves.png", "samples.png"}
+    assert figures == {".synthaug-output", "accuracy.png", "learning_curves.png", "samples.png"}
     _assert_png(out / "figures/samples.png", 1000)  # the real train split alone
     assert "sweep/real_per_class/50/cnn" in json.loads((out / "results.json").read_text())
 

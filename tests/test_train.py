@@ -269,7 +269,7 @@ def test_study_cell_options_and_online_variant(tiny_project, run_cli):
     cfg = json.loads((tiny_project / "models/classifiers/real+online/cnn/seed3/config.json").read_text())
     assert cfg["trained_on"]["online_augment"] == "light" and cfg["train"]["seed"] == 3
     for args, fragment in [(["--variant", "real+nope"], "--variant: unknown variant 'real+nope'"),
-                           (["--model", "vgg"], "--model: train.model: unknown model 'vgg'"),
+                           (["--model", "vgg"], "--model: unknown model 'vgg'"),
                            (["--variant", "real+classic"], "run `synthaug compose`")]:
         r = run_cli(tiny_project, "train", *args)
         assert r.exit_code == 2 and fragment in r.output, r.output
@@ -304,7 +304,8 @@ def test_the_dvc_stage_trains_every_cell_side_by_side_as_one_process_would(
     # differ: threads is in the recipe)
     for variant in ("real", "real+online"):
         r = run_cli(tiny_project, "train", "--variant", variant, "--study-models", "--study-seeds",
-                    "--no-progress", "--no-figures", *models, "-S", "train.threads=1")
+                    "--no-progress", "--no-figures", *models, "-S", "study.workers=1",
+                    "-S", "train.threads=1")
         assert r.exit_code == 0 and "runs in" not in r.output, r.output
     for run, before in weights.items():
         assert (tiny_project / f"models/classifiers/{run}/weights.safetensors").read_bytes() == before

@@ -7,33 +7,19 @@ processes, and re-seeding once per piece (not per image) keeps its cost below 1%
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from synthaug.pipeline.augment.classic import Augmenter, build_augmenter
-from synthaug.pipeline.core.pool import usable_cores
+from synthaug.pipeline.core.pool import fork_context, helper_workers, imap, usable_cores
 
 CHUNK = 32  # parent images per offline piece
 
 
 def piece_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _context():
-    # fork shares the input array with the workers for free; spawn elsewhere (macOS, Windows)
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-
-
-def _quiet_threads() -> None:
-    """One thread per worker process: the parallelism is the processes."""
-    if "torch" in __import__("sys").modules:
-        import torch
-
-        torch.set_num_threads(1)
 
 
 @dataclass
@@ -45,24 +31,21 @@ class Expansion:
     seeds: np.ndarray  # the seed of the piece each copy was drawn in
 
 
-_W: dict = {}  # the worker's state: input images, augmenter, settings
+def _chunk_state(images, spec, shape, copies, seed) -> dict:
+    """A worker's state (pipeline.core.pool): input images, augmenter, settings."""
+    return dict(images=images, aug=build_augmenter(spec, shape), copies=copies, seed=seed)
 
 
-def _init_worker(images, spec, shape, copies, seed) -> None:
-    _quiet_threads()
-    _W.update(images=images, aug=build_augmenter(spec, shape), copies=copies, seed=seed)
-
-
-def _run_chunk(chunk: int) -> tuple[int, np.ndarray, int]:
-    images, aug, copies = _W["images"], _W["aug"], _W["copies"]
-    seed = piece_seed(_W["seed"], chunk)
+def _run_chunk(state: dict, chunk: int) -> tuple[np.ndarray, int]:
+    images, aug, copies = state["images"], state["aug"], state["copies"]
+    seed = piece_seed(state["seed"], chunk)
     aug.reseed(seed)
     part = images[chunk * CHUNK:(chunk + 1) * CHUNK]
     out = np.empty((len(part) * copies, *images.shape[1:]), dtype=np.uint8)
     for i, image in enumerate(part):
         for k in range(copies):
             out[i * copies + k] = aug(image)
-    return chunk, out, seed
+    return out, seed
 
 
 def expand(images: np.ndarray, labels: np.ndarray, spec: str | list, copies: int, seed: int,
@@ -80,23 +63,15 @@ def expand(images: np.ndarray, labels: np.ndarray, spec: str | list, copies: int
 
     bar = tqdm(total=n * copies, unit="img", desc="augment", disable=None if progress else True)
     args = (images, spec, shape, copies, seed)
-    if workers == 1 or len(chunks) == 1:
-        _init_worker(*args)
-        results = map(_run_chunk, chunks)
-        pool = None
-    else:
-        pool = _context().Pool(min(workers, len(chunks)), _init_worker, args)
-        results = pool.imap_unordered(_run_chunk, chunks)
-    try:
-        for chunk, part, piece in results:
+    try:  # the one worker pool: forked one-thread processes share `images` for free
+        for chunk, (part, piece) in imap(_chunk_state, args, _run_chunk, list(chunks), workers,
+                                         threads=1, torch_threads=False):
             start = chunk * CHUNK * copies
             out[start:start + len(part)] = part
             seeds[start:start + len(part)] = piece
             bar.update(len(part))
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
     return Expansion(out, np.repeat(np.asarray(labels), copies), np.repeat(np.arange(n), copies),
                      np.tile(np.arange(copies), n), seeds)
 
@@ -135,8 +110,7 @@ class OnlineAugment:
         self.augmenter = build_augmenter(spec, (c, h, w), where="train.online_augment")
         self.images, self.labels = np.ascontiguousarray(images), np.asarray(labels)
         self.spec, self.seed = spec, seed
-        # auto: leave one core to the training step
-        self.workers = min(4, usable_cores() - 1) if workers is None else workers
+        self.workers = helper_workers() if workers is None else workers
 
     def batches(self, order, batch_size: int, epoch: int, device) -> Iterator:
         """(float [0,1] images on `device`, labels) batches in `order` for this epoch."""
@@ -148,7 +122,7 @@ class OnlineAugment:
         ds.aug = self.augmenter
         if self.workers > 0:
             loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.workers,
-                                multiprocessing_context=_context(), worker_init_fn=_worker_init,
+                                multiprocessing_context=fork_context(), worker_init_fn=_worker_init,
                                 prefetch_factor=4,
                                 # its own generator: the DataLoader draws worker seeds from it,
                                 # not from the global RNG that dropout uses
@@ -160,7 +134,10 @@ class OnlineAugment:
 
 
 def _worker_init(_: int) -> None:
-    _quiet_threads()
+    """One torch thread per loader worker: the parallelism is the processes."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def preview_pick(labels: np.ndarray, per_class: int = 2) -> np.ndarray:

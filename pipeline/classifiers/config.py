@@ -40,7 +40,9 @@ class TrainConfig(Section):
         "bf16 autocast on CPUs that run bf16 natively (AVX512-BF16, AMX); fp32 elsewhere"))
     channels_last: bool = Field(True, description=(
         "NHWC memory layout for model and batches: faster convolutions on CPU and GPU"))
-    threads: NonNegativeInt = Field(0, description="CPU threads for torch; 0 = torch's default")
+    threads: NonNegativeInt = Field(0, description=(
+        "CPU threads for torch in each training process; 0 = a worker's share of the cores "
+        "(study.workers, sweep.workers), or torch's default in a single process"))
     online_augment: AugmentSpec | None = Field(None, description=(
         "preset or step list (as augment.pipeline) applied on the CPU every epoch; a variant's "
         "own online_augment takes precedence"))

@@ -33,6 +33,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def helper_workers() -> int:
+    """Helper processes beside one training process (online augmentation's loader): the
+    cores but one, which the training step keeps, at most MAX_WORKERS."""
+    return max(0, min(MAX_WORKERS, usable_cores() - 1))
+
+
+def fork_context():
+    """fork where the platform has it (workers share the parent's arrays for free), else
+    spawn (macOS, Windows): for helper processes that never run torch ops in parallel."""
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
 def plan(jobs: int, device_type: str, workers: int = 0,
          cores: int | None = None) -> tuple[int, int]:
     """(worker processes, torch threads each) for `jobs` items on `device_type`.
@@ -68,11 +80,12 @@ def preload(*modules: str) -> None:
         importlib.import_module(name)
 
 
-def _start(threads: int, init: Callable[..., Any], args: tuple) -> None:
+def _start(threads: int, torch_threads: bool, init: Callable[..., Any], args: tuple) -> None:
     global _STATE
-    import torch
+    if torch_threads:
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     _STATE = init(*args)
 
 
@@ -81,21 +94,24 @@ def _run(job: Callable[[Any, Any], Any], item: Any) -> Any:
 
 
 def imap(init: Callable[..., Any], args: tuple, job: Callable[[Any, Any], Any],
-         items: Sequence[Any], workers: int, threads: int = 1) -> Iterator[tuple[int, Any]]:
+         items: Sequence[Any], workers: int, threads: int = 1,
+         torch_threads: bool = True) -> Iterator[tuple[int, Any]]:
     """(index into `items`, job's result) for every item, in the order they finish. `init`,
     `job`, `args` and the items must pickle (module-level functions, plain data); workers
-    <= 1 runs everything here, in order, with torch's threads as they are."""
+    <= 1 runs everything here, in order, with torch's threads as they are. `torch_threads`
+    False: jobs that never touch torch (albumentations), whose workers neither import it nor
+    set its threads."""
     if workers <= 1 or len(items) <= 1:
         state = init(*args)
         for i, item in enumerate(items):
             yield i, job(state, item)
         return
     fork = threads == 1 and "fork" in mp.get_all_start_methods()
-    if fork:
+    if fork and torch_threads:
         preload("torch", "torch._dynamo")  # torch.optim's first step imports it
     pool = cf.ProcessPoolExecutor(min(workers, len(items)),
                                   mp_context=mp.get_context("fork" if fork else "spawn"),
-                                  initializer=_start, initargs=(threads, init, args))
+                                  initializer=_start, initargs=(threads, torch_threads, init, args))
     try:
         futures = {pool.submit(_run, job, item): i for i, item in enumerate(items)}
         for done in cf.as_completed(futures):

@@ -124,19 +124,27 @@ def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarra
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def per_class_shortfall(k: int, class_sizes: list[tuple[str, int]], about: str = "") -> str | None:
+    """The one feasibility check of `prepare.train_per_class` against the train pool's
+    (class name, images) sizes, shared by `check` (before any work; `about`: "about " for an
+    estimate) and prepare: the complaint naming the smallest class, or None when every class
+    can give k."""
+    small, n = min(class_sizes, key=lambda s: s[1])
+    if n >= k:
+        return None
+    fix = f"set it to {n} or less, or " if n else "set it to "
+    return (f"prepare.train_per_class: {k} requested but class {small!r} has only {about}{n} "
+            f"training image(s); {fix}null to keep every training image")
+
+
 def subsample_per_class(train: np.ndarray, labels: np.ndarray, k: int, seed: int,
                         class_names: list[str]) -> np.ndarray:
     """k training indices per class. Each class takes a prefix of its own seeded permutation,
     so for one seed the k=5 set lies inside the k=10 set (clean low-data sweeps)."""
     rng = np.random.default_rng(seed)
     pools = [train[labels[train] == c] for c in range(len(class_names))]
-    short = [(name, len(pool)) for name, pool in zip(class_names, pools) if len(pool) < k]
-    if short:
-        largest = min(len(pool) for pool in pools)  # the largest k every class can give
-        fix = f"set it to {largest} or less, or " if largest else "set it to "
-        raise SynthaugError(f"prepare.train_per_class: {k} requested but class {short[0][0]!r} "
-                            f"has only {short[0][1]} training image(s); {fix}null to keep "
-                            "every training image")
+    if problem := per_class_shortfall(k, [(n, len(p)) for n, p in zip(class_names, pools)]):
+        raise SynthaugError(problem)
     return np.sort(np.concatenate([rng.permutation(pool)[:k] for pool in pools]))
 
 
@@ -184,6 +192,23 @@ def split_meta(src: RawSource, cfg: PrepareConfig, splits: Splits, name: str) ->
     }
 
 
+def prepare_record(prepared: Path | str) -> dict:
+    """The `prepare` params the prepared data under `prepared` was made with, as its train
+    split's meta.json records them: the one source of truth for the pool (train_per_class,
+    seed, source, ...) that later stages read, whatever params.yaml says now."""
+    from synthaug.pipeline.data.storage import is_dataset, read_meta
+
+    folder = Path(prepared) / "train"
+    if not is_dataset(folder):
+        raise SynthaugError(f"{folder}: no prepared train split; run `synthaug prepare` (or "
+                            "`dvc repro`) first")
+    record = read_meta(folder / "meta.json").get("prepare")
+    if not isinstance(record, dict) or not {"train_per_class", "seed"} <= set(record):
+        raise SynthaugError(f"{folder / 'meta.json'}: no record of the prepare params (written "
+                            "by an older synthaug or another tool); rerun `synthaug prepare`")
+    return record
+
+
 def read_pool(prepared: Path):
     """The train pool under `prepared` (memory-mapped): `pool/`, or `train/` itself when
     `train_per_class` thinned nothing. Draw from it as `prepare.train_per_class` does
@@ -194,7 +219,7 @@ def read_pool(prepared: Path):
     if is_dataset(prepared / POOL):
         return read_dataset(prepared / POOL)
     train = read_dataset(prepared / "train")
-    if train.meta.get("prepare", {}).get("train_per_class", 0) is not None:
+    if prepare_record(prepared)["train_per_class"] is not None:
         raise SynthaugError(f"{prepared}: no {POOL}/ (the train split before "
                             "prepare.train_per_class thinned it): written by an older synthaug "
                             "or another tool; rerun `synthaug prepare`")
@@ -243,9 +268,8 @@ def more_real(prepared: Path):
         raise SynthaugError(f"{prepared}: part 'more-real' needs the held-back train pool "
                             f"({POOL}/), which prepare writes only when prepare.train_per_class "
                             "thins the train split; set it (e.g. 50) or drop the part")
-    pool = read_pool(prepared)
-    cfg = pool.meta["prepare"]
-    return held_out(pool, int(cfg["train_per_class"]), int(cfg["seed"]))
+    record = prepare_record(prepared)
+    return held_out(read_pool(prepared), int(record["train_per_class"]), int(record["seed"]))
 
 
 def counts_table(splits: dict[str, Split], class_names: list[str]) -> str:

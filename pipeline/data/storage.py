@@ -207,7 +207,7 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
         raise _bad(path, f"unreadable .npy file ({_first_line(e)})") from None
 
 
-def _read_meta(path: Path) -> dict:
+def read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except ValueError as e:  # not JSON, or not UTF-8
@@ -263,7 +263,7 @@ def read_dataset(folder: Path | str, mmap: bool = True, manifest: bool = False) 
         if not (folder / name).is_file():
             raise SynthaugError(f"{folder}: not a packed data set (missing {name}); "
                                 "run `synthaug prepare` first?")
-    meta = _read_meta(folder / "meta.json")
+    meta = read_meta(folder / "meta.json")
     images = _load_npy(folder / "images.npy", mmap)
     labels = _load_npy(folder / "labels.npy", False)
     check_dataset(folder, images, labels, meta, not mmap or images.nbytes <= VERIFY_MMAP_BYTES)

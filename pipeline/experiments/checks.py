@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig, VariantConfig
+from synthaug.pipeline.data.prepare import per_class_shortfall
 from synthaug.pipeline.data.counts import PoolCounts
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
@@ -108,10 +109,9 @@ def check(prepare: PrepareConfig, compose: ComposeConfig, study: StudyConfig,
         if len(names) == 1:
             f.notes.append(f"only one class ({names[0]!r}): a classifier has nothing to tell "
                            "apart; add a sub-folder per class to the source")
-        if k is not None and k > n:
-            f.problems.append(f"prepare.train_per_class: {k} requested but class {small!r} has "
-                              f"only {about}{n} training image(s); set it to {n} or less, or "
-                              "null to keep every training image")
+        if k is not None and (problem := per_class_shortfall(k, list(zip(names, counts.pool)),
+                                                             about)):
+            f.problems.append(problem)
         real = counts.pool if k is None else np.minimum(counts.pool, k)
     more = None if counts is None or k is None else counts.pool - real
     for v in study.variants:

@@ -5,7 +5,7 @@ of the train pool (the train split's size and class balance; never val or test),
 train split itself. Against the train split, sets that start from training images (posterior
 jitter, img2img) would cover it better than any independent real sample.
 
-Everything is measured through a *judge*: the quality recipe (`recipe`: TrainConfig defaults
+Everything is measured through a *judge*: the quality recipe (`judge_recipe`: TrainConfig defaults
 with quality's model, epochs and seed) trained on the real train split. Its penultimate layer
 (the input of its last Linear) is the domain feature space of FID/KID and
 precision/recall/density/coverage; its confidence drives the quality gate. Optionally FID is
@@ -41,7 +41,7 @@ from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, t
 from synthaug.pipeline.quality.usefulness import cas, judge_agreement
 
 
-def recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
+def judge_recipe(train_cfg: TrainConfig, q: QualityConfig) -> TrainConfig:
     """The judge's (and CAS's) recipe: `train_cfg` (the stages pass TrainConfig's defaults, so
     tuning the `train` section leaves quality scores valid) with model, epochs and seed from
     `quality`, and no online augmentation (the sets are scored as they are): the scoring

@@ -35,12 +35,12 @@ class SetScorer:
         from synthaug.pipeline.core.device import pick_device
         from synthaug.pipeline.data.prepare import held_back_reference
         from synthaug.pipeline.data.storage import read_dataset
-        from synthaug.pipeline.quality.assess import QualityContext, noise_set, recipe
+        from synthaug.pipeline.quality.assess import QualityContext, judge_recipe, noise_set
 
         q, device = p.quality, pick_device(p.quality.device)
         train, val, test = (read_dataset(p.paths.prepared / s, mmap=False) for s in ("train", "val", "test"))
         judge, _ = load_classifier(p.paths.judge, device)
-        self.ctx = QualityContext.build(train, val, test, judge, q, recipe(TrainConfig(), q), p.models,
+        self.ctx = QualityContext.build(train, val, test, judge, q, judge_recipe(TrainConfig(), q), p.models,
                                         device, reference=held_back_reference(p.paths.prepared, train, q.seed))
         self.train, self.figs, self.p = train, figs, p
         self.sets = {"real-val": (val.images, val.labels),

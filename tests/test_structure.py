@@ -12,6 +12,7 @@ from pathlib import Path
 
 import tomllib
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,3 +363,33 @@ def test_the_committed_lock_holds_only_the_stages_of_dvc_yaml():
         live |= {f"{name}@{v}" for v in values}
     locked = set(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
     assert locked <= live, f"stale dvc.lock entries: {sorted(locked - live)}"
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path):
+    """`pip install .` puts `synthaug` (and its dist-info) at the top of site-packages, no
+    generic `pipeline`, `generators` or `stages`: the wheel is what pip installs."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"  # a copy: setuptools builds inside the source tree
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "__init__.py", "__main__.py"):
+        shutil.copy(ROOT / name, src / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                        "--no-build-isolation", "-w", str(tmp_path), str(src)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    wheel, = tmp_path.glob("synthaug-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"synthaug", wheel.name.split("-py")[0] + ".dist-info"}
+    assert {"synthaug/__init__.py", "synthaug/__main__.py", "synthaug/pipeline/core/pool.py",
+            "synthaug/generators/common.py", "synthaug/stages/cli.py"} <= set(names)
+    assert not any(n.startswith(("synthaug/tests/", "synthaug/bench/", "synthaug/docs/"))
+                   for n in names)

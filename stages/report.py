@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 
 
 @user_errors
-def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            summary: Annotated[Path, typer.Option(
+                "--summary", help="folder of the headline numbers (the dvc metrics)",
+                metavar="DIR")] = Path("metrics/summary"),
+            ) -> None:
     """Summarise the study: the data, test accuracy per variant and model (mean and 95% CI over
     `study.seeds`), a paired t-test of each variant against `real` on the same seeds, a bar
     chart, learning curves, the best cell's confusion matrix, the sweeps (accuracy against the
@@ -17,8 +24,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
     Reads `paths.evaluate_metrics` and `paths.train_metrics` for every cell of the study, and
     `paths.prepared`, `paths.synthetic`, `paths.augmented`, `paths.sweep` and `paths.quality`
-    (quality.json) where present; writes `paths.report`: report.md, results.json (for
-    `dvc metrics show`) and figures/.
+    (quality.json) where present; writes `paths.report`: report.md, results.json (every
+    number) and figures/, and `--summary`: the headline numbers, one small JSON file per
+    variant and model (study/) and per synthetic set (quality/), `dvc metrics show`'s rows.
 
     **Examples**
 
@@ -41,13 +49,19 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     with atomic_output(out / "figures") as figs, \
             atomic_output(out / "results.json", is_dir=False) as results_file, \
             atomic_output(out / "report.md", is_dir=False) as report_file, \
-            atomic_output(out / "plots") as plots:
-        for name, text in results.plot_data(s.cells).items():  # `dvc plots show`
+            atomic_output(out / "plots") as plots, \
+            atomic_output(summary) as headline:
+        for name, text in results.plot_data(s.cells).items():  # per-cell plot data (files)
             (plots / name).write_text(text)
         if (run / "predictions.csv").is_file():
             (plots / "best_confusion.csv").write_bytes((run / "predictions.csv").read_bytes())
         drawn = results.draw(s, rows, confusion, figs)
         results_file.write_text(json.dumps(results.results_json(rows, s.sweeps, s.when), indent=2) + "\n")
+        for part in ("study", "quality"):  # both dvc metrics folders, even without a quality record
+            (headline / part).mkdir()
+        for rel, numbers in results.summary(rows, s.quality).items():
+            (headline / rel).parent.mkdir(parents=True, exist_ok=True)
+            (headline / rel).write_text(json.dumps(numbers) + "\n")
         report_file.write_text(study_page.markdown(s, rows, drawn))
     say(results.table(rows))
     say(f"-> {out / 'report.md'}")

@@ -1,5 +1,6 @@
-"""End to end: the real `dvc repro` in a temp git repo on tiny params, then a no-op repro and
-a `dvc exp run -S` whose metric `dvc exp show` reports."""
+"""End to end: the real `dvc repro` in a temp git repo on tiny params, then a no-op repro, DVC's
+own views (`dvc metrics show`, `dvc plots show`) and a `dvc exp run -S` whose metrics
+`dvc exp show` reports, in a terminal's width."""
 import json
 import os
 import shutil
@@ -120,10 +121,21 @@ def test_dvc_repro_end_to_end(project):
     again = sh(root, "dvc", "repro", env=env)
     assert "Running stage" not in again and "up to date" in again
 
-    shown = sh(root, "dvc", "metrics", "show", "--json", env=env)
-    assert "accuracy_mean" in shown and "seed1" in shown
+    # DVC's own views, as docs/index.md gives them: the summary alone, a row per variant x
+    # model and per synthetic set, in lines a terminal holds
+    shown = sh(root, "dvc", "metrics", "show", env=env)
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 200, max(lines, key=len)
+    assert lines[0].split() == ["Path", "acc", "cov", "fid", "gain", "hi", "lo", "p", "prec", "rec"]
+    assert sorted(line.split()[0] for line in lines[1:]) == [
+        *(f"metrics/summary/quality/{s}.json" for s in ("diffusion-ddim", "gan-prior", "vae-gmm")),
+        *(f"metrics/summary/study/{v}/cnn.json" for v in ("real", "real+all", "real+online"))]
+    # the report's figures as images: no vega, nothing fetched from the network
     html = sh(root, "dvc", "plots", "show", "-o", "plots_html", env=env)
-    assert (root / "plots_html/index.html").is_file(), html
+    page = (root / "plots_html/index.html").read_text()
+    assert "http" not in page and "vega" not in page, html
+    plots = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    assert page.count("<img ") == len(plots) == 11
 
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)
@@ -132,4 +144,16 @@ def test_dvc_repro_end_to_end(project):
     for stage in ("augment", "judge", "quality", "sample"):  # they don't use `train`
         assert f"Running stage '{stage}'" not in exp
     text = json.dumps(json.loads(sh(root, "dvc", "exp", "show", "--json", env=env)))
-    assert '"epochs": 1' in text and '"accuracy"' in text
+    assert '"epochs": 1' in text and '"acc"' in text and "timings" not in text
+    # side by side: the changed params and metrics, few enough columns for a terminal
+    header = sh(root, "dvc", "exp", "show", "--only-changed", "--csv", env=env).splitlines()[0]
+    columns = header.split(",")
+    assert len(columns) <= 40, columns
+    assert "train.epochs" in columns and "metrics/summary/study/real+all/cnn.json:acc" in columns
+    # docs/index.md's key columns: its --keep regexes select the summary's metrics
+    keep = sh(root, "dvc", "exp", "show", "--only-changed", "--csv", "--drop", ".*", "--keep",
+              r"Experiment|train\.epochs$|.*/cnn\.json:(acc|gain)$", env=env).splitlines()[0]
+    assert keep.split(",") == ["Experiment", *(
+        f"metrics/summary/study/{v}/cnn.json:{k}" for v, k in
+        [("real+all", "acc"), ("real+all", "gain"), ("real+online", "acc"),
+         ("real+online", "gain"), ("real", "acc")]), "train.epochs"], keep

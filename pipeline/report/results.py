@@ -1,6 +1,6 @@
 """The study's numbers: per (variant, model) the mean test accuracy with its 95% CI over seeds
-and the paired test against `real`, as rows, a table, results.json, the plot data for
-`dvc plots` and the report's figures."""
+and the paired test against `real`, as rows, a table, results.json, the summary (the dvc
+metrics), per-cell plot data and the report's figures."""
 from __future__ import annotations
 
 import json
@@ -106,9 +106,43 @@ def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> di
     return out
 
 
+# the summary's keys (`dvc metrics show` columns; short, so its rows stay narrow): a quality
+# record's column -> its key
+SUMMARY_QUALITY = {"fid_domain": "fid", "precision": "prec", "recall": "rec", "coverage": "cov",
+                   "cas": "cas"}
+
+
+def _finite(v):
+    """A number as JSON can hold it: NaN (an undefined CI or p) becomes None (null)."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def summary(rows: list[dict], quality: dict | None) -> dict[str, dict]:
+    """The study's headline numbers for `dvc metrics show` / `dvc exp show`, as relative file
+    path -> content: study/<variant>/<model>.json per summarised row (acc, lo, hi: mean test
+    accuracy and its 95% CI over seeds; gain, p: the paired test against `real`, where there
+    is one) and quality/<set>.json per synthetic set of `quality` (quality.json's content; the
+    reference rows left out): fid, prec, rec, cov, cas where the record has them. One small
+    file each, so each is one row of a few short columns."""
+    from synthaug.pipeline.quality.config import REFERENCES
+
+    out = {}
+    for r in rows:
+        entry = {"acc": r["mean"], "lo": r["low"], "hi": r["high"]}
+        if "vs_real" in r:
+            entry.update(gain=r["vs_real"]["mean_diff"], p=r["vs_real"]["p_value"])
+        out[f"study/{r['variant']}/{r['model']}.json"] = {k: _finite(v) for k, v in entry.items()}
+    for name, m in (quality or {}).items():
+        if name not in REFERENCES:
+            out[f"quality/{name}.json"] = {short: _finite(m[k]) for k, short in
+                                           SUMMARY_QUALITY.items() if k in m}
+    return out
+
+
 def plot_data(cells: dict[Cell, dict]) -> dict[str, str]:
-    """The dvc.yaml top-level plots' data files: file name -> text. accuracy.json: one bar
-    per cell; learning_curves.json: validation accuracy per epoch per cell."""
+    """Per-cell plot data files (reports/plots/; not dvc plots): file name -> text.
+    accuracy.json: one bar per cell; learning_curves.json: validation accuracy per epoch per
+    cell."""
     accuracy = [{"cell": f"{v} / {m} / seed {sd}", "variant": v, "model": m, "seed": sd,
                  "accuracy": cells[(v, m, sd)]["accuracy"]} for (v, m, sd) in sorted(cells)]
     curves = [{"cell": f"{v} / {m} / seed {sd}", "epoch": row["epoch"],

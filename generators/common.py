@@ -152,12 +152,31 @@ def save_generator(folder: Path, model: GeneratorModel, extra: dict | None = Non
     save_folder(folder, config, model.state_dict())
 
 
+def nonfinite_weights(weights: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(weights that are NaN or infinite, all weights) of a state dict: a run that diverged."""
+    bad = total = 0
+    for t in weights.values():
+        if t.is_floating_point():
+            bad += int((~torch.isfinite(t)).sum())
+        total += t.numel()
+    return bad, total
+
+
 def load_generator(folder: Path, device: str | torch.device = "cpu") -> tuple[GeneratorModel, dict]:
+    """The generator saved in `folder` and its config.json; one line naming the file when it
+    is not a generator, does not fit its config, or holds non-finite weights (a diverged run:
+    it would draw black images)."""
     from pydantic import ValidationError
 
     config, weights = load_folder(folder, device)
     if config.get("kind") != "generator":
         raise SynthaugError(f"{folder}: not a generator folder (kind {config.get('kind')!r})")
+    bad, total = nonfinite_weights(weights)
+    if bad:
+        family = config.get("family")
+        raise SynthaugError(f"{folder / 'weights.safetensors'}: {bad:,} of {total:,} weights are "
+                            f"not finite (the training diverged); retrain it with a lower "
+                            f"train_generator.{family}.lr: `synthaug train-generator {family}`")
     cls = generator_class(config.get("family"))
     try:
         model = cls(cls.config_cls.model_validate(config["config"]), tuple(config["shape"]),

@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthaug.generators.common import build_generator, sample_images, save_generator
+from synthaug.generators.common import (build_generator, nonfinite_weights, sample_images,
+                                        save_generator)
 from synthaug.generators.config import TrainGeneratorConfig
 from synthaug.generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
 from synthaug.generators.training import GeneratorTrainer
 from synthaug.pipeline.core.batches import precision_note
 from synthaug.pipeline.core.distributed import SINGLE, Dist
+from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.storage import PackedDataset
 
 
@@ -146,7 +148,14 @@ class GeneratorRun:
 
     def save(self, model_dir: Path, log_dir: Path) -> None:
         """The finished generator (config.json + weights.safetensors) into `model_dir`, the
-        metrics folder (dvclive, grids, samples.png, history.json) into `log_dir`."""
+        metrics folder (dvclive, grids, samples.png, history.json) into `log_dir`; a generator
+        with non-finite weights (its losses stayed finite to the last update) is refused."""
+        bad, total = nonfinite_weights(self.trainer.ema.state_dict())
+        if bad:
+            setting = f"train_generator.{self.family}.lr"
+            raise SynthaugError(f"{setting}: {bad:,} of {total:,} weights of the {self.family} are "
+                                f"not finite after step {self.trainer.step} with {setting}="
+                                f"{self.fcfg.lr:g}; lower {setting}, or check the data")
         save_generator(model_dir, self.trainer.ema, {
             "train_generator": self.cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
             "trained_on": {"content_hash": self.train_set.meta.get("content_hash"),

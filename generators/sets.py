@@ -19,6 +19,7 @@ from synthaug.generators.common import GeneratorModel, load_generator
 from synthaug.generators.config import SetConfig
 from synthaug.generators.samplers import Sampler, build_sampler
 from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.lineage import check_made_from
 from synthaug.pipeline.data.storage import PackedDataset
 
 INTERPOLATION_CLASSES = 3  # rows of interpolation.png
@@ -30,8 +31,10 @@ def set_seed(seed: int, name: str) -> int:
 
 
 def load_for(folder: Path, name: str, cfg: SetConfig, train: PackedDataset,
-             device: torch.device) -> tuple[GeneratorModel, dict]:
-    """The trained generator of set `name` (from `folder`), checked against the train split."""
+             device: torch.device, train_dir: Path | str = "the train split"
+             ) -> tuple[GeneratorModel, dict]:
+    """The trained generator of set `name` (from `folder`), checked against the train split
+    `train` (read from `train_dir`): its classes, shape and content hash."""
     if not (folder / "config.json").is_file():
         raise SynthaugError(f"{folder}: no trained {cfg.generator} generator for set {name!r}; "
                             f"run `synthaug train-generator {cfg.generator}` (or `dvc repro`)")
@@ -40,6 +43,9 @@ def load_for(folder: Path, name: str, cfg: SetConfig, train: PackedDataset,
         raise SynthaugError(f"{folder}: trained on classes/shape {model.class_names}/"
                             f"{model.shape}, but the train split has {train.class_names}/"
                             f"{train.shape}; retrain it (`dvc repro`)")
+    trained_on = gconfig.get("trained_on")  # the train split it learnt, as it is now
+    check_made_from(folder, trained_on.get("content_hash") if isinstance(trained_on, dict) else None,
+                    train_dir, train.meta["content_hash"], f"`synthaug train-generator {cfg.generator}`")
     return model, gconfig
 
 

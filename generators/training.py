@@ -120,6 +120,10 @@ class GeneratorTrainer:
         cap = self.fcfg.max_seconds
         model.train()
         sums, seen, parts = defaultdict(float), 0, []
+        # the first step (1-based) whose loss was not finite (0: none), and its part's number:
+        # kept on the device, read once a round
+        first_bad = torch.zeros(2, dtype=torch.long, device=self.device)
+        names = list(self.parts)
         for _ in range(n):
             if self.done:
                 break
@@ -149,6 +153,10 @@ class GeneratorTrainer:
                 self.schedulers[name].step()
                 for k, v in losses.items():
                     sums[f"{name}_{k}"] += float(v.detach()) * w
+                bad = (first_bad[0] == 0) & ~torch.isfinite(losses["loss"].detach())
+                first_bad = torch.where(bad, torch.stack([first_bad.new_tensor(self.step + 1),
+                                                          first_bad.new_tensor(names.index(name))]),
+                                        first_bad)
             if self.scaler is not None:
                 self.scaler.update()
             broadcast_buffers(model, d)
@@ -158,12 +166,26 @@ class GeneratorTrainer:
             if bar is not None:
                 bar.update(1)
         keys = list(sums)  # the same order on every rank
-        *totals, seen = d.sum(*(sums[k] for k in keys), seen)
+        step, part = first_bad.tolist()
+        *totals, seen, diverged = d.sum(*(sums[k] for k in keys), seen, float(step > 0))
+        if diverged:  # every rank stops: a model of NaN weights is no result
+            self.diverged(step, names[part] if step else None)
         row = {"step": self.step, **{k: v / max(1, seen) for k, v in zip(keys, totals)},
                **{f"lr_{p}": self.optimizers[p].param_groups[0]["lr"] for p in parts}}
         row["seconds"] = time.perf_counter() - start
         self.seconds += row["seconds"]
         return row
+
+    def diverged(self, step: int, part: str | None) -> None:
+        """Stop with one line naming the step, the loss and the learning-rate setting."""
+        from synthaug.pipeline.core.errors import SynthaugError
+
+        family = self.model.family
+        what = (f"the {part} loss is not finite at step {step}" if part else
+                f"a loss is not finite (on another rank) by step {self.step}")
+        setting = f"train_generator.{family}.lr"
+        raise SynthaugError(f"{setting}: {what} with {setting}={self.fcfg.lr:g}; lower "
+                            f"{setting}, or check the data")
 
     @torch.no_grad()
     def validate(self) -> dict:

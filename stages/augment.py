@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, guard_output, params_from,
+                                    params_unchanged, say, user_errors)
 
 
 @user_errors
@@ -67,5 +68,6 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         augment_grid(train.images[picks], copies[picks, :shown],
                      [train.class_names[train.labels[i]] for i in picks], tmp / "preview.png",
                      title=f"augment: {name}, originals (framed) and copies")
+        params_unchanged()  # params.yaml edited meanwhile: not committed
     say(f"wrote {len(ex.labels)} images in {seconds:.1f} s ({len(ex.labels) / seconds:,.0f} img/s) "
         f"-> {p.paths.augmented}")

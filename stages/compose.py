@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, guard_output, params_from,
+                                    params_unchanged, say, user_errors)
 
 
 @user_errors
@@ -35,6 +36,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     from synthaug.pipeline.data.prepare import more_real
     from synthaug.pipeline.core.errors import SynthaugError
     from synthaug.pipeline.core.outputs import atomic_output
+    from synthaug.pipeline.data.lineage import check_fresh
     from synthaug.pipeline.data.storage import is_dataset, read_dataset, write_dataset
 
     p = params_from(params, set_)
@@ -54,6 +56,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
             raise SynthaugError(f"{folder}: part {part!r} is missing; run `{how}` "
                                 "(or `dvc repro`) first")
         parts[part] = read_dataset(folder, mmap=False, manifest=True)
+    for part in sorted(needed - {"real", MORE_REAL}):  # made from the train split as it is now
+        check_fresh(where.get(part, p.paths.synthetic / part), parts[part].meta,
+                    "augmented" if part == "classic" else "synthetic", where["real"],
+                    parts["real"].meta["content_hash"])
     gated = sorted({s for v in wanted.values() if v.gate for s in v.synthetic_parts()})
     eligible, gate_counts = (_gate(p, {s: parts[s] for s in gated}, parts["real"])
                              if gated else ({}, {}))
@@ -71,6 +77,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
         (tmp / "makeup.md").write_text(f"# Training sets\n\n{table}\n")
         if gate_counts:
             (tmp / "gate.json").write_text(json.dumps(gate_counts, indent=2) + "\n")
+        params_unchanged()  # params.yaml edited meanwhile: not committed
     say(f"composed {len(variants)} variant(s) -> {p.paths.variants}")
     say(table)
 
@@ -80,6 +87,7 @@ def _gate(p, sets: dict, real) -> tuple[dict, dict]:
     from synthaug.pipeline.classifiers.classifier import load_classifier
     from synthaug.pipeline.core.device import pick_device
     from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.data.lineage import check_made_from
     from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, train_radius
     from synthaug.pipeline.quality.usefulness import gate
 
@@ -87,7 +95,9 @@ def _gate(p, sets: dict, real) -> tuple[dict, dict]:
         raise SynthaugError(f"{p.paths.judge}: the quality gate needs the judge; run "
                             "`synthaug judge` (or `dvc repro`) first")
     device = pick_device(p.quality.device)
-    judge, _ = load_classifier(p.paths.judge, device)
+    judge, config = load_classifier(p.paths.judge, device)
+    check_made_from(p.paths.judge, (config.get("judge") or {}).get("trained_on"),
+                    p.paths.prepared / "train", real.meta["content_hash"], "`synthaug judge`")
     radius = train_radius(real.images) if p.compose.gate.drop_near_copies else None
     eligible, counts = {}, {}
     for name, ds in sets.items():

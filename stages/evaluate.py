@@ -74,6 +74,14 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     run_id = check_cell(model_dir, p.paths.train_metrics / run, None,  # one run's model and log
                         rerun_command(variant, cfg.model))
     model, config = load_classifier(model_dir, device)
+    # trained on the variant's set as it is now, itself made from the current train split
+    from synthaug.pipeline.classifiers.cell import check_variant
+    from synthaug.pipeline.data.lineage import check_made_from
+
+    check_made_from(model_dir, (config.get("trained_on") or {}).get("content_hash"),
+                    p.paths.variants / variant, check_variant(p.paths.variants / variant,
+                                                              p.paths.prepared),
+                    f"`{rerun_command(variant, cfg.model)}`")
     if config["class_names"] != test.class_names or tuple(config["shape"]) != test.shape:
         raise SynthaugError(f"{model_dir}: trained on classes {config['class_names']} of shape "
                             f"{config['shape']}, but the test split has {test.class_names} of "

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, params_from, params_unchanged, say,
+                                    user_errors)
 
 
 @user_errors
@@ -56,5 +57,6 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         save_classifier(tmp, model, {**architecture, "train": cfg.model_dump(mode="json"),
                                      "judge": summary})
         (tmp / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
+        params_unchanged()  # params.yaml edited meanwhile: not committed
     say(f"judge {cfg.model}: val accuracy {result.best_val_accuracy:.4f}, test accuracy {acc:.4f} "
         f"({result.seconds:.1f} s) -> {p.paths.judge}")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthaug.stages.common import ParamsOpt, SetOpt, guard_output, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, guard_output, params_from,
+                                    params_unchanged, say, user_errors)
 
 
 @user_errors
@@ -54,6 +55,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
         train = splits["train"]
         sample_grid(train.lazy_images, train.labels, src.class_names, tmp / "preview.png",
                     seed=cfg.seed, title=f"{cfg.source}: training images, one row per class")
+        params_unchanged()  # params.yaml edited meanwhile: not committed
     for note in src.notes:
         say(f"note: {note}")
     if src.bad:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, params_from, params_unchanged, say,
+                                    user_errors)
 
 
 @user_errors
@@ -64,5 +65,6 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         (tmp / "quality.json").write_text(json.dumps(sets, indent=2) + "\n")
         (tmp / "quality.md").write_text(page.page(sets, q.model, q.k, q.copy_threshold,
                                                   p.paths.synthetic, p.paths.quality, reference))
+        params_unchanged()  # params.yaml edited meanwhile: not committed
     say(page.table(sets))
     say(f"-> {p.paths.quality / 'quality.md'}")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
+from synthaug.stages.common import (ParamsOpt, SetOpt, params_from, params_unchanged, say,
+                                    user_errors)
 
 
 @user_errors
@@ -54,12 +55,14 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     device = pick_device(p.sample.device)
     for name in names:
         cfg = p.sample.sets[name]
-        model, gconfig = load_for(p.paths.generators / cfg.generator, name, cfg, train, device)
+        model, gconfig = load_for(p.paths.generators / cfg.generator, name, cfg, train, device,
+                                  p.paths.prepared / "train")
         per_class = cfg.per_class or p.sample.per_class
         drawn = draw(model, name, cfg, train, set_seed(p.sample.seed, name), per_class,
                      p.sample.batch_size)
         with atomic_output(p.paths.synthetic / name) as tmp:
             write(tmp, drawn, train, gconfig, p.sample.walk_steps)
+            params_unchanged()  # params.yaml edited meanwhile: not committed
         say(f"sample {name}: {len(drawn.images)} images ({per_class} per class) from "
             f"{cfg.generator} with the {cfg.sampler} sampler in {drawn.seconds:.1f} s -> "
             f"{p.paths.synthetic / name}")

@@ -103,3 +103,76 @@ def test_bad_variants_name_the_key(variant, fragment):
 def test_a_variant_name_with_a_dot_is_refused_as_no_override_could_reach_it():
     with pytest.raises(SynthaugError, match=r"'real\.x'.*no dots"):
         validate_params({"compose": {"variants": {"real": {}, "real.x": {}}}})
+
+
+# ------------------------------------------------------------------ stale parts (issue 31, item 2)
+def test_compose_refuses_augment_and_synthetic_sets_of_an_older_train_split(tmp_path, run_cli):
+    """prepare, augment / sample, prepare again, compose: exit 0 on sets of the old split,
+    before; now one line naming the set and what to rerun."""
+    import json
+    import shutil
+
+    import yaml
+
+    from synthaug.pipeline.data.storage import read_dataset, write_dataset
+    from tests.conftest import one_line_error
+    from tests.test_train import blob_splits, blobs
+
+    params = blob_splits(tmp_path)
+    params["augment"].update(copies_per_image=1, workers=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    train_dir = tmp_path / "data/prepared/train"
+    assert run_cli(tmp_path, "augment", "--no-progress").exit_code == 0
+    real = read_dataset(train_dir, mmap=False)
+    gan = tmp_path / "data/synthetic/gan-prior"
+    gan.mkdir(parents=True)
+    write_dataset(gan, real.images, real.labels, real.class_names, meta={
+        "kind": "synthetic", "generator": "gan",
+        "generator_trained_on": {"content_hash": real.meta["content_hash"]}})
+    both = ("-S", "study.variants=[real+classic, real+gan]")
+    assert run_cli(tmp_path, "compose", *both).exit_code == 0
+    made = json.loads((tmp_path / "data/variants/real+gan/meta.json").read_text())
+    assert made["train_content_hash"] == real.meta["content_hash"]
+
+    shutil.rmtree(train_dir)  # `prepare` again, another seed
+    train_dir.mkdir()
+    write_dataset(train_dir, *blobs(seed=7), ["tl", "br"], meta={"source": "blobs"})
+    before = (tmp_path / "data/variants/real+gan/meta.json").read_bytes()
+    one_line_error(run_cli(tmp_path, "compose", *both), "data/augmented: stale, made from "
+                   "another data/prepared/train", "rerun `synthaug augment`")
+    one_line_error(run_cli(tmp_path, "compose", "-S", "study.variants=[real+gan]"),
+                   "data/synthetic/gan-prior: stale",
+                   "rerun `synthaug train-generator gan`, then `synthaug sample gan-prior`")
+    assert (tmp_path / "data/variants/real+gan/meta.json").read_bytes() == before  # kept
+    assert run_cli(tmp_path, "augment", "--no-progress").exit_code == 0
+    assert run_cli(tmp_path, "compose", "-S", "study.variants=[real+classic]").exit_code == 0
+
+
+def test_params_edited_while_compose_runs_leave_the_old_variants(tmp_path, run_cli, monkeypatch):
+    """Issue 31, item 5: params.yaml edited mid-run used to leave data made with the old
+    values under a dvc.lock recording the new ones; now the stage refuses to commit (exit 2:
+    `dvc repro` records nothing) and names the keys."""
+    import yaml
+
+    import synthaug.pipeline.data.compose as compose
+    from tests.conftest import one_line_error
+    from tests.test_train import blob_splits
+
+    params = blob_splits(tmp_path)
+    params["study"]["variants"] = ["real"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_cli(tmp_path, "compose").exit_code == 0
+    before = (tmp_path / "data/variants/real/meta.json").read_bytes()
+    real_compose = compose.compose_variant
+
+    def edited_meanwhile(*args, **kwargs):
+        params["compose"]["seed"] = 5
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(compose, "compose_variant", edited_meanwhile)
+    params["compose"]["seed"] = 1  # the run reads seed 1 ...
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    one_line_error(run_cli(tmp_path, "compose"),  # ... and the file says 5 by its commit
+                   "params.yaml: compose.seed changed while this command ran", "rerun it")
+    assert (tmp_path / "data/variants/real/meta.json").read_bytes() == before

@@ -34,16 +34,19 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality")
     rng = np.random.default_rng(0)
 
-    def write(folder, images, labels):
+    def write(folder, images, labels, meta=None):
         (root / folder).mkdir(parents=True)
-        write_dataset(root / folder, images, labels, CLASSES)
+        return write_dataset(root / folder, images, labels, CLASSES, meta=meta)
 
     for split, n in (("train", 12), ("val", 8), ("test", 8)):
-        write(f"data/prepared/{split}", *_bars(rng, n, 1))
+        made = write(f"data/prepared/{split}", *_bars(rng, n, 1))
+        if split == "train":  # what `synthaug sample` records: the generator's train split
+            drawn = {"kind": "synthetic", "generator_trained_on": {"content_hash": made["content_hash"]}}
     for name in GOOD:  # the default sets' names: bars shifted a little more than the real ones
-        write(f"data/synthetic/{name}", *_bars(rng, 10, 2))
+        write(f"data/synthetic/{name}", *_bars(rng, 10, 2), meta=drawn)
     junk, labels = _bars(rng, 10)
-    write(f"data/synthetic/{JUNK}", rng.integers(0, 255, junk.shape, dtype=np.uint8), labels)
+    write(f"data/synthetic/{JUNK}", rng.integers(0, 255, junk.shape, dtype=np.uint8), labels,
+          meta=drawn)
     params = {"quality": {"epochs": 1, "imagenet_features": False, "k": 3, "kid_subset_size": 10}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     import os
@@ -93,4 +96,24 @@ def test_a_missing_set_is_one_line_and_nothing_is_written(run_cli, project, tmp_
     shutil.rmtree(copy / "data/synthetic/vae-jitter")
     r = run_cli(copy, "quality")
     one_line_error(r, "data/synthetic/vae-jitter", "synthaug sample vae-jitter")
+    assert not (copy / "reports").exists()
+
+
+def test_a_set_or_judge_of_an_older_train_split_is_refused(run_cli, project, tmp_path):
+    """Issue 31, item 2: quality scored sets drawn from generators of another train split."""
+    import shutil
+
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("reports"))
+    meta_file = copy / "data/synthetic/vae-jitter/meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["generator_trained_on"]["content_hash"] = "0" * 64  # drawn before `prepare` reran
+    meta_file.write_text(json.dumps(meta))
+    one_line_error(run_cli(copy, "quality"), "data/synthetic/vae-jitter: stale, made from "
+                   "another data/prepared/train", "`synthaug sample vae-jitter`")
+    config_file = copy / "models/judge/config.json"
+    config = json.loads(config_file.read_text())
+    config["judge"]["trained_on"] = "0" * 64
+    config_file.write_text(json.dumps(config))
+    one_line_error(run_cli(copy, "quality"), "models/judge: stale", "rerun `synthaug judge`")
     assert not (copy / "reports").exists()

@@ -26,7 +26,9 @@ def project(tmp_path, image_folder, run_cli, repo_root):
     x = rng.integers(0, 256, (40, 12, 12, 1), dtype=np.uint8)
     folder = tmp_path / "data/synthetic/diffusion-ddim"
     folder.mkdir(parents=True)
-    write_dataset(folder, x, np.repeat([0, 1], 20), ["a", "b"])
+    train = json.loads((tmp_path / "data/prepared/train/meta.json").read_text())["content_hash"]
+    write_dataset(folder, x, np.repeat([0, 1], 20), ["a", "b"], meta={
+        "kind": "synthetic", "generator": "diffusion", "generator_trained_on": {"content_hash": train}})
     return tmp_path
 
 
@@ -85,3 +87,14 @@ def test_sweep_points_and_results(project, run_cli):
         r = run_cli(project, "sweep", "--model", "lenet5", *args)
         assert r.exit_code == 2 and fragment in r.output, r.output
         assert "seed 0:" not in r.output  # refused before training anything
+
+
+def test_a_synthetic_set_of_an_older_train_split_is_refused(project, run_cli):
+    """Issue 31, item 2: prepare again with another seed, then sweep on the old set."""
+    from tests.conftest import one_line_error
+
+    assert run_cli(project, "prepare", "-S", "prepare.seed=1").exit_code == 0
+    one_line_error(run_cli(project, "sweep", "--no-progress", "-S", "sweep.real_per_class=[]"),
+                   "data/synthetic/diffusion-ddim: stale, made from another data/prepared/train",
+                   "rerun `synthaug train-generator diffusion`, then `synthaug sample diffusion-ddim`")
+    assert not (project / "metrics/sweep").exists()

@@ -416,3 +416,71 @@ def test_cpu_inference_batches_are_capped_and_change_no_logit():
     assert seen == [1] * 150
     torch.testing.assert_close(capped, one, rtol=1e-4, atol=1e-4)
     assert torch.equal(capped.argmax(1), one.argmax(1))
+
+
+# ------------------------------------------------------------------ stale inputs (issue 31, item 2)
+def _reprepare(root: Path, seed: int) -> None:
+    """`prepare` again with another seed: a train split of other images."""
+    import shutil
+
+    train = root / "data/prepared/train"
+    shutil.rmtree(train)
+    train.mkdir()
+    write_dataset(train, *blobs(seed=seed), ["tl", "br"], meta={"source": "blobs"})
+
+
+def test_train_refuses_a_variant_made_from_an_older_train_split(tiny_project, run_cli):
+    """prepare, compose, prepare again, train: trained on images now partly in the test
+    split, exit 0, before; now one line naming the variant and `synthaug compose`."""
+    from tests.conftest import one_line_error
+
+    _reprepare(tiny_project, seed=7)
+    r = run_cli(tiny_project, "train", "--no-progress", "-S", "train.model=lenet5")
+    one_line_error(r, "data/variants/real: stale, made from another data/prepared/train",
+                   "rerun `synthaug compose`")
+    assert not (tiny_project / "models/classifiers").exists()
+    # a variant written before synthaug recorded its train split: refused the same way
+    assert run_cli(tiny_project, "compose").exit_code == 0
+    meta_file = tiny_project / "data/variants/real/meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["train_content_hash"]
+    meta_file.write_text(json.dumps(meta))
+    one_line_error(run_cli(tiny_project, "train", "--no-progress", "-S", "train.model=lenet5"),
+                   "data/variants/real: records no content hash of the data/prepared/train",
+                   "rerun `synthaug compose`")
+
+
+def test_evaluate_refuses_a_model_of_an_older_variant(tiny_project, run_cli):
+    from tests.conftest import one_line_error
+
+    args = ("--no-progress", "--no-figures", "-S", "train.model=lenet5", "-S", "train.epochs=1")
+    assert run_cli(tiny_project, "train", *args).exit_code == 0
+    _reprepare(tiny_project, seed=7)
+    # the variant is stale: evaluate names compose, as train does
+    one_line_error(run_cli(tiny_project, "evaluate", "--model", "lenet5"),
+                   "data/variants/real: stale", "rerun `synthaug compose`")
+    assert run_cli(tiny_project, "compose").exit_code == 0
+    # the variant is current, the model was trained on its older self
+    one_line_error(run_cli(tiny_project, "evaluate", "--model", "lenet5"),
+                   "models/classifiers/real/lenet5/seed0: stale, made from another data/variants/real",
+                   "rerun `synthaug train --variant real --model lenet5 --study-seeds`")
+
+
+def test_params_edited_while_a_cell_trains_are_refused_before_its_commit(tiny_project, run_cli,
+                                                                          monkeypatch):
+    """Issue 31, item 5, for `train`: the cell's model, log and test folders are not written."""
+    from synthaug.pipeline.classifiers.trainer import Training
+    from tests.conftest import one_line_error
+
+    params_file = tiny_project / "params.yaml"
+    fit = Training.fit
+
+    def edited_meanwhile(self, *args, **kwargs):
+        params_file.write_text(params_file.read_text().replace("lr: ", "lr: 0.5 #", 1))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Training, "fit", edited_meanwhile)
+    r = run_cli(tiny_project, "train", "--no-progress", "--no-figures", "-S", "train.model=lenet5",
+                "-S", "train.epochs=1")
+    one_line_error(r, "params.yaml: ", "changed while this command ran")
+    assert not (tiny_project / "models/classifiers").exists()

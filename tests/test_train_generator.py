@@ -338,3 +338,57 @@ def test_cpu_bf16_trains_in_bf16_only_where_the_cpu_runs_it(run_cli, project, mo
     assert "cpu: bf16 autocast" in out
     assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
     assert all(torch.isfinite(v).all() for v in bf16.values())
+
+
+# ------------------------------------------------------------------ diverged generators
+def test_a_diverging_generator_stops_at_the_first_non_finite_loss(run_cli, project):
+    """Issue 31, item 3: a huge learning rate used to exit 0 with nearly all weights NaN."""
+    from tests.conftest import one_line_error
+
+    r = run_cli(project, "train-generator", "vae", "--no-progress",
+                "-S", "train_generator.vae.lr=1e30")
+    one_line_error(r, "train_generator.vae.lr: the vae loss is not finite at step",
+                   "train_generator.vae.lr=1e+30")
+    assert not (project / "models/generators/vae").exists()  # nothing saved
+
+
+def test_a_generator_with_non_finite_weights_is_refused_by_sample(run_cli, project):
+    """Issue 31, item 3: `sample` drew all-black sets from a NaN generator, exit 0."""
+    from safetensors.torch import save_file
+
+    from synthaug.generators.common import load_generator
+    from synthaug.pipeline.core.errors import SynthaugError
+    from tests.conftest import one_line_error
+
+    assert run_cli(project, "train-generator", "vae", "--no-progress").exit_code == 0
+    folder = project / "models/generators/vae"
+    weights = load_file(str(folder / "weights.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(folder / "weights.safetensors"))
+    with pytest.raises(SynthaugError, match="weights are not finite"):
+        load_generator(folder)
+    r = run_cli(project, "sample", "vae-prior", "-S", "sample.per_class=2")
+    one_line_error(r, str(Path("models/generators/vae/weights.safetensors")), "not finite",
+                   "synthaug train-generator vae")
+    assert not (project / "data/synthetic/vae-prior").exists()
+
+
+def test_sample_refuses_a_generator_of_another_train_split(run_cli, project):
+    """Issue 31, item 2: a generator trained before `prepare` rewrote the train split."""
+    from tests.conftest import one_line_error
+
+    assert run_cli(project, "train-generator", "vae", "--no-progress").exit_code == 0
+    train = project / "data/prepared/train"
+    from synthaug.pipeline.data.storage import read_dataset
+
+    ds = read_dataset(train, mmap=False)
+    import shutil
+
+    shutil.rmtree(train)
+    train.mkdir()
+    write_dataset(train, ds.images[::-1].copy(), ds.labels[::-1].copy(), ds.class_names)
+    r = run_cli(project, "sample", "vae-prior", "-S", "sample.per_class=2")
+    one_line_error(r, "models/generators/vae: stale, made from another data/prepared/train",
+                   "rerun `synthaug train-generator vae`")
+    assert not (project / "data/synthetic/vae-prior").exists()

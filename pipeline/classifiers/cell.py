@@ -138,15 +138,28 @@ class Cell:
 def read_sets(train_dir: Path, prepared: Path, test: bool = True):
     """A cell's (training set, memory-mapped: `fit` loads it or reads it per batch, as
     train.load says; the real val split; the real test split, or None without `test`); one
-    line when the variant's set is missing."""
+    line when the variant's set is missing, or stale (`check_variant`)."""
+    from synthaug.pipeline.data.storage import read_dataset
+
+    check_variant(train_dir, prepared)
+    return (read_dataset(train_dir, manifest=True), read_dataset(prepared / "val", mmap=False),
+            read_dataset(prepared / "test", mmap=False) if test else None)
+
+
+def check_variant(train_dir: Path, prepared: Path) -> str:
+    """The content hash of the variant's training set in `train_dir`, once it is certain
+    that the set is there and was made from the prepared train split as it is now (one line
+    naming the stage to rerun otherwise); reads the meta.json files alone."""
     from synthaug.pipeline.core.errors import SynthaugError
-    from synthaug.pipeline.data.storage import is_dataset, read_dataset
+    from synthaug.pipeline.data.lineage import check_fresh, dataset_hash
+    from synthaug.pipeline.data.storage import is_dataset, read_meta
 
     if not is_dataset(train_dir):
         raise SynthaugError(f"{train_dir}: no training set for variant {train_dir.name!r}; "
                             "run `synthaug compose` (or `dvc repro`) first")
-    return (read_dataset(train_dir, manifest=True), read_dataset(prepared / "val", mmap=False),
-            read_dataset(prepared / "test", mmap=False) if test else None)
+    meta = read_meta(train_dir / "meta.json")
+    check_fresh(train_dir, meta, "variant", prepared / "train", dataset_hash(prepared / "train"))
+    return meta["content_hash"]
 
 
 # ---------------------------------------------------------------------- lines for the user

@@ -108,7 +108,9 @@ def compose_variant(name: str, cfg: VariantConfig, parts: dict[str, PackedDatase
         made_of[part] = np.bincount(part_labels[index], minlength=len(names)).tolist()
     meta = {"variant": name, "kind": "variant", "parts": list(cfg.parts), "made_of": made_of,
             "ratio": cfg.ratio, "per_class": cfg.per_class, "gate": cfg.gate, "seed": seed,
-            "online_augment": cfg.online_augment, "source": real.meta.get("source")}
+            "online_augment": cfg.online_augment, "source": real.meta.get("source"),
+            # the train split it was made from: train and evaluate refuse a stale variant
+            "train_content_hash": real.meta.get("content_hash")}
     if not cfg.use.plain():  # how training uses the synthetic part (pipeline/classifiers/use.py)
         if cfg.use.replace_p > 0 and not any(r.get("parent") not in (None, "") for r in provenance):
             raise SynthaugError(f"compose.variants.{name}.use.replace_p: none of its parts has "

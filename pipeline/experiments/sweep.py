@@ -69,6 +69,7 @@ class SweepData:
         """The splits under `prepared`, its pool when `pool` (some point draws from it) and
         the synthetic sets `parts` under `synthetic`."""
         from synthaug.pipeline.data.prepare import read_pool
+        from synthaug.pipeline.data.lineage import check_fresh
         from synthaug.pipeline.data.storage import is_dataset, read_dataset
 
         real, val, test = (read_dataset(prepared / s, mmap=False) for s in ("train", "val", "test"))
@@ -78,6 +79,9 @@ class SweepData:
                 raise SynthaugError(f"{folder}: set {part!r} of sweep.ratio_variant is missing; "
                                     f"run `synthaug sample {part}` (or `dvc repro`) first")
             sets[part] = read_dataset(folder, mmap=False)
+            # drawn from a generator of the train split as it is now, or stale
+            check_fresh(folder, sets[part].meta, "synthetic", prepared / "train",
+                        real.meta["content_hash"])
         return cls(real, val, test, read_pool(prepared) if pool else None, sets)
 
 

@@ -12,9 +12,13 @@ from pathlib import Path
 
 def sets_to_score(p) -> list[str]:
     """The sets to score (real-val, every sample set, noise), once the judge and every set
-    are there; one line naming what is missing otherwise."""
+    are there, each made from the prepared train split as it is now; one line naming what is
+    missing or stale otherwise."""
+    import json
+
     from synthaug.pipeline.core.errors import SynthaugError
-    from synthaug.pipeline.data.storage import is_dataset
+    from synthaug.pipeline.data.lineage import check_fresh, check_made_from, dataset_hash
+    from synthaug.pipeline.data.storage import is_dataset, read_meta
 
     if not (p.paths.judge / "config.json").is_file():
         raise SynthaugError(f"{p.paths.judge}: no judge; run `synthaug judge` (or `dvc repro`) first")
@@ -22,6 +26,17 @@ def sets_to_score(p) -> list[str]:
     if missing:
         raise SynthaugError(f"{p.paths.synthetic / missing[0]}: set {missing[0]!r} not sampled; run "
                             f"`synthaug sample {' '.join(missing)}` (or `dvc repro`) first")
+    train_dir = p.paths.prepared / "train"
+    now = dataset_hash(train_dir)
+    try:
+        judge = json.loads((p.paths.judge / "config.json").read_text()).get("judge")
+    except (OSError, ValueError, AttributeError):
+        judge = None  # unreadable: load_classifier names what is wrong when it reads it
+    check_made_from(p.paths.judge, judge.get("trained_on") if isinstance(judge, dict) else None,
+                    train_dir, now, "`synthaug judge`")
+    for n in p.sample.sets:
+        folder = p.paths.synthetic / n
+        check_fresh(folder, read_meta(folder / "meta.json"), "synthetic", train_dir, now)
     return ["real-val", *p.sample.sets, "noise"]
 
 

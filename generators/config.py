@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from synthaug.pipeline.core.settings import Device, Section
+from synthaug.pipeline.core.settings import Device, Seed, Section
 
 FAMILIES = ("gan", "vae", "diffusion")
 AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction task
@@ -155,7 +155,7 @@ class DiffusionConfig(FamilyConfig):
 class TrainGeneratorConfig(Section):
     """params.yaml `train_generator`: shared settings, then one sub-section per family."""
 
-    seed: int = Field(0, description="weight initialisation and batch order")
+    seed: Seed = Field(0, description="weight initialisation and batch order")
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
@@ -265,7 +265,7 @@ class SampleConfig(Section):
 
     per_class: PositiveInt = Field(100, description=(
         "images per class in each set (class-balanced)"))
-    seed: int = Field(0, description="each set draws with a seed made from this and its name")
+    seed: Seed = Field(0, description="each set draws with a seed made from this and its name")
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     batch_size: PositiveInt = Field(500, description="images per sampling batch")

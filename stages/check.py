@@ -41,11 +41,16 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     p = params_from(params, set_)
     from synthaug.pipeline.data.counts import pool_counts
     from synthaug.pipeline.core.outputs import atomic_output
-    from synthaug.pipeline.experiments.checks import check
+    from synthaug.pipeline.experiments.checks import check, model_fit
 
     counts, problems = pool_counts(p.prepare, p.paths.prepared)
     sizes = {name: s.per_class or p.sample.per_class for name, s in p.sample.sets.items()}
     found = check(p.prepare, p.compose, p.study, p.sweep, sizes, counts)
+    trained = {p.quality.model: "quality.model", p.train.model: "train.model",  # a model in
+               **{m: "sweep.models" for m in p.sweep.models},  # several: the last one named
+               **{m: "study.models" for m in p.study.models}}
+    found.problems += model_fit(trained, p.models, p.prepare,
+                                len(counts.class_names) if counts else 10)
     for note in found.notes:
         say(f"note: {note}")
     if problems := problems + found.problems:

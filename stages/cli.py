@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.stages.common import params_from, user_errors
 from synthaug.stages import (
     augment,
@@ -60,6 +61,20 @@ app.add_typer(models.app, name="models")
 UNTIMED = {"export"}  # a tool, not a DVC stage
 
 
+def _check_timings(folder: Path) -> None:
+    """A SynthaugError when `folder` (paths.timings/STAGE) cannot become a folder: a file is
+    on its way, or its nearest existing folder is not writable."""
+    for d in (folder, *folder.parents):
+        if d.is_dir():
+            if not os.access(d, os.W_OK):
+                raise SynthaugError(f"paths.timings: {d} is not writable; set paths.timings to "
+                                    "a folder you can write")
+            return
+        if d.exists() or d.is_symlink():
+            raise SynthaugError(f"paths.timings: {d} is a file, not a folder; set "
+                                "paths.timings to a folder (the default: metrics/timings)")
+
+
 def timed(stage: str, command: Callable) -> Callable:
     """`command`, writing paths.timings/STAGE.json when it succeeds (atomically; under torchrun
     rank 0 only): wall and CPU seconds, peak memory and the machine (pipeline.core.timing).
@@ -70,11 +85,14 @@ def timed(stage: str, command: Callable) -> Callable:
         from synthaug.pipeline.core.timing import Stopwatch
 
         watch = Stopwatch()
+        main = os.environ.get("RANK", "0") == "0"
+        if main:  # the timing file can be written: said before the work, not after its commit
+            p = params_from(kwargs.get("params", Path("params.yaml")), kwargs.get("set_"))
+            _check_timings(p.paths.timings / stage)
         cell = command(*args, **kwargs)
-        if os.environ.get("RANK", "0") == "0":
+        if main:
             from synthaug.pipeline.core.outputs import atomic_output
 
-            p = params_from(kwargs.get("params", Path("params.yaml")), kwargs.get("set_"))
             name = Path(stage, *([str(cell)] if cell else []))
             record = watch.record(stage=stage, cell=None if cell is None else str(cell))
             with atomic_output(p.paths.timings / name.parent / f"{name.name}.json", is_dir=False) as f:

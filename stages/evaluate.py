@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.settings import SEED_MAX
 from synthaug.stages.common import ParamsOpt, SetOpt, params_from, say, user_errors
 from synthaug.stages.params import Params
 
@@ -32,6 +33,8 @@ def study_cell(p: Params, variant: str | None, model: str | None, seed: int | No
 
         if problem := unknown_model("--model", model, p.models):
             raise SynthaugError(problem)
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise SynthaugError(f"--seed: must be between 0 and {SEED_MAX} (got {seed})")
     cfg = recipe(p.train, p.train.model if model is None else model,
                  p.train.seed if seed is None else seed)
     return variant, cfg, p.run_name(variant, cfg.model, cfg.seed)

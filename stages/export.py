@@ -1,6 +1,7 @@
 """`synthaug export`: packed data set(s) -> PNG class folders people can look at."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,32 @@ from synthaug.stages.common import say, user_errors
 
 
 
+MAX_NAME_BYTES = 200  # a file name may have 255 bytes on most file systems; room for a suffix
+UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")  # separators, NUL and control characters
+
+
 def _safe(name: str, i: int) -> str:
-    name = name.replace("/", "_").replace("\\", "_").strip()
+    """Class name -> a folder name any file system takes: separators and control characters
+    become `_`, outer spaces go, at most MAX_NAME_BYTES of UTF-8 (cut at a character)."""
+    name = name.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    name = UNSAFE.sub("_", name).strip()
+    name = name.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").rstrip()
     return name if name not in ("", ".", "..") else f"class_{i}"
+
+
+def folder_names(class_names: list[str]) -> tuple[list[str], list[str]]:
+    """One distinct folder per class (`_safe`; a name already taken, e.g. "cat " after "cat",
+    gets its class index: "cat_1"), and a note for each class so renamed."""
+    names, notes, taken = [], [], set()
+    for i, c in enumerate(class_names):
+        name = safe = _safe(c, i)
+        while name in taken:
+            name = f"{name}_{i}"
+        if name != safe:
+            notes.append(f"class {i} {c!r} written as {name!r}: {safe!r} is taken")
+        taken.add(name)
+        names.append(name)
+    return names, notes
 
 
 def _export_one(folder: Path, out: Path) -> int:
@@ -23,7 +47,9 @@ def _export_one(folder: Path, out: Path) -> int:
     from synthaug.pipeline.data.storage import read_dataset
 
     ds = read_dataset(folder)
-    names = [_safe(c, i) for i, c in enumerate(ds.class_names)]
+    names, notes = folder_names(ds.class_names)
+    for note in notes:
+        say(f"{folder}: {note}")
     for d in set(names):
         (out / d).mkdir(parents=True)
     for i, (im, label) in enumerate(zip(ds.images, ds.labels.tolist())):

@@ -21,6 +21,7 @@ app = typer.Typer(help="Inspect classifier architectures: Keras-style summaries 
                        "synthaug models summary keras_seed\n```",
                   no_args_is_help=True)
 
+MAX_CHANNELS, MAX_SIDE = 1024, 4096  # beyond: no image synthaug trains on (a typo)
 ShapeOpt = Annotated[str | None, typer.Option(
     "--input-shape", "-i", show_default=False,
     help="input shape C,H,W (channels first), e.g. 3,32,32; default: prepare.channels and "
@@ -40,6 +41,9 @@ def parse_shape(text: str | None, params: Params) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise SynthaugError(f"--input-shape: expected C,H,W as three positive integers, "
                             f"e.g. 1,28,28 (got {text!r})")
+    if shape[0] > MAX_CHANNELS or max(shape[1:]) > MAX_SIDE:
+        raise SynthaugError(f"--input-shape: at most {MAX_CHANNELS} channels and {MAX_SIDE} "
+                            f"pixels a side (prepare.size goes up to 1024; got {text!r})")
     return shape
 
 

@@ -25,9 +25,12 @@ from synthaug.pipeline.classifiers.config import EvaluateConfig, TrainConfig
 from synthaug.pipeline.classifiers.names import taken_names, unknown_model
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.core.settings import FLOAT_RE, Section, format_error
+from synthaug.pipeline.core.yaml_text import argv_text, read_yaml_file, yaml_error, yaml_problem
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 from synthaug.pipeline.quality.config import QualityConfig
+
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a few KB (pipeline.core.yaml_text)
 
 
 class PathsConfig(Section):
@@ -155,13 +158,15 @@ class Params(Section):
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`section.key=value` -> (["section", "key"], parsed YAML value)."""
+    text = argv_text(text, "-S")  # a C locale: argv bytes it could not decode
     key, sep, raw = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise SynthaugError(f"-S {text!r}: expected section.key=value")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError as e:
-        raise SynthaugError(f"-S {key}: value {raw!r} is not valid YAML ({e.problem})") from None
+    except yaml.YAMLError as e:  # a ReaderError (a control character) has no .problem
+        raise SynthaugError(f"-S {key}: value {raw!r} is not valid YAML "
+                            f"({yaml_problem(e)})") from None
     if isinstance(value, str) and FLOAT_RE.match(value):
         value = float(value)  # YAML 1.1 reads "1e-4" as a string; users mean the number
     return key.split("."), value
@@ -256,31 +261,17 @@ def validate_params(data: dict, source: str = "params", given: dict | None = Non
         raise SynthaugError(f"{source}: {msg}") from None
 
 
-def _yaml_error(path: Path, e: yaml.YAMLError) -> SynthaugError:
-    """One line, `file:line:col: not valid YAML: problem` (PyYAML's own text spans lines)."""
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
-    return SynthaugError(f"{where}: not valid YAML: {' '.join(problem.split())}")
-
-
 def load_params(path: Path | str = "params.yaml", overrides: list[str] | None = None) -> Params:
     path = Path(path)
     if not path.exists():
         raise SynthaugError(f"{path}: params file not found")
     if path.is_dir():
         raise SynthaugError(f"{path}: is a folder; --params takes a YAML file (e.g. params.yaml)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SynthaugError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-                            f"{e.start}); save it as UTF-8") from None
-    except OSError as e:
-        raise SynthaugError(f"{path}: cannot read the params file ({e.strerror})") from None
+    text = read_yaml_file(path, MAX_PARAMS_BYTES)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise _yaml_error(path, e) from None
+        raise yaml_error(path, e) from None
     if not isinstance(data, dict):
         raise SynthaugError(f"{path}: expected a mapping of sections at the top level")
     given = copy.deepcopy(data)

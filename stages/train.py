@@ -74,7 +74,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     # the recipes are built once, here, and handed to the workers with the shared state
     state = (p, progress and workers == 1, test, figures, workers > 1, len(models) > 1, len(variants) > 1)
     scores: dict[str, dict[str, dict]] = {}  # (tuple: a picklable "state = its args")
-    for i, row in sorted(imap(tuple, (state,), _train_one, cells, workers, threads)):
+    for i, row in sorted(imap(tuple, (state,), _train_one, cells, workers, threads, describe=lambda c: f"cell {c[2]}")):
         variant, cfg, _ = cells[i]
         scores.setdefault(variant, {}).setdefault(cfg.model, {})[f"seed{cfg.seed}"] = row
     if study_seeds and test and dist.main:  # every seed's test scores of a variant, by model

@@ -416,3 +416,45 @@ def test_a_second_cli_run_says_so_in_one_line(run_cli, holder, image_folder, tmp
     r = run_cli(tmp_path, "prepare")
     one_line_error(r, "data/prepared is being written by another synthaug run",
                    f"(pid {first.pid})", "data/.prepared.lock")
+
+
+# ---------------------------------------------------------------- issue 31, items 6 and 7
+
+def test_manifest_cells_never_start_a_spreadsheet_formula_and_read_back_exactly(tmp_path):
+    import csv
+
+    values = ["=HYPERLINK(\"x\")", "+1+2", "-2+3+cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "'quoted",
+              "''twice", "-1", "+2.5e3", "plain", ""]
+    names = ["=cls", "ok"]
+    folder = tmp_path / "set"
+    folder.mkdir()
+    n = len(values)
+    write_dataset(folder, np.zeros((n, 8, 8, 1), np.uint8), np.arange(n) % 2, names,
+                  [{"origin": v, "seed": -1} for v in values])
+    with open(folder / "manifest.csv", newline="", encoding="utf-8") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")
+             and c not in ("-1", "+2.5e3")]  # plain numbers are no formula
+    assert risky == [], risky
+    assert "'=cls" in cells and "-1" in cells and "+2.5e3" in cells  # plain numbers stay
+    back = read_dataset(folder, manifest=True).manifest
+    assert [r["origin"] for r in back] == values
+    assert {r["seed"] for r in back} == {"-1"}
+
+
+def test_export_keeps_classes_apart_and_takes_any_name(run_cli, tmp_path):
+    names = ["cat", "cat ", "a\x00b", "x" * 300, "é" * 150]
+    folder = tmp_path / "set"
+    packed(folder, n=10, classes=len(names))
+    meta = json.loads((folder / "meta.json").read_text())
+    counts = dict(zip(names, meta["counts"].values()))
+    meta.update(class_names=names, counts=counts)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    r = run_cli(tmp_path, "export", "set", "--to", "png")
+    assert r.exit_code == 0, r.output  # was: a traceback (NUL, 300 characters)
+    dirs = sorted(d.name for d in (tmp_path / "png").iterdir() if d.is_dir())
+    assert len(dirs) == len(names)  # "cat" and "cat " were merged into one folder
+    assert "cat" in dirs and "cat_1" in dirs and "a_b" in dirs
+    assert all(len(d.encode()) <= 200 for d in dirs)
+    assert sum(len(list((tmp_path / "png" / d).iterdir())) for d in dirs) == 10
+    assert "class 1 'cat ' written as 'cat_1'" in r.output

@@ -2,7 +2,9 @@
 leftovers are cleared, and output modes follow the umask."""
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -199,3 +201,60 @@ def test_a_folder_without_the_marker_is_never_replaced(tmp_path):
             assert marked, f"case {case}: replaced a folder without the marker: {before}"
             assert (out / MARKER).is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no debris
+
+
+# ---------------------------------------------------------------- issue 31, item 6
+# Tests run as root, where permission bits stop no write and no read-only mount can be made:
+# an unwritable place is a path through a FILE, or os.open / mkdir made to fail as they would.
+
+def test_an_output_below_a_file_is_one_line_before_any_work(run_cli, tmp_path):
+    (tmp_path / "params.yaml").write_text("prepare:\n  source: digits\n  size: 8\n")
+    (tmp_path / "afile").write_text("mine\n")
+    r = run_cli(tmp_path, "prepare", "-S", "paths.prepared=afile/prepared")
+    one_line_error(r, "afile/prepared: cannot write this output: a file is in the way")
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("errno_,why", [(errno.EROFS, "the file system is read-only"),
+                                         (errno.EACCES, "no permission to write there")])
+def test_an_unwritable_folder_is_one_line(tmp_path, monkeypatch, errno_, why):
+    real_open = os.open
+
+    def refuse(path, flags, *a, **k):  # what a read-only mount or a 0555 folder answers
+        if flags & os.O_CREAT:
+            raise OSError(errno_, os.strerror(errno_), str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(SynthaugError, match=f"out: cannot write this output: {why}") as e:
+        with atomic_output(tmp_path / "out"):
+            raise AssertionError("no work before the check")
+    assert "\n" not in str(e.value)  # was: FileNotFoundError from the lock's fallback
+    assert not (tmp_path / "out").exists()
+
+
+def test_timings_on_a_file_fail_before_the_work(run_cli, tmp_path):
+    (tmp_path / "params.yaml").write_text("prepare:\n  source: digits\n  size: 8\n")
+    (tmp_path / "t").write_text("")
+    r = run_cli(tmp_path, "prepare", "-S", "paths.timings=t")
+    one_line_error(r, "paths.timings: t is a file, not a folder")
+    assert not (tmp_path / "data").exists()  # nothing prepared, nothing committed
+
+
+def _kill_item_2(state, item):
+    if item == 2:  # as the out-of-memory killer would
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item * 10
+
+
+def test_a_killed_worker_names_its_item_and_the_others_finish():
+    from synthaug.pipeline.core.pool import imap
+
+    got = []
+    with pytest.raises(SynthaugError, match=r"^cell 2: the worker process running it was "
+                                            r"killed by SIGKILL \(out of memory\?\)") as e:
+        for i, r in imap(tuple, (), _kill_item_2, [0, 1, 2, 3, 4], workers=2,
+                         torch_threads=False, describe=lambda x: f"cell {x}"):
+            got.append((i, r))
+    assert sorted(got) == [(0, 0), (1, 10), (3, 30), (4, 40)]
+    assert "\n" not in str(e.value)

@@ -4,6 +4,7 @@ of the picture; EXIF orientation; hidden class folders, one-class sets, bad seed
 large a train_per_class each said in one line."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -146,3 +147,71 @@ def test_train_per_class_too_large_says_how_to_fix(run_cli, image_folder, tmp_pa
     r = run_cli(tmp_path, "prepare")
     one_line_error(r, "prepare.train_per_class: 50 requested", "set it to 7 or less",
                    "or null")
+
+
+# ---------------------------------------------------------------- issue 31, items 4, 6 and 7
+
+RAMP = np.linspace(0, 1, 64).reshape(8, 8)  # 0 .. 1 over an 8 x 8 picture
+WANT = np.rint(RAMP * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name,pixels,want,rule", [
+    ("float in 0..1", RAMP.astype(np.float32), WANT, None),
+    ("float in 0..255", (RAMP * 255).astype(np.float32), WANT, None),
+    ("float elsewhere", (RAMP * 1000 - 3).astype(np.float32), WANT, "stretch"),
+    ("int32 within 16 bits", np.rint(RAMP * 65535).astype(np.int32), WANT, None),
+    ("int32 above 16 bits", np.rint(RAMP * (2**31 - 1)).astype(np.int64).astype(np.int32),
+     WANT, "int31"),
+])
+def test_wide_modes_read_by_their_rule(tmp_path, name, pixels, want, rule):
+    path = tmp_path / "x.tif"
+    Image.fromarray(pixels).save(path)
+    with Image.open(path) as im:
+        assert im.mode in ("F", "I")
+    scaled = {}
+    got = read_image(path, PrepareConfig(source="folder:x", size=8), scaled)
+    assert np.abs(got[:, :, 0].astype(int) - want).max() <= 1, name  # was all 0 or all 255
+    assert scaled == ({rule: 1} if rule else {})
+
+
+@pytest.mark.parametrize("pixels,reason", [
+    (np.where(RAMP > 0.5, np.nan, RAMP).astype(np.float32), "float image (mode F) with NaN"),
+    (np.where(RAMP > 0.5, np.inf, RAMP).astype(np.float32), "float image (mode F) with infinite"),
+    ((RAMP * 100 - 5).astype(np.int32), "32-bit integer image (mode I) with negative values"),
+])
+def test_wide_modes_no_rule_converts_are_bad_images_by_name(tmp_path, pixels, reason):
+    path = tmp_path / "x.tif"
+    Image.fromarray(pixels).save(path)
+    assert read_image(path, PrepareConfig(source="folder:x", size=8)).startswith(reason)
+
+
+def test_value_dependent_rules_are_noted_by_prepare(image_folder, tmp_path):
+    root = image_folder(tmp_path / "images", classes=("a", "b"), per_class=3)
+    Image.fromarray((RAMP * 1000).astype(np.float32)).save(root / "a" / "wide.tif")
+    src = load_source(PrepareConfig(source=f"folder:{root}", size=8), "unused")
+    assert len(src.origins) == 7
+    assert "1 float image(s) (mode F) with values outside 0..1 and 0..255, stretched" in \
+        " ".join(src.notes)
+
+
+def test_undecodable_names_are_written_as_escapes(run_cli, image_folder, tmp_path):
+    root = image_folder(tmp_path / "images", classes=("a", "b"), per_class=6)
+    bad_dir = os.fsdecode(bytes(root) + b"/caf\xe9")
+    os.rename(root / "b", bad_dir)
+    os.rename(os.path.join(bad_dir, "img000.png"), os.fsdecode(os.fsencode(bad_dir) + b"/\xff.png"))
+    write_params(tmp_path, source=f"folder:{root}", size=8)
+    r = run_cli(tmp_path, "prepare")
+    assert r.exit_code == 0, r.output  # was: UnicodeEncodeError writing manifest.csv
+    pool = tmp_path / "data" / "prepared"
+    text = "".join(p.read_text(encoding="utf-8") for p in pool.rglob("manifest.csv"))
+    assert "caf\\xe9" in text and "caf\\xe9/\\xff.png" in text
+    meta = json.loads((pool / "train" / "meta.json").read_text())
+    assert meta["class_names"] == ["a", "caf\\xe9"]
+
+
+def test_tilde_in_a_folder_source_is_the_home_folder(image_folder, tmp_path, monkeypatch):
+    image_folder(tmp_path / "images", classes=("a", "b"), per_class=3)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = PrepareConfig(source="folder:~/images", size=8)
+    assert cfg.source == f"folder:{tmp_path}/images"
+    assert len(load_source(cfg, "unused").origins) == 6

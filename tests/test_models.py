@@ -11,7 +11,7 @@ from synthaug.pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm
                                     GlobalAvgPool, Pool, Residual)
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.classifiers.layers import build_model, count_params, resolve_layers, summary
-from synthaug.pipeline.classifiers.modules import out_size, same_pad
+from synthaug.pipeline.classifiers.shapes import out_size, same_pad
 from synthaug.stages.models import app
 
 # seeds/001, "Ejemplo 1": Conv2D(16, 3x3, strides 2, same) on 128x128x1 ... Dense(26)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, WrapValidator, model_validator
 
 from synthaug.pipeline.core.errors import SynthaugError
-from synthaug.pipeline.core.settings import Section, format_error
+from synthaug.pipeline.core.settings import Seed, Section, format_error
 
 AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
                    "augmix")
@@ -40,7 +40,7 @@ class AugmentConfig(Section):
         "a preset (light, medium, heavy, randaugment, trivialaugment, autoaugment, augmix) or "
         "a list of albumentations steps `{transform: Name, **args}`"))
     copies_per_image: PositiveInt = Field(4, description="augmented copies of every training image")
-    seed: int = Field(0, description="seed of the copies (each chunk of 32 images has its own)")
+    seed: Seed = Field(0, description="seed of the copies (each chunk of 32 images has its own)")
     workers: NonNegativeInt = Field(0, description=(
         "processes; 0 = all cores (the output is identical for any number)"))
 

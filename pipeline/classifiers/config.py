@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from synthaug.pipeline.augment.config import AugmentSpec, BatchAugmentSpec
-from synthaug.pipeline.core.settings import Device, Section, format_error
+from synthaug.pipeline.core.settings import Device, Seed, Section, format_error
 
 
 
@@ -32,7 +32,7 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
     patience: NonNegativeInt = Field(3, description=(
         "early stopping: epochs without a better val accuracy; 0 = never stop early"))
-    seed: int = Field(0, description="weight initialisation and batch order")
+    seed: Seed = Field(0, description="weight initialisation and batch order")
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")

@@ -16,15 +16,14 @@ Rules, Keras-compatible where Keras has one (padding and pooling: pipeline.class
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from synthaug.pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dense, Dropout, Flatten,
-                                    GlobalAvgPool, Layer, Pool, Residual)
+from synthaug.pipeline.classifiers.architectures import (BUILTIN, Act, BatchNorm, Conv, Dropout, Flatten,
+                                    GlobalAvgPool, Pool, Residual)
 from synthaug.pipeline.classifiers.modules import (ACTIVATIONS, ConvLayer, DenseLayer, GlobalAvgPoolLayer,
-                                          PoolLayer, ResidualBlock, pair, TooSmall)
+                                          PoolLayer, ResidualBlock)
+from synthaug.pipeline.classifiers.shapes import TooSmall, out_shape, too_small, with_head
 from synthaug.pipeline.core.errors import SynthaugError
 
 # spec type -> (Keras layer-name prefix, Keras class name) for the summary table
@@ -50,65 +49,27 @@ def resolve_layers(name: str, custom: dict[str, list], shape: tuple[int, int, in
                         f"model: {name!r} is a transfer model, not a layer list")
 
 
-def _describe(spec) -> str:
-    if isinstance(spec, Conv):
-        k = pair(spec.kernel)
-        return f"conv {k[0]}x{k[1]}"
-    if isinstance(spec, Pool):
-        k = pair(spec.size)
-        return f"{spec.type} {k[0]}x{k[1]}"
-    if isinstance(spec, Dense):
-        return f"dense {spec.units}"
-    return spec.type
-
-
-def _needs_maps(spec, shape, where) -> None:
-    if len(shape) != 3:
-        raise SynthaugError(f"{where} ({_describe(spec)}) needs image maps but gets a flat vector "
-                            f"of {shape[0]}; put conv/pool layers before the flatten")
-
-
 def _make(spec, shape, where):
-    """One spec layer -> (module, output shape without batch dim)."""
-    if isinstance(spec, (Conv, Pool, Residual, GlobalAvgPool)):
-        _needs_maps(spec, shape, where)
+    """One spec layer -> (module, output shape without batch dim); the shape (and any reason
+    the layer cannot be built) from pipeline.classifiers.shapes."""
+    out = out_shape(spec, shape, where)
     if isinstance(spec, Conv):
-        m = ConvLayer(spec, shape)
-        return m, (spec.filters, *m.out_hw)
+        return ConvLayer(spec, shape), out
     if isinstance(spec, Pool):
-        m = PoolLayer(spec, shape)
-        return m, (shape[0], *m.out_hw)
+        return PoolLayer(spec, shape), out
     if isinstance(spec, Residual):
-        m = ResidualBlock(spec, shape)
-        return m, (spec.filters, *m.out_hw)
+        return ResidualBlock(spec, shape), out
     if isinstance(spec, GlobalAvgPool):
-        return GlobalAvgPoolLayer(), (shape[0],)
+        return GlobalAvgPoolLayer(), out
     if isinstance(spec, BatchNorm):
-        return (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0]), shape
+        return (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0]), out
     if isinstance(spec, Dropout):
-        return nn.Dropout(spec.rate), shape
+        return nn.Dropout(spec.rate), out
     if isinstance(spec, Flatten):
-        return nn.Flatten(), (math.prod(shape),)
+        return nn.Flatten(), out
     if isinstance(spec, Act):
-        return ACTIVATIONS[spec.fn](), shape
-    if isinstance(spec, Dense):
-        if len(shape) != 1:
-            raise SynthaugError(
-                f"{where} (dense {spec.units}) gets {'x'.join(map(str, shape))} image maps; "
-                f"add a flatten (or globalavgpool) layer before it")
-        return DenseLayer(spec, shape[0]), (spec.units,)
-    raise SynthaugError(f"{where}: unknown layer {spec!r}")
-
-
-def with_head(layers: list, num_classes: int) -> list:
-    """The layer list plus the automatic Dense(num_classes) head when it has none."""
-    from pydantic import TypeAdapter
-
-    layers = TypeAdapter(list[Layer]).validate_python(list(layers))  # accepts dicts as well
-    last = layers[-1] if layers else None
-    if isinstance(last, Dense) and last.units == num_classes:
-        return layers
-    return [*layers, Dense(units=num_classes)]
+        return ACTIVATIONS[spec.fn](), out
+    return DenseLayer(spec, shape[0]), out  # out_shape knows no other type
 
 
 def _walk(layers: list, shape) -> list:
@@ -123,22 +84,6 @@ def _walk(layers: list, shape) -> list:
             raise
         mods.append(m)
     return mods
-
-
-def _min_size(layers: list, channels: int) -> int | None:
-    for n in range(1, 2049):
-        try:
-            _walk_shapes(layers, (channels, n, n))
-            return n
-        except (TooSmall, SynthaugError):
-            continue
-    return None
-
-
-def _walk_shapes(layers, shape) -> None:
-    # shapes only, on the meta device: no memory, no init cost, for the minimum-size search
-    with torch.device("meta"):
-        _walk(layers, shape)
 
 
 def _relu_after_pool(mods: list) -> list:
@@ -165,12 +110,7 @@ def build_model(layers: list, shape: tuple[int, int, int], num_classes: int,
     try:
         return nn.Sequential(*_relu_after_pool(_walk(full, shape)))
     except TooSmall as e:
-        lo = _min_size(full, shape[0])
-        hint = (f"; use inputs of at least {lo}x{lo} (prepare.size >= {lo})" if lo else "")
-        raise SynthaugError(
-            f"layer {e.index + 1} of {len(full)} ({_describe(e.spec)}) gets a "
-            f"{e.hw[0]}x{e.hw[1]} input: the input {'x'.join(map(str, shape))} is too small "
-            f"for {name}{hint}") from None
+        raise too_small(e, full, shape, name) from None
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -188,13 +128,15 @@ def _keras_shape(t: torch.Tensor) -> str:
 
 def summary(layers: list, shape: tuple[int, int, int], num_classes: int,
             name: str = "model") -> str:
-    """A Keras `model.summary()`-style table; shapes come from a real forward pass."""
+    """A Keras `model.summary()`-style table; shapes come from a forward pass on the meta
+    device: shapes and counts without memory or arithmetic, for any input size."""
     full = with_head(layers, num_classes)
-    model = build_model(layers, shape, num_classes, name=name).eval()
+    with torch.device("meta"):
+        model = build_model(layers, shape, num_classes, name=name).eval()
     outs: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in model]
     with torch.no_grad():
-        model(torch.zeros(1, *shape))
+        model(torch.zeros(1, *shape, device="meta"))
     for h in hooks:
         h.remove()
 

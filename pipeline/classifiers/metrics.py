@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from synthaug.pipeline.core.csv_cells import csv_cell
+
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
@@ -50,10 +52,11 @@ def write_evaluation(out: Path, m: dict, class_names: list[str], y_true: np.ndar
     (out / "per_class.json").write_text(json.dumps(m["per_class"], indent=2) + "\n")
     (out / "confusion.json").write_text(json.dumps(
         {"class_names": class_names, "matrix": m["confusion_matrix"]}) + "\n")
-    with open(out / "predictions.csv", "w", newline="") as f:
+    names = [csv_cell(c) for c in class_names]  # no spreadsheet formulas (class "=x")
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["actual", "predicted"])
-        w.writerows((class_names[a], class_names[b])
+        w.writerows((names[a], names[b])
                     for a, b in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True))
     if figure:
         from synthaug.pipeline.figures.results import confusion_matrix_png

@@ -13,6 +13,8 @@ def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
     """One line per built-in, transfer and custom model: its parameter count for `shape`
     (C, H, W) and `classes` (transfer models: whether their ImageNet weights are found;
     `cfg.weights` counts for `cfg.model`)."""
+    import torch
+
     from synthaug.pipeline.classifiers.architectures import BUILTIN
     from synthaug.pipeline.classifiers.layers import build_model, count_params, resolve_layers
 
@@ -30,8 +32,9 @@ def model_list(shape: tuple[int, int, int], classes: int, custom_models: dict,
                 count = (f"{count_params(model)[0]:>12,} params  (ImageNet weights "
                          f"{'found' if found else f'missing, see: synthaug models summary {n}'})")
             else:
-                total, _ = count_params(build_model(resolve_layers(n, custom_models, shape), shape,
-                                                    classes, name=n))
+                with torch.device("meta"):  # counts without memory, for any input size
+                    total, _ = count_params(build_model(resolve_layers(n, custom_models, shape),
+                                                        shape, classes, name=n))
                 count = f"{total:>12,} params"
         except SynthaugError as e:  # one unusable model must not hide the others
             count = f"{'n/a':>12}  ({e})"

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.errors import UNWRITABLE, SynthaugError, unwritable_error, writing
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
 MARKER = ".synthaug-output"  # in an output folder: "a synthaug stage wrote this; replace it"
@@ -142,11 +142,16 @@ def _lock(path: Path) -> int:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        except PermissionError:  # another user's lock file: reading it is enough to lock it
-            fd = os.open(lock, os.O_RDONLY)
+        except PermissionError as e:  # another user's lock file: reading it is enough to
+            try:  # lock it; no lock file to read: the folder is not ours to write
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                raise unwritable_error(path, e) from None
         except OSError as e:
             if e.errno in NO_SPACE:  # not even room for the lock file
                 raise no_space_error(lock, 0) from None
+            if e.errno in UNWRITABLE:
+                raise unwritable_error(path, e) from None
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -257,11 +262,14 @@ def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
     path = Path(path)
     _check_replaceable(path, is_dir)  # early: before any work
     made = [d for d in path.parents if not d.exists()]  # nearest first
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):  # a read-only mount, no permission, a file on the way: one line
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _lock(path), None
     try:
         remove_stale(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+        with writing(path):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-",
+                                        dir=path.parent))
         target = tmp if is_dir else tmp / path.name
         yield target
         if is_dir:

@@ -12,15 +12,21 @@ OpenMP thread pool it inherited, as torch's DataLoader workers rely on); otherwi
 (a fork with OpenMP threads in use is not safe), which costs each worker ~5 s of imports. Items are handed out in the order given, to whichever worker is free
 (give the longest first). Results come back as items finish. The first error stops every
 worker and is raised in the parent, so a caller that writes only at the end writes nothing.
-Torch-free at import; a worker imports torch to set its thread count.
+A worker killed from outside (the kernel's out-of-memory killer) is not an error of its item's
+code: the item it ran is named, every other item still runs (in a fresh pool), and then one
+SynthaugError names the killed ones. Torch-free at import; a worker imports torch to set its
+thread count.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from synthaug.pipeline.core.errors import SynthaugError
 
 MAX_WORKERS = 4  # each holds its own copy of the data and a model; more rarely pays on a CPU
 
@@ -67,6 +73,7 @@ def plan(jobs: int, device_type: str, workers: int = 0,
 
 
 _STATE: Any = None  # a worker's state, built once by `_start`
+_TRACK: Any = None  # shared with the parent: item index -> pid running it (0 not yet, -1 done)
 
 
 def preload(*modules: str) -> None:
@@ -80,8 +87,10 @@ def preload(*modules: str) -> None:
         importlib.import_module(name)
 
 
-def _start(threads: int, torch_threads: bool, init: Callable[..., Any], args: tuple) -> None:
-    global _STATE
+def _start(threads: int, torch_threads: bool, init: Callable[..., Any], args: tuple,
+           track: Any) -> None:
+    global _STATE, _TRACK
+    _TRACK = track
     if torch_threads:
         import torch
 
@@ -89,18 +98,36 @@ def _start(threads: int, torch_threads: bool, init: Callable[..., Any], args: tu
     _STATE = init(*args)
 
 
-def _run(job: Callable[[Any, Any], Any], item: Any) -> Any:
-    return job(_STATE, item)
+def _run(job: Callable[[Any, Any], Any], item: Any, index: int) -> Any:
+    _TRACK[index] = os.getpid()
+    try:
+        return job(_STATE, item)
+    finally:  # not reached when the process is killed: its item keeps this pid
+        _TRACK[index] = -1
+
+
+def _killed(pool: cf.ProcessPoolExecutor, track: Any, left: list[int]) -> tuple[list[int], str]:
+    """After a worker died: the items of `left` it was running (all that had started when it
+    cannot be told apart), and how it died. Waits for the pool to be gone."""
+    procs = dict(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=True, cancel_futures=True)  # the executor has terminated the others
+    started = [i for i in left if track[i] > 0]
+    codes = {pid: p.exitcode for pid, p in procs.items()}
+    dead = [i for i in started if codes.get(track[i]) not in (None, 0, -signal.SIGTERM)]
+    code = codes.get(track[dead[0]]) if dead else None
+    how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 and
+           -code in signal.valid_signals() else f"exit code {code}" if code else "ended")
+    return dead or started or left, how  # nothing started: it died before its first item
 
 
 def imap(init: Callable[..., Any], args: tuple, job: Callable[[Any, Any], Any],
-         items: Sequence[Any], workers: int, threads: int = 1,
-         torch_threads: bool = True) -> Iterator[tuple[int, Any]]:
+         items: Sequence[Any], workers: int, threads: int = 1, torch_threads: bool = True,
+         describe: Callable[[Any], str] | None = None) -> Iterator[tuple[int, Any]]:
     """(index into `items`, job's result) for every item, in the order they finish. `init`,
     `job`, `args` and the items must pickle (module-level functions, plain data); workers
     <= 1 runs everything here, in order, with torch's threads as they are. `torch_threads`
     False: jobs that never touch torch (albumentations), whose workers neither import it nor
-    set its threads."""
+    set its threads. `describe(item)` names an item whose worker was killed (default str)."""
     if workers <= 1 or len(items) <= 1:
         state = init(*args)
         for i, item in enumerate(items):
@@ -109,16 +136,37 @@ def imap(init: Callable[..., Any], args: tuple, job: Callable[[Any, Any], Any],
     fork = threads == 1 and "fork" in mp.get_all_start_methods()
     if fork and torch_threads:
         preload("torch", "torch._dynamo")  # torch.optim's first step imports it
-    pool = cf.ProcessPoolExecutor(min(workers, len(items)),
-                                  mp_context=mp.get_context("fork" if fork else "spawn"),
-                                  initializer=_start, initargs=(threads, torch_threads, init, args))
-    try:
-        futures = {pool.submit(_run, job, item): i for i, item in enumerate(items)}
-        for done in cf.as_completed(futures):
-            yield futures[done], done.result()
-    except BaseException:  # an error, Ctrl-C, or the caller stopped early: stop the others now
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    ctx = mp.get_context("fork" if fork else "spawn")
+    todo, killed, how = list(range(len(items))), [], ""
+    while todo:
+        track = ctx.RawArray("q", len(items))
+        pool = cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_start,
+                                      initargs=(threads, torch_threads, init, args, track))
+        done_here: set[int] = set()
+        try:
+            futures = {pool.submit(_run, job, items[i], i): i for i in todo}
+            for done in cf.as_completed(futures):
+                result = done.result()
+                done_here.add(futures[done])
+                yield futures[done], result
+            todo = []
+        except cf.process.BrokenProcessPool:  # a worker was killed: the others go on
+            for f, i in futures.items():  # finished before the break, not yet handed out
+                if i not in done_here and f.done() and not f.cancelled() and not f.exception():
+                    done_here.add(i)
+                    yield i, f.result()
+            left = [i for i in todo if i not in done_here]
+            dead, how = _killed(pool, track, left)
+            killed += dead
+            todo = [i for i in left if i not in dead]
+        except BaseException:  # an error, Ctrl-C, or the caller stopped early: stop the others
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if killed:
+        names = ", ".join((describe or str)(items[i]) for i in sorted(killed))
+        raise SynthaugError(f"{names}: the worker process running it was {how} (out of "
+                            "memory?); every other job finished and was kept; rerun with "
+                            "fewer workers or a smaller batch")

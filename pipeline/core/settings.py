@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -19,6 +19,10 @@ def check_device(v: str) -> str:
 
 
 Device = Annotated[str, AfterValidator(check_device)]
+# every seed reaches numpy and torch, which take 0..2^32-1 everywhere (prepare.seed checks the
+# same range itself): a negative or huge one is one line at validation, not a traceback later
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Section(BaseModel):

@@ -2,6 +2,7 @@
 split, and the study's training sets (variants) composed from real, classic and synthetic parts."""
 from __future__ import annotations
 
+import os
 import re
 
 from typing import Literal
@@ -9,7 +10,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from synthaug.pipeline.augment.config import AugmentSpec
-from synthaug.pipeline.core.settings import Section
+from synthaug.pipeline.core.settings import Seed, Section
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
 SOURCE_PREFIXES = ("folder:", "torchvision:")
@@ -57,6 +58,8 @@ class PrepareConfig(Section):
     def _known_source(cls, v: str) -> str:
         if v in BUILTIN_SOURCES:
             return v
+        if v.startswith("folder:~"):  # as a shell would: every reader then sees the real path
+            v = "folder:" + os.path.expanduser(v[len("folder:"):])
         for prefix in SOURCE_PREFIXES:
             if v.startswith(prefix) and len(v) > len(prefix):
                 return v
@@ -178,7 +181,7 @@ def _default_variants() -> dict[str, VariantConfig]:
 
 
 class ComposeConfig(Section):
-    seed: int = Field(0, description="which synthetic images a variant takes from its sets")
+    seed: Seed = Field(0, description="which synthetic images a variant takes from its sets")
     gate: GateConfig = Field(GateConfig(), description=(
         "the quality gate for variants with `gate: true`"))
     variants: dict[str, VariantConfig] = Field(default_factory=_default_variants, description=(

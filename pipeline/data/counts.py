@@ -53,7 +53,8 @@ def _from_prepared(cfg: PrepareConfig, prepared: Path) -> PoolCounts | None:
 def _folder_labels(root: Path) -> tuple[np.ndarray, list[str]]:
     """One label per file of a folder source, found the way prepare walks it (each folder
     once, hidden entries and non-regular files left out); nothing is opened."""
-    from synthaug.pipeline.data.sources import SKIPPED, class_files, enter_folder, is_hidden
+    from synthaug.pipeline.data.sources import (SKIPPED, class_files, enter_folder, is_hidden,
+                                                readable)
 
     if not root.is_dir():
         raise SynthaugError(f"prepare.source: folder {root} not found; point it at a folder "
@@ -62,7 +63,7 @@ def _folder_labels(root: Path) -> tuple[np.ndarray, list[str]]:
     enter_folder(root, seen, skipped)
     dirs = [p for p in sorted(root.iterdir())
             if not is_hidden(p.name) and p.is_dir() and enter_folder(p, seen, skipped)]
-    sizes = {d.name: len(class_files(d, seen, skipped)) for d in dirs}
+    sizes = {readable(d.name): len(class_files(d, seen, skipped)) for d in dirs}
     names = [n for n, k in sizes.items() if k]
     if not names:
         raise SynthaugError(f"prepare.source: {root} has no class folders with files "

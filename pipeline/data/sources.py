@@ -22,7 +22,7 @@ from PIL import Image
 
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.config import PrepareConfig
-from synthaug.pipeline.data.images import read_image, to_array
+from synthaug.pipeline.data.images import NOTED, read_image, to_array
 from synthaug.pipeline.data.storage import release, rows_per_chunk, scratch_array
 
 MAX_LISTED = 20  # bad files named in the error message
@@ -64,6 +64,12 @@ def _digits(cfg: PrepareConfig) -> RawSource:
     gray = np.rint(d.images * (255 / 16)).clip(0, 255).astype(np.uint8)
     return RawSource(_from_gray(gray, cfg), d.target.astype(np.int64),
                      [str(i) for i in range(10)], [f"digits:{i}" for i in range(len(d.target))])
+
+
+def readable(name: str) -> str:
+    """A file or folder name as text any file, CSV or terminal takes: bytes that are not UTF-8
+    (which Python keeps as lone surrogates) become `\\xNN` escapes, as `ls -b` shows them."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def is_hidden(name: str) -> bool:
@@ -119,14 +125,20 @@ def _skip_notes(root: Path, skipped: dict) -> list[str]:
     notes = []
     for kind, paths in skipped.items():
         if paths:
-            shown = ", ".join(p.relative_to(root).as_posix() for p in paths[:5])
+            shown = ", ".join(readable(p.relative_to(root).as_posix())
+                              for p in paths[:5])
             notes.append(f"{SKIPPED[kind].format(n=len(paths))}: {shown}"
                          + (" ..." if len(paths) > 5 else ""))
     return notes
 
 
+def _scaled_notes(scaled: dict) -> list[str]:
+    """One note per value-dependent conversion rule used (pipeline.data.images.NOTED)."""
+    return [f"{n} {NOTED[rule]}" for rule, n in scaled.items() if n]
+
+
 def _bad_message(root: Path, bad: list[tuple[str, str]]) -> str:
-    shown = [f"{root / p}: {r}" for p, r in bad[:MAX_LISTED]]
+    shown = [f"{readable(str(root / p))}: {r}" for p, r in bad[:MAX_LISTED]]
     more = f"; ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
     return (f"{len(bad)} bad image file(s) under {root} (set prepare.on_bad_image: skip to "
             f"leave them out): " + "; ".join(shown) + more)
@@ -147,7 +159,8 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None
     if not class_dirs:
         raise SynthaugError(f"prepare.source: {root} has no class folders (expected one "
                             "sub-folder of images per class)")
-    files = [(c.name, f) for c in class_dirs for f in class_files(c, seen, skipped)]
+    files = [(readable(c.name), f)
+             for c in class_dirs for f in class_files(c, seen, skipped)]
     notes = _skip_notes(root, skipped)
     # one row per file, on disk: each image is decoded straight into its row, so peak memory
     # does not grow with the pixels. Good images take the next free row (skipped files leave
@@ -156,11 +169,12 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None
     raw = scratch_array((max(1, len(files)), cfg.size, cfg.size, cfg.channels), scratch)
     step = rows_per_chunk(raw)
     origins, bad, names = [], [], []
-    found = {c.name: 0 for c in class_dirs}
+    found = {readable(c.name): 0 for c in class_dirs}
+    scaled = {}
     for cname, path in tqdm(files, desc="decoding images", unit="img", leave=False,
                             disable=None if progress else True):
-        rel = path.relative_to(root).as_posix()
-        got = read_image(path, cfg)
+        rel = readable(path.relative_to(root).as_posix())
+        got = read_image(path, cfg, scaled)
         if isinstance(got, str):
             bad.append((rel, got))
             continue
@@ -172,6 +186,7 @@ def _folder(cfg: PrepareConfig, root: Path, progress: bool, scratch: Path | None
             release(raw)  # the rows written so far live on in the file, not in this process
     if bad and cfg.on_bad_image == "error":
         raise SynthaugError(_bad_message(root, bad))
+    notes += _scaled_notes(scaled)
     for cname, n in found.items():
         if n == 0:
             why = "is empty" if not any(f[0] == cname for f in files) else "has no readable images"
@@ -219,7 +234,7 @@ def _torchvision(cfg: PrepareConfig, name: str, raw_root: Path, progress: bool) 
             raise SynthaugError(f"prepare.source: torchvision {name} is not supported "
                                 f"({e})") from None
     classes = getattr(parts[0][1], "classes", None)
-    images, labels, origins = [], [], []
+    images, labels, origins, scaled = [], [], [], {}
     total = sum(len(ds) for _, ds in parts)
     with tqdm(total=total, desc=f"converting {name}", unit="img", leave=False,
               disable=None if progress else True) as bar:
@@ -228,7 +243,7 @@ def _torchvision(cfg: PrepareConfig, name: str, raw_root: Path, progress: bool) 
                            for v in kwargs.values()) or "all"
             for i in range(len(ds)):
                 img, label = ds[i]
-                images.append(to_array(img, cfg))
+                images.append(to_array(img, cfg, scaled))
                 labels.append(int(label))
                 origins.append(f"{name}/{tag}:{i}")
                 bar.update()
@@ -236,7 +251,8 @@ def _torchvision(cfg: PrepareConfig, name: str, raw_root: Path, progress: bool) 
     n_classes = max(len(classes) if classes else 0, int(labels.max()) + 1)
     class_names = ([str(c) for c in classes] if classes and len(classes) == n_classes
                    else [str(i) for i in range(n_classes)])
-    return RawSource(np.stack(images), labels, class_names, origins)
+    return RawSource(np.stack(images), labels, class_names, origins,
+                     notes=_scaled_notes(scaled))
 
 
 def load_source(cfg: PrepareConfig, raw_root: Path, progress: bool = True,

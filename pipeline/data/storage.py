@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from synthaug.pipeline.core.csv_cells import csv_cell, csv_value
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.core.outputs import NO_SPACE
 
@@ -173,11 +174,12 @@ def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray, class_na
     np.save(folder / "labels.npy", labels)
     provenance = list(provenance) if provenance is not None else [{} for _ in labels]
     extra = sorted({k for row in provenance for k in row})
-    with open(folder / "manifest.csv", "w", newline="") as f:
+    names = [csv_cell(c) for c in class_names]
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow([*MANIFEST_BASE, *extra])
+        w.writerow([*MANIFEST_BASE, *map(csv_cell, extra)])
         for i, (label, row) in enumerate(zip(labels.tolist(), provenance)):
-            w.writerow([i, label, class_names[label], *(row.get(k, "") for k in extra)])
+            w.writerow([i, label, names[label], *(csv_cell(row.get(k, "")) for k in extra)])
     counts = np.bincount(labels, minlength=len(class_names)).tolist()
     full = {  # the recorded facts win over `meta`: readers check them (check_dataset)
         **(meta or {}),
@@ -271,9 +273,9 @@ def read_dataset(folder: Path | str, mmap: bool = True, manifest: bool = False) 
     rows = None
     if manifest and (folder / "manifest.csv").is_file():
         try:
-            with open(folder / "manifest.csv", newline="") as f:
-                rows = [{k: v for k, v in r.items() if k not in MANIFEST_BASE}
-                        for r in csv.DictReader(f)]
+            with open(folder / "manifest.csv", newline="", encoding="utf-8") as f:
+                rows = [{csv_value(k): csv_value(v) for k, v in r.items()
+                         if k not in MANIFEST_BASE} for r in csv.DictReader(f)]
         except (ValueError, csv.Error) as e:
             raise _bad(folder / "manifest.csv", f"unreadable ({_first_line(e)})") from None
         if len(rows) != len(labels):

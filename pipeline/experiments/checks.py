@@ -9,7 +9,9 @@ What is checked, against the train pool's class counts (pipeline.data.counts):
   beyond the train split (and it needs `prepare.train_per_class`);
 - the sweep's ratio points, and the synthetic parts of its when points, the same way;
 - sweep sizes (`sweep.real_per_class`, `sweep.when_per_class`): a k above the smallest class
-  is no error but skipped with a note (`sweep_skip`, which the sweep itself applies too).
+  is no error but skipped with a note (`sweep_skip`, which the sweep itself applies too);
+- every layer-list model the params train (`model_fit`): its shapes at prepare.size and
+  prepare.channels, torch-free (pipeline.classifiers.shapes), in the words `train` would use.
 """
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from synthaug.pipeline.classifiers.architectures import BUILTIN
+from synthaug.pipeline.classifiers.names import model_kind
+from synthaug.pipeline.classifiers.shapes import TooSmall, too_small, walk, with_head
+from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig, VariantConfig
 from synthaug.pipeline.data.prepare import per_class_shortfall
 from synthaug.pipeline.data.counts import PoolCounts
@@ -155,3 +161,24 @@ def _sweep_notes(sweep: SweepConfig, counts: PoolCounts, compose: ComposeConfig)
             if why := sweep_skip("when", k, v, pool, names, compose):
                 out.append(f"sweep.when_per_class: {v} at {k} is skipped ({why})")
     return out
+
+
+def model_fit(models: dict[str, str], custom: dict[str, list], prepare: PrepareConfig,
+              classes: int = 10) -> list[str]:
+    """A problem for each built-in or custom layer-list model of `models` (name -> the setting
+    that names it) that cannot run on prepare's images (too small for its pools, a dense layer
+    on image maps, ...): found from the shapes alone, no torch. Transfer models resize their
+    input inside, so any size is theirs."""
+    shape, problems = (prepare.channels, prepare.size, prepare.size), []
+    for name, where in models.items():
+        kind = model_kind(name, custom)
+        if kind not in ("builtin", "custom"):
+            continue
+        layers = with_head(BUILTIN[name](shape) if kind == "builtin" else custom[name], classes)
+        try:
+            walk(layers, shape)
+        except TooSmall as e:
+            problems.append(f"{where}: {too_small(e, layers, shape, name)}")
+        except SynthaugError as e:
+            problems.append(f"{where}: model {name!r} at prepare.size {prepare.size}: {e}")
+    return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-from synthaug.pipeline.core.settings import Device, Section
+from synthaug.pipeline.core.settings import Device, Seed, Section
 
 class SweepConfig(Section):
     """`synthaug sweep`: accuracy against the amount of data, every model in one dvc stage.
@@ -26,11 +26,11 @@ class SweepConfig(Section):
         "online_augment)"))
     ratios: list[PositiveFloat] = Field(default=[2.0], description=(
         "synthetic images per real one (the study adds 0 and the variant's own ratio)"))
-    seeds: list[int] = Field(default=[0, 1, 2], description="seeds of every sweep point")
+    seeds: list[Seed] = Field(default=[0, 1, 2], description="seeds of every sweep point")
     low_data_k: PositiveInt = Field(10, description=(
         "points at this many real images per class or fewer use low_data_seeds (small sets "
         "are noisy)"))
-    low_data_seeds: list[int] = Field(default=[0, 1, 2, 3, 4], description=(
+    low_data_seeds: list[Seed] = Field(default=[0, 1, 2, 3, 4], description=(
         "seeds of the points at k <= low_data_k"))
     when_per_class: list[PositiveInt] = Field(default=[5, 10, 20], description=(
         "the 'when' figure's k (the study adds prepare.train_per_class): each of "
@@ -57,7 +57,7 @@ class StudyConfig(Section):
                                 description="names under compose.variants the study trains on")
     models: list[str] = Field(default=["cnn", "efficientnet_lite0"],
                               description="the study's classifiers")
-    seeds: list[int] = Field(default=[0, 1, 2], description=(
+    seeds: list[Seed] = Field(default=[0, 1, 2], description=(
         "seeds of every cell (the train stage trains every cell in one command)"))
     workers: NonNegativeInt = Field(0, description=(
         "processes that train the cells side by side on a CPU, one thread each; 0: one "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-from synthaug.pipeline.core.settings import Device, Section
+from synthaug.pipeline.core.settings import Device, Seed, Section
 
 # The reference rows of the quality table: a held-out real split (what a perfect generator
 # would score) and noise (what a broken one would); every other set is synthetic.
@@ -24,7 +24,7 @@ class QualityConfig(Section):
 
     model: str = Field("cnn", description="the judge's (and CAS's) model")
     epochs: PositiveInt = Field(4, description="the judge's (and CAS's) epochs")
-    seed: int = Field(0, description="the judge's (and CAS's) seed")
+    seed: Seed = Field(0, description="the judge's (and CAS's) seed")
     device: Device = Field("auto", description=(
         "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
     k: PositiveInt = Field(5, description=(

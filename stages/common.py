@@ -13,6 +13,7 @@ import typer
 
 from synthaug.stages.params import Params, load_params
 from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.reread import SettingsRead
 
 # albumentations (and friends) phone home on import; we are offline-first
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -24,48 +25,16 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-S", metavar="SECTION.KEY=VALUE", help="override a param: section.key=value (as `dvc exp run -S`); repeatable")]
 
 
-# the params this command read (file, overrides, values): checked again before it commits
-_READ: list[tuple[Path, list[str], dict]] = []
+# the params this command read, checked again before it commits (params_unchanged)
+PARAMS_READ = SettingsRead()
+params_unchanged = PARAMS_READ.check
 
 
 def params_from(params: Path, overrides: list[str] | None) -> Params:
     p = load_params(params, overrides or [])
-    _READ[:] = [(Path(params), list(overrides or []), p.model_dump(mode="json"))]
+    PARAMS_READ.record(params, lambda: load_params(params, overrides or []).model_dump(mode="json"),
+                       p.model_dump(mode="json"))
     return p
-
-
-def _changed(old: dict, new: dict, where: str = "") -> list[str]:
-    """The dotted keys whose values differ between two params dumps."""
-    keys = sorted(set(old) | set(new), key=str)
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _changed(a, b, f"{where}{k}.")
-        elif a != b:
-            out.append(f"{where}{k}")
-    return out
-
-
-def params_unchanged() -> None:
-    """Refuse (one line) when the params file this command read has other values now: it was
-    edited while the command ran, and what it made follows the values read at the start.
-    Called before a stage's outputs commit (`output`, and the stages' own commits) and once
-    more when the command ends (`user_errors`: exit 2, so `dvc repro` records no lock entry
-    that pairs the new values with the old output)."""
-    if not _READ:
-        return
-    path, overrides, values = _READ[0]
-    try:
-        now = load_params(path, overrides).model_dump(mode="json")
-    except SynthaugError as e:
-        now = {"(the file)": str(e)}
-    if changed := _changed(values, now):
-        _READ.clear()  # said once
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise SynthaugError(f"{path}: {', '.join(changed[:3])}{more} changed while this "
-                            "command ran, which used the values read at its start; rerun it "
-                            "(or `dvc repro`)")
 
 
 def path_relation(a: Path, b: Path) -> str | None:
@@ -108,7 +77,7 @@ def user_errors(fn: Callable) -> Callable:
     """Turn SynthaugError into `error: <message>` on stderr and exit code 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        _READ.clear()  # this command's params, not an earlier one's (one process, many calls)
+        PARAMS_READ.clear()  # this command's, not an earlier one's (one process, many calls)
         try:
             out = fn(*args, **kwargs)
             params_unchanged()

@@ -26,7 +26,7 @@ TINY = {
                   "train_timesteps": 50, "sample_steps": 2, "warmup_steps": 2},
 }
 TOTAL = {"gan": 6, "vae": 8, "diffusion": 8}  # optimiser steps (diffusion: + autoencoder's)
-MODEL_FILES = ["config.json", "weights.safetensors"]
+MODEL_FILES = [".synthaug-output", "config.json", "weights.safetensors"]  # the output marker too
 
 
 @pytest.fixture
@@ -47,7 +47,9 @@ def project(tmp_path):
 
 
 def metric_files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The files of a metrics folder, its output marker left out."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and p.name != ".synthaug-output")
 
 
 @pytest.mark.parametrize("family", ["gan", "vae", "diffusion"])
@@ -309,8 +311,8 @@ def test_a_run_resumes_and_keeps_its_folder_without_the_cli(project):
     for d in ("model", "log"):
         (out / d).mkdir(parents=True)
     second.save(out / "model", out / "log")
-    assert sorted(p.name for p in (out / "model").iterdir()) == MODEL_FILES
-    assert json.loads((out / "model/config.json").read_text())["steps"] == 8
+    assert sorted(p.name for p in (out / "model").iterdir()) == MODEL_FILES[1:]  # no marker:
+    assert json.loads((out / "model/config.json").read_text())["steps"] == 8  # not a commit
     assert (out / "log/history.json").is_file() and (work / "checkpoint.pt").is_file()
     second.close()
     assert not work.exists()

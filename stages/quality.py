@@ -14,8 +14,9 @@ from synthaug.stages.common import (ParamsOpt, SetOpt, params_from, params_uncha
 @user_errors
 def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             progress: Annotated[bool, typer.Option(help="progress bars (on a terminal)")] = True) -> None:
-    """Score every synthetic set under `sample.sets` against real images no generator saw
-    (held-back train-pool images, else the train split), with the reference rows `real-val`
+    """Score every synthetic set under `sample.sets` against real images no generator saw.
+
+    The reference is held-back train-pool images (else the train split), with the rows `real-val`
     (the real validation split: what a perfect generator scores) and `noise` (the floor).
     Per set: FID-domain / KID-domain (in the judge's penultimate-layer features; not Inception
     FID), FID-lite0 (EfficientNet-Lite0 ImageNet features), precision / recall / density /

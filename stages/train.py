@@ -31,7 +31,9 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             ) -> Path:
     """Train `--model` (or every model of `study.models`) on `--variant`'s (or every one of
     `study.variants`) training set with `--seed` (or every seed of `study.seeds`), then test
-    each on the held-out real test split. Reads `paths.variants`/VARIANT (from `synthaug
+    each on the held-out real test split.
+
+    Reads `paths.variants`/VARIANT (from `synthaug
     compose`); the best epoch is chosen on `paths.prepared`/val. Per run: the model folder
     `paths.models`/VARIANT/MODEL/seedN, dvclive logs under `paths.train_metrics`, test scores
     under `paths.evaluate_metrics` (same sub-path); with --study-seeds also

@@ -28,7 +28,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     (its `ratio` / `per_class` against what its parts will hold: `sample.per_class` per set,
     the pool beyond the train split for `more-real`), the sweep's ratio and when points.
     A `sweep.real_per_class` or `sweep.when_per_class` k above the smallest class is no
-    error: the sweep skips it, and a note says so. `dvc repro` runs this stage first.
+    error: the sweep skips it, and a note says so. `prepare.train_per_class: auto` (the
+    default) is resolved from the class counts, and a note says which k and why. Then it
+    prints the plan (study cells, sweep and when points, generators) and an estimate of the
+    study's time on this machine, with its basis (an earlier sweep's measured fits here, or
+    constants measured on a named CPU). `dvc repro` runs this stage first.
 
     **Examples**
 
@@ -53,6 +57,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                                 len(counts.class_names) if counts else 10)
     for note in found.notes:
         say(f"note: {note}")
+    for line in _plan(p, counts, found.k):
+        say(f"plan: {line}")
     if problems := problems + found.problems:
         for line in problems:
             typer.echo(f"error: {line}", err=True)
@@ -61,3 +67,27 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     with atomic_output(out, is_dir=False) as f:
         f.write_text(json.dumps(RECORD) + "\n")
     say(f"check: no problems -> {out}")
+
+
+def _plan(p, counts, k: int | None) -> list[str]:
+    """What the study will run and about how long it takes here (pipeline.experiments.plan)."""
+    from synthaug.pipeline.classifiers.config import recipe
+    from synthaug.pipeline.classifiers.names import model_kind
+    from synthaug.pipeline.core.timing import cpu_info
+    from synthaug.pipeline.experiments.plan import estimate, make_plan, measured_fits, recipe_samples
+
+    families = {f: p.train_generator.family(f).total_steps for f in ("gan", "vae", "diffusion")}
+    plan = make_plan(p.study, p.sweep, p.compose, families,
+                     {name: s.generator for name, s in p.sample.sets.items()},
+                     counts.pool if counts else None, counts.class_names if counts else None)
+    classes = len(counts.class_names) if counts else 10
+    images = (k or (int(counts.pool.min()) if counts else 50)) * classes * 2  # real + drawn
+    recipes = {}
+    for m in {*p.study.models, *p.sweep.models}:
+        r = recipe(p.train, m, 0)
+        transfer = model_kind(m, p.models) == "transfer"
+        recipes[m] = (recipe_samples(r.epochs, r.epoch_size, images),
+                      r.input_size if transfer else p.prepare.size, transfer)
+    _, lines = estimate(plan, recipes, p.prepare.size, cpu_info(),
+                        measured_fits(p.paths.sweep, recipes))
+    return plan.lines() + lines

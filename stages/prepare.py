@@ -17,7 +17,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     x prepare.size (prepare.resize: resize, pad or center_crop). Identical images are removed
     before a seeded stratified split (prepare.val_fraction, prepare.test_fraction,
     prepare.seed); prepare.train_per_class: k keeps k training images per class and leaves
-    val/test untouched. Bad image files stop the run unless prepare.on_bad_image: skip.
+    val/test untouched (`auto`, the default: k = min(50, half the smallest class of the train
+    pool), printed with its reason and recorded in meta.json). Bad image files stop the run unless prepare.on_bad_image: skip.
 
     Writes paths.prepared/{train,val,test} (images.npy, labels.npy, manifest.csv,
     meta.json), pool/ when prepare.train_per_class thinned the train split (the whole of it,
@@ -68,6 +69,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     if len(src.class_names) == 1:
         say(f"warning: only one class ({src.class_names[0]!r}): a classifier trained on it "
             "has nothing to tell apart; add a sub-folder per class to the source")
+    say(splits.train_per_class_why)  # the k used (`auto`: chosen from the class counts) and why
     c, h, w = src.images.shape[3], src.images.shape[1], src.images.shape[2]
     say(f"{cfg.source}: {len(src.labels)} images, {len(src.class_names)} classes, "
         f"{c}x{h}x{w} -> {p.paths.prepared}")

@@ -40,9 +40,11 @@ class PrepareConfig(Section):
                                 description="share of all (deduplicated) images for validation")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0,
                                  description="share of all (deduplicated) images for the test split")
-    train_per_class: PositiveInt | None = Field(50, description=(
+    train_per_class: PositiveInt | Literal["auto"] | None = Field("auto", description=(
         "low-data regime: keep only k training images per class (val/test untouched); "
-        "null keeps them all"))
+        "`auto` picks k = min(50, half the smallest class of the train pool), at least 1, so "
+        "that the held-back pool (the `more-real` control) has as many images per class as "
+        "the train split (50 on mnist5k); null keeps them all"))
     seed: int = Field(0, description="split and subsample seed")
     on_bad_image: Literal["error", "skip"] = Field("error", description=(
         "bad image files stop the run with a list (`error`) or are skipped and counted (`skip`)"))

@@ -20,6 +20,7 @@ import numpy as np
 
 from synthaug.pipeline.data.config import PrepareConfig
 from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.data.per_class import per_class_shortfall, resolve_train_per_class
 from synthaug.pipeline.data.sources import RawSource
 from synthaug.pipeline.data.storage import image_hashes
 
@@ -74,6 +75,8 @@ class Splits(dict):
         self.pool: Split | None = None
         self.duplicates_removed = 0
         self.label_conflicts: list[dict] = []
+        self.train_per_class: int | None = None  # k as resolved (`auto` -> a number)
+        self.train_per_class_why = ""  # one line: what k is and why
 
 
 def dedupe(src: RawSource) -> tuple[np.ndarray, list[str], int, list[dict]]:
@@ -124,19 +127,6 @@ def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> dict[str, np.ndarra
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def per_class_shortfall(k: int, class_sizes: list[tuple[str, int]], about: str = "") -> str | None:
-    """The one feasibility check of `prepare.train_per_class` against the train pool's
-    (class name, images) sizes, shared by `check` (before any work; `about`: "about " for an
-    estimate) and prepare: the complaint naming the smallest class, or None when every class
-    can give k."""
-    small, n = min(class_sizes, key=lambda s: s[1])
-    if n >= k:
-        return None
-    fix = f"set it to {n} or less, or " if n else "set it to "
-    return (f"prepare.train_per_class: {k} requested but class {small!r} has only {about}{n} "
-            f"training image(s); {fix}null to keep every training image")
-
-
 def subsample_per_class(train: np.ndarray, labels: np.ndarray, k: int, seed: int,
                         class_names: list[str]) -> np.ndarray:
     """k training indices per class. Each class takes a prefix of its own seeded permutation,
@@ -156,10 +146,12 @@ def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
     check_class_sizes(labels, src.class_names)
     parts = split_indices(labels, cfg)
     pool = None
-    if cfg.train_per_class is not None:
+    sizes = np.bincount(labels[parts["train"]], minlength=len(src.class_names))
+    k, why = resolve_train_per_class(cfg.train_per_class,
+                                     [(n, int(c)) for n, c in zip(src.class_names, sizes)])
+    if k is not None:
         pool = parts["train"]
-        parts["train"] = subsample_per_class(pool, labels, cfg.train_per_class, cfg.seed,
-                                             src.class_names)
+        parts["train"] = subsample_per_class(pool, labels, k, cfg.seed, src.class_names)
 
     def split(part: np.ndarray) -> Split:
         sel = keep[part]  # indices into the source, ascending: a stable order
@@ -175,6 +167,7 @@ def prepare_splits(src: RawSource, cfg: PrepareConfig) -> Splits:
                 raise AssertionError(f"image {h} in both {seen[h]} and {name}")
     out.duplicates_removed = removed
     out.label_conflicts = conflicts
+    out.train_per_class, out.train_per_class_why = k, why
     return out
 
 
@@ -183,7 +176,9 @@ def split_meta(src: RawSource, cfg: PrepareConfig, splits: Splits, name: str) ->
     return {
         "source": cfg.source,
         "split": name,
-        "prepare": cfg.model_dump(mode="json"),
+        "prepare": cfg.model_dump(mode="json"),  # the settings (train_per_class maybe `auto`)
+        "train_per_class": {"setting": cfg.train_per_class, "k": splits.train_per_class,
+                            "why": splits.train_per_class_why},
         "duplicates_removed": splits.duplicates_removed,
         "label_conflicts": len(splits.label_conflicts),
         "label_conflict_examples": splits.label_conflicts[:MAX_CONFLICTS],
@@ -195,17 +190,25 @@ def split_meta(src: RawSource, cfg: PrepareConfig, splits: Splits, name: str) ->
 def prepare_record(prepared: Path | str) -> dict:
     """The `prepare` params the prepared data under `prepared` was made with, as its train
     split's meta.json records them: the one source of truth for the pool (train_per_class,
-    seed, source, ...) that later stages read, whatever params.yaml says now."""
+    seed, source, ...) that later stages read, whatever params.yaml says now.
+    `train_per_class` is the k prepare used (`auto` resolved to a number, or None)."""
     from synthaug.pipeline.data.storage import is_dataset, read_meta
 
     folder = Path(prepared) / "train"
     if not is_dataset(folder):
         raise SynthaugError(f"{folder}: no prepared train split; run `synthaug prepare` (or "
                             "`dvc repro`) first")
-    record = read_meta(folder / "meta.json").get("prepare")
+    meta = read_meta(folder / "meta.json")
+    record = meta.get("prepare")
     if not isinstance(record, dict) or not {"train_per_class", "seed"} <= set(record):
         raise SynthaugError(f"{folder / 'meta.json'}: no record of the prepare params (written "
                             "by an older synthaug or another tool); rerun `synthaug prepare`")
+    resolved = meta.get("train_per_class")
+    if isinstance(resolved, dict) and "k" in resolved:
+        return {**record, "train_per_class": resolved["k"]}
+    if record["train_per_class"] == "auto":
+        raise SynthaugError(f"{folder / 'meta.json'}: train_per_class `auto` without the k it "
+                            "chose; rerun `synthaug prepare`")
     return record
 
 
@@ -267,7 +270,7 @@ def more_real(prepared: Path):
     if not is_dataset(prepared / POOL):
         raise SynthaugError(f"{prepared}: part 'more-real' needs the held-back train pool "
                             f"({POOL}/), which prepare writes only when prepare.train_per_class "
-                            "thins the train split; set it (e.g. 50) or drop the part")
+                            "thins the train split; set it to auto (or a k) or drop the part")
     record = prepare_record(prepared)
     return held_out(read_pool(prepared), int(record["train_per_class"]), int(record["seed"]))
 

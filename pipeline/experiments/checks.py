@@ -24,7 +24,7 @@ from synthaug.pipeline.classifiers.names import model_kind
 from synthaug.pipeline.classifiers.shapes import TooSmall, too_small, walk, with_head
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig, VariantConfig
-from synthaug.pipeline.data.prepare import per_class_shortfall
+from synthaug.pipeline.data.per_class import per_class_shortfall, resolve_train_per_class
 from synthaug.pipeline.data.counts import PoolCounts
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
@@ -33,6 +33,7 @@ from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 class Findings:
     problems: list[str] = field(default_factory=list)  # each stops the run: "<param>: ...; fix"
     notes: list[str] = field(default_factory=list)  # defaults taken, estimates, skips
+    k: int | None = None  # prepare.train_per_class as prepare will resolve it (None: all / unknown)
 
 
 def _cls(names: list[str] | None, c: int) -> str:
@@ -101,35 +102,46 @@ def check(prepare: PrepareConfig, compose: ComposeConfig, study: StudyConfig,
     """Every problem and note of these params against the pool's class `counts` (None:
     unknown, then only what the params alone show). `set_sizes`: synthetic set -> images per
     class it will hold."""
-    f, k = Findings(), prepare.train_per_class
+    f, setting = Findings(), prepare.train_per_class
+    k = None if setting in (None, "auto") else int(setting)
     names = counts.class_names if counts else None
     if counts is None:
         f.notes.append("the train pool's class sizes are not known before `synthaug prepare` "
-                       "has run for this source: run `synthaug check` again after it")
+                       "has run for this source: run `synthaug check` again after it"
+                       + (" (prepare.train_per_class: auto picks k then)" if setting == "auto"
+                          else ""))
         real = np.array([k]) if k is not None else None
     else:
         small, n = counts.smallest()
         about = "" if counts.exact else "about "
+        sizes = list(zip(names, (int(c) for c in counts.pool)))
         f.notes.append(f"train pool: {len(names)} classes, the smallest {small!r} with {about}{n} "
                        f"images ({counts.where})")
         if len(names) == 1:
             f.notes.append(f"only one class ({names[0]!r}): a classifier has nothing to tell "
                            "apart; add a sub-folder per class to the source")
-        if k is not None and (problem := per_class_shortfall(k, list(zip(names, counts.pool)),
-                                                             about)):
-            f.problems.append(problem)
+        if setting == "auto":
+            k, why = resolve_train_per_class(setting, sizes, about)
+            f.notes.append(why)
+        if k is not None and k > n:
+            f.problems.append(per_class_shortfall(k, sizes, about, _fix_k(
+                counts.pool, compose, study, set_sizes)))
         real = counts.pool if k is None else np.minimum(counts.pool, k)
+    f.k = k
     more = None if counts is None or k is None else counts.pool - real
     for v in study.variants:
         cfg = compose.variants[v]
-        if (held := _held_back(cfg)) and k is None:
+        if (held := _held_back(cfg)) and k is None and setting is None:
+            auto = ("" if counts is None else " (here k="
+                    f"{resolve_train_per_class('auto', list(zip(names, counts.pool)))[0]})")
             f.problems.append(f"compose.variants.{v}: part {held[0]!r} needs the held-back train "
                               "pool, which prepare writes only when prepare.train_per_class thins "
-                              "the train split; set it (e.g. 50) or drop the variant from "
+                              f"the train split; set it to auto{auto} or drop the variant from "
                               "study.variants")
         elif real is not None:
-            f.problems += _parts(f"compose.variants.{v}", f"lower compose.variants.{v}.ratio "
-                                 "(or per_class)", cfg, real, names, set_sizes, more)
+            f.problems += _parts(f"compose.variants.{v}", _fix_variant(
+                v, cfg, counts, setting, set_sizes), cfg, real, names, set_sizes,
+                None if k is not None and counts is not None and k > n else more)
     base = compose.variants[sweep.ratio_variant]
     for r in sweep.ratios if real is not None else []:
         cfg = base.model_copy(update={"ratio": float(r)})
@@ -145,6 +157,45 @@ def check(prepare: PrepareConfig, compose: ComposeConfig, study: StudyConfig,
     if counts is not None:
         f.notes += _sweep_notes(sweep, counts, compose)
     return f
+
+
+def _max_k(pool: np.ndarray, variants: list[VariantConfig], set_sizes: dict) -> int:
+    """The largest k per class that the pool gives and that leaves every held-back part of
+    `variants` enough images beyond the train split (0: none)."""
+    def fits(k: int) -> bool:
+        real = np.minimum(pool, k)
+        return all(not _parts("", "", cfg, real, None, set_sizes, pool - real)
+                   for cfg in variants if _held_back(cfg))
+
+    lo, hi = 0, int(pool.min())  # fits() only gets harder as k grows: bisect
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _fix_variant(v: str, cfg: VariantConfig, counts: PoolCounts | None, setting,
+                 set_sizes: dict) -> str:
+    """The advice for a variant whose drawn parts the data cannot fill."""
+    lower = f"lower compose.variants.{v}.ratio (or per_class)"
+    if counts is None or not _held_back(cfg):
+        return lower
+    top = _max_k(counts.pool, [cfg], set_sizes)
+    if not top:
+        return f"{lower}, or drop {v!r} from study.variants"
+    return (f"set prepare.train_per_class to {top} or less"
+            + ("" if setting == "auto" else " (or auto)") + f", or {lower}")
+
+
+def _fix_k(pool: np.ndarray, compose: ComposeConfig, study: StudyConfig, set_sizes: dict) -> str:
+    """Advice for a train_per_class above the smallest class that works when followed: a k
+    the held-back parts of the study's variants leave room for, or auto."""
+    variants = [compose.variants[v] for v in study.variants]
+    top = _max_k(pool, variants, set_sizes)
+    held = any(_held_back(cfg) for cfg in variants)
+    return (f"set it to {top} or less" if top else "drop the more-real variants") + \
+        (" (the held-back more-real part needs the rest), or auto" if held
+         else ", or auto, or null to keep every training image")
 
 
 def _sweep_notes(sweep: SweepConfig, counts: PoolCounts, compose: ComposeConfig) -> list[str]:

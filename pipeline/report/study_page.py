@@ -34,8 +34,9 @@ def data_section(s: Study) -> list[str]:
                        + ("; " + ", ".join(f"{n}: {k}" for n, k in zip(names, counts))
                           if len(names) <= 20 else "") + ")")
             limit = s.train_per_class
-            parts.append(f"- Real training images: {per}"
-                         + (f" (`prepare.train_per_class` = {limit})" if limit else ""))
+            why = (s.splits["train"].meta.get("train_per_class") or {}).get("why")  # k and why
+            parts.append(f"- Real training images: {per}" + (f" ({why})" if why else
+                         f" (`prepare.train_per_class` = {limit})" if limit else ""))
         parts.append("")
         preview = s.layout.prepared / "preview.png"
         if preview.is_file():

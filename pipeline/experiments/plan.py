@@ -1,0 +1,163 @@
+"""What a study will run, and about how long it takes on this machine, before any work
+(`synthaug check` prints both).
+
+The plan counts the units that cost time: the study's cells (variant x seed per model), the
+sweep's points per model (real_per_class, ratio and when points, less those the pool cannot
+give: `checks.sweep_skip`), the generators the train_generator stage trains and the ones the
+when points train per k. The estimate prices each unit from measured speeds:
+
+- classifier fits: the seconds one fit took in an earlier sweep on this machine
+  (`paths.sweep/<model>/results.json`, `train_seconds` per point) where there is one; else
+  per-fit constants measured on a 2-core AMD EPYC Zen 4 with AVX512-BF16 (2026-12-06,
+  docs/results.md: cnn 2.4 s for 6 x 1,024 samples of 28 x 28, efficientnet_lite0 11 s for
+  3 x 1,024 at input 40, one thread each), scaled by the samples a fit draws and the pixels;
+- generator steps: ms per step on that CPU at 28 x 28 (GAN 44, VAE 25, diffusion 17; 64 x 64
+  RGB about twice the GAN's), scaled by the image side;
+- the other stages and DVC's bookkeeping: about a minute;
+- cells run over min(cores, 4) one-thread workers; a CPU without AVX512-BF16 or AMX
+  is slower (AVX-512 x1.25, measured with the AVX2 cap; AVX2 only x1.6).
+Torch-free and fast: it reads a few JSON files at most.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synthaug.pipeline.data.config import ComposeConfig
+from synthaug.pipeline.experiments.checks import sweep_skip
+from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
+
+REF_CPU = "a 2-core AMD EPYC Zen 4 with AVX512-BF16 (2026-12-06, docs/results.md)"
+# seconds of one fit at the reference recipe: (seconds, samples drawn, image side) per model
+FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (11.0, 3 * 1024, 40)}
+FIT_FALLBACK = "cnn"  # models without a measurement are priced as the cnn
+STEP_MS = {"gan": 44.0, "vae": 25.0, "diffusion": 17.0}  # per optimiser step at 28 x 28
+OTHER_SECONDS = 60.0  # prepare, augment, judge, sample, quality, compose, report, DVC
+ISA_FACTOR = {"bf16": 1.0, "avx512": 1.25, "avx2": 1.6}
+
+
+@dataclass
+class Plan:
+    cells: dict[str, int]  # model -> study cells (variants x seeds)
+    sweep: dict[str, int]  # model -> real_per_class and ratio points
+    when: dict[str, int]  # model -> when points
+    generators: dict[str, int]  # family -> optimiser steps (train_generator stage)
+    when_generators: dict[str, int] = field(default_factory=dict)  # family -> steps, all k
+
+    def lines(self) -> list[str]:
+        each = lambda d: ", ".join(f"{m} {n}" for m, n in d.items()) or "none"  # noqa: E731
+        return [f"study cells: {sum(self.cells.values())} ({each(self.cells)})",
+                f"sweep points: {sum(self.sweep.values())} ({each(self.sweep)})",
+                f"when points: {sum(self.when.values())} ({each(self.when)})",
+                f"generators: {len(self.generators)} ({', '.join(self.generators) or 'none'})"
+                + (f", and {sum(1 for _ in self.when_generators)} famil"
+                   f"{'y' if len(self.when_generators) == 1 else 'ies'} retrained per when k "
+                   f"({', '.join(self.when_generators)})" if self.when_generators else "")]
+
+
+def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
+              families: dict[str, int], set_family: dict[str, str], pool: np.ndarray | None,
+              names: list[str] | None) -> Plan:
+    """The units of work of these params. `families`: generator family -> its optimiser steps;
+    `set_family`: synthetic set -> its generator family; `pool`: the train pool's class
+    counts (None: unknown, then no sweep point is taken as skipped)."""
+    def seeds_at(s: SweepConfig, k: int) -> list[int]:  # as sweep.seeds_at (that module loads torch)
+        return s.low_data_seeds if k <= s.low_data_k else s.seeds
+
+    def skip(kind: str, k: int, variant: str = "") -> bool:
+        return pool is not None and sweep_skip(kind, k, variant, pool, names or [],
+                                               compose) is not None
+
+    cells = {m: len(study.variants) * len(study.seeds) for m in study.models}
+    real = sum(len(seeds_at(sweep, k)) for k in sweep.real_per_class
+               if not skip("real_per_class", k))
+    ratio = len(sweep.ratios) * len(sweep.seeds)
+    when_ks = [k for k in sweep.when_per_class if not skip("real_per_class", k)]
+    when_n = sum(len(seeds_at(sweep, k)) for k in when_ks for v in sweep.when_variants
+                 if not skip("when", k, v))
+    retrained: dict[str, int] = {}
+    for k in when_ks:
+        fams = {set_family[s] for v in sweep.when_variants if not skip("when", k, v)
+                for s in compose.variants[v].synthetic_parts() if s in set_family}
+        for fam in fams:
+            retrained[fam] = retrained.get(fam, 0) + families.get(fam, 0)
+    return Plan(cells, {m: real + ratio for m in sweep.models},
+                {m: when_n for m in sweep.models if m in sweep.when_models},
+                dict(families), retrained)
+
+
+def measured_fits(sweep_root: Path, models) -> dict[str, tuple[float, int]]:
+    """model -> (mean seconds of one fit, fits) from an earlier sweep's results here."""
+    out = {}
+    for m in models:
+        try:
+            rows = json.loads((sweep_root / m / "results.json").read_text())["rows"]
+            secs = [float(r["train_seconds"]) for r in rows if r.get("train_seconds")]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if secs:
+            out[m] = (sum(secs) / len(secs), len(secs))
+    return out
+
+
+def isa_kind(machine: dict) -> str:
+    isa = machine.get("isa") or {}
+    if isa.get("amx_bf16") or isa.get("avx512_bf16"):
+        return "bf16"
+    return "avx512" if isa.get("avx512f") else "avx2"
+
+
+def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: int,
+             machine: dict, measured: dict[str, tuple[float, int]]) -> tuple[float, list[str]]:
+    """(seconds, lines: the estimate per stage and its basis). `fit_recipes`: model ->
+    (samples one fit draws, the side the model sees, transfer model?)."""
+    cores = int(machine.get("usable_cores") or machine.get("cores") or 1)
+    workers = max(1, min(cores, 4))
+    isa = isa_kind(machine)
+    slow = ISA_FACTOR[isa]
+
+    def fit(m: str) -> float:
+        if m in measured:
+            return measured[m][0]
+        secs, samples, side = FIT_SECONDS.get(m, FIT_SECONDS[FIT_FALLBACK])
+        drawn, seen, _ = fit_recipes[m]
+        return secs * drawn / samples * (seen / side) ** 2 * slow
+
+    def spread(total: float, longest: float) -> float:
+        return max(total / workers, longest)
+
+    train = spread(sum(n * fit(m) for m, n in plan.cells.items()),
+                   max((fit(m) for m in plan.cells), default=0.0))
+    side = max(1.0, size / 28)
+    gen = {f: steps * STEP_MS[f] / 1000 * side * slow for f, steps in plan.generators.items()}
+    gens = spread(sum(gen.values()), max(gen.values(), default=0.0))
+    when_gen = sum(steps * STEP_MS[f] / 1000 * side * slow
+                   for f, steps in plan.when_generators.items())
+    fits = sum(n * fit(m) for d in (plan.sweep, plan.when) for m, n in d.items())
+    sweep = spread(fits + when_gen, 0.0)
+    total = train + gens + sweep + OTHER_SECONDS * slow
+    basis = [f"{m}: {measured[m][0]:.1f} s a fit, measured here over {measured[m][1]} earlier "
+             "sweep fits" for m in measured]
+    priced = sorted({*plan.cells, *plan.sweep} - set(measured))
+    if priced or plan.generators:
+        basis.append(f"constants measured on {REF_CPU}, scaled by samples and image size"
+                     + ("" if isa == "bf16" else f", x{slow} for this CPU's ISA ({isa})")
+                     + "".join(f"; {m} priced as {FIT_FALLBACK}" for m in priced
+                               if m not in FIT_SECONDS))
+    lines = [f"estimate on {machine.get('cpu', '?')}, {cores} core(s), {workers} worker(s): "
+             f"about {_minutes(total)} (train {_minutes(train)}, sweep {_minutes(sweep)}, "
+             f"generators {_minutes(gens)}, the rest {_minutes(OTHER_SECONDS * slow)})",
+             "estimate basis: " + "; ".join(basis)]
+    return total, lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def recipe_samples(epochs: int, epoch_size: int, images: int) -> int:
+    """Samples one fit draws: epochs x epoch_size (0: a pass over the `images`)."""
+    return int(epochs) * (int(epoch_size) or max(1, int(images)))

@@ -12,10 +12,11 @@ from synthaug.pipeline.data.config import PrepareConfig
 
 from synthaug.pipeline.quality.config import QualityConfig
 from synthaug.pipeline.data.prepare import prepare_splits
-from synthaug.pipeline.quality.distribution import fid_kid, prdc
+from synthaug.pipeline.quality.distribution import equal_size, fid_kid, prdc
 from synthaug.pipeline.quality.features import FeatureExtractor, features, imagenet_extractor
 from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, train_radius
-from synthaug.pipeline.quality.assess import QualityContext, assess, noise_set, recipe
+from synthaug.pipeline.quality.assess import QualityContext, assess, noise_set
+from synthaug.pipeline.quality.assess import judge_recipe as recipe
 from synthaug.pipeline.quality.usefulness import cas, gate
 from synthaug.pipeline.data.sources import load_source
 from synthaug.pipeline.classifiers.trainer import train_classifier
@@ -297,3 +298,77 @@ def test_prdc_is_scored_at_the_val_splits_size():
     assert small.shape == (100, 4) and torch.equal(small, equal_size(fake, 100, seed=0))
     assert equal_size(fake[:50], 100, seed=0).shape == (50, 4)
     assert prdc(real, fake, k=5)["coverage"] > prdc(real, small, k=5)["coverage"]
+
+
+# ---------------------------------------------------------------------- sample size
+def _feature_sets(n_real=300, n_fake=400, d=16, shift=0.3):
+    g = torch.Generator().manual_seed(3)
+    real = torch.randn(n_real, d, generator=g).double()
+    fake = (torch.randn(n_fake, d, generator=g) * 1.1 + shift).double()
+    return real, fake
+
+
+def test_bootstrap_intervals_cover_the_point_and_repeat_with_the_seed():
+    from synthaug.pipeline.quality.distribution import bootstrap
+
+    real, fake = _feature_sets()
+    sub = equal_size(fake, 300, 0)
+    point = {**fid_kid(real, fake, 100, 0), **prdc(real, sub, 5, outliers=0.5)}
+    point.pop("kid_std")
+    ci = bootstrap(real, fake, sub, point, 5, 0.5, seed=0)
+    assert set(ci) == set(point)
+    for k, (lo, hi) in ci.items():
+        assert lo <= point[k] <= hi and lo < hi, k
+    assert ci == bootstrap(real, fake, sub, point, 5, 0.5, seed=0)  # seeded: the same
+    assert ci != bootstrap(real, fake, sub, point, 5, 0.5, seed=1)
+    # a smaller reference, a wider FID interval
+    small = bootstrap(real[:60], fake, sub, {"fid": fid_kid(real[:60], fake, 50, 0)["fid"]},
+                      5, 0.5, seed=0)
+    assert small["fid"][1] - small["fid"][0] > ci["fid"][1] - ci["fid"][0]
+
+
+def test_bootstrap_draws_are_the_metrics_of_the_resampled_sets():
+    """Each FID draw is torchmetrics' FID of the resampled sets; PRDC with every count 1 is
+    prdc itself (the radii of a resample leave copies of an image out)."""
+    from synthaug.pipeline.quality.distribution import _counts, _fid_draws, _prdc_draws
+
+    real, fake = _feature_sets(200, 250)
+    rng = np.random.default_rng(0)
+    wr, wf = _counts(rng, 200, 2), _counts(rng, 250, 2)
+    draws = _fid_draws(real, fake, wr, wf)
+    for b in range(2):
+        r, f = real[np.repeat(np.arange(200), wr[b])], fake[np.repeat(np.arange(250), wf[b])]
+        assert draws[b] == pytest.approx(fid_kid(r, f, 100, 0)["fid"], rel=1e-4)
+    ones = _prdc_draws(real, fake, np.ones((1, 200), int), np.ones((1, 250), int), 5, 0.5)
+    assert {k: float(v[0]) for k, v in ones.items()} == pytest.approx(prdc(real, fake, 5, outliers=0.5))
+
+
+def test_min_reference_and_the_rows_intervals(rows, ctx):
+    from synthaug.pipeline.quality.distribution import min_reference
+
+    assert min_reference(128) == 256 and min_reference(16) == 200
+    for r in rows.values():
+        assert r["reference_images"] == len(ctx.train_feats)
+        assert r["min_reference"] == min_reference(ctx.train_feats.shape[1])
+        for k in ("fid_domain", "kid_domain", "precision", "recall", "density", "coverage"):
+            lo, hi = r["ci"][k]
+            assert lo <= r[k] <= hi, (r["name"], k)
+
+
+def test_ranking_check_is_judged_within_the_intervals():
+    from synthaug.pipeline.report.quality_page import ranking_check, summary
+
+    sets = {"real-val": {"fid_domain": 10.0, "ci": {"fid_domain": [6.0, 15.0]}},
+            "gan": {"fid_domain": 6.7, "ci": {"fid_domain": [4.0, 9.0]}},
+            "noise": {"fid_domain": 100.0, "ci": {"fid_domain": [90.0, 110.0]}}}
+    # gan beats real-val only within the intervals: named, not failed
+    assert ranking_check(sets) == {"fid_domain": "within the intervals: above real-val: gan"}
+    sets["gan"]["ci"]["fid_domain"] = [4.0, 5.5]  # beyond them: the check fails
+    assert ranking_check(sets) == {"fid_domain": "no"}
+    # a small reference: the distance metrics are reported as unreliable
+    for m in sets.values():
+        m.update(reference_images=34, min_reference=256)
+    assert ranking_check(sets)["fid_domain"] == "no; unreliable (reference of 34 < 256 images)"
+    text = "\n".join(summary(sets))
+    assert "**Unreliable distance metrics:** the real reference holds 34 images" in text
+    assert "10.00 [6.00, 15.00]" in text and "95% bootstrap intervals" in text

@@ -35,7 +35,7 @@ from torch import nn
 from synthaug.pipeline.classifiers.config import TrainConfig
 from synthaug.pipeline.data.compose import balanced_labels
 from synthaug.pipeline.quality.config import QualityConfig
-from synthaug.pipeline.quality.distribution import equal_size, fid_kid, prdc
+from synthaug.pipeline.quality.distribution import bootstrap, equal_size, fid_kid, min_reference, prdc
 from synthaug.pipeline.quality.features import FeatureExtractor, features, imagenet_extractor
 from synthaug.pipeline.quality.memorisation import near_copies, nearest_train, train_radius
 from synthaug.pipeline.quality.usefulness import cas, judge_agreement
@@ -128,7 +128,10 @@ def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContex
     memorisation).
 
     Keys: name, images, fid_domain, kid_domain, kid_domain_std, fid_lite0 (None without
-    ImageNet features), precision, recall, density, coverage, cas, cas_ratio (CAS / the judge's
+    ImageNet features), precision, recall, density, coverage, ci (metric -> its 95% bootstrap
+    interval [lo, hi]: FID/KID-domain and the four above; distribution.bootstrap),
+    reference_images and min_reference (below it the distance metrics are unreliable:
+    distribution.min_reference), cas, cas_ratio (CAS / the judge's
     test accuracy; both None when quality.cas is off), judge_accuracy, judge_confidence,
     near_copy_fraction, nearest_median, nearest_distance / nearest_index (arrays, per image),
     per_class (class -> images, cas_recall, judge_agreement, near_copy_fraction),
@@ -151,9 +154,17 @@ def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContex
     dist_metrics = fid_kid(ctx.train_feats, feats, q.kid_subset_size, q.seed)
     row.update(fid_domain=dist_metrics["fid"], kid_domain=dist_metrics["kid"],
                kid_domain_std=dist_metrics["kid_std"])
-    row.update(prdc(ctx.train_feats, equal_size(feats, len(ctx.val[1]), q.seed), q.k,
-                    outliers=q.outlier_radii))
+    scored = equal_size(feats, len(ctx.val[1]), q.seed)
+    row.update(prdc(ctx.train_feats, scored, q.k, outliers=q.outlier_radii))
     lap("domain")
+    # the sample size's say: 95% bootstrap intervals and whether the reference is big enough
+    point = {"fid": row["fid_domain"], "kid": row["kid_domain"],
+             **{k: row[k] for k in ("precision", "recall", "density", "coverage")}}
+    ci = bootstrap(ctx.train_feats, feats, scored, point, q.k, q.outlier_radii, q.seed)
+    row["ci"] = {{"fid": "fid_domain", "kid": "kid_domain"}.get(k, k): v for k, v in ci.items()}
+    row.update(reference_images=len(ctx.train_feats),
+               min_reference=min_reference(ctx.train_feats.shape[1]))
+    lap("bootstrap")
     row["fid_lite0"] = None
     if ctx.lite0 is not None:
         lite = features(ctx.lite0, images, ctx.device)

@@ -1,7 +1,9 @@
 """The quality page (quality.md) and its summary in the study report, as functions over the
 quality stage's record: quality.json's content, set name -> {"images", the METRICS it has,
-"near_copy_fraction", "failing_classes"}, in the order the sets were scored. The reference
-rows are the sets named in REFERENCES; every other set is synthetic."""
+"near_copy_fraction", "failing_classes" and, where the stage bootstrapped them, "ci" (metric ->
+its 95% interval [lo, hi]), "reference_images" and "min_reference"}, in the order the sets
+were scored. The reference rows are the sets named in REFERENCES; every other set is
+synthetic."""
 from __future__ import annotations
 
 import math
@@ -29,6 +31,9 @@ RANKED = [k for k in METRICS if k != "judge_accuracy"]
 # fidelity metrics: a generator that draws prototypical images may rightly score above real-val
 # on them (Naeem et al. 2020); the check asks only that noise comes last
 FIDELITY = ("precision", "density")
+# measured against the real reference in the judge's features: bootstrapped, and unreliable
+# below pipeline.quality.distribution.min_reference images
+DISTRIBUTION = ("fid_domain", "kid_domain", "precision", "recall", "density", "coverage")
 
 
 def _value(v):
@@ -46,6 +51,11 @@ def record(rows: list[dict]) -> dict[str, dict]:
         entry.update({k: _value(r.get(k)) for k in (*METRICS, "near_copy_fraction")
                       if r.get(k) is not None})
         entry["failing_classes"] = [str(c) for c in r.get("failing_classes") or []]
+        if r.get("ci"):
+            entry["ci"] = {k: [_value(v) for v in lohi] for k, lohi in r["ci"].items()}
+        for k in ("reference_images", "min_reference"):
+            if r.get(k) is not None:
+                entry[k] = r[k]
         out[r["name"]] = entry
     return out
 
@@ -55,7 +65,12 @@ def _cell(k: str, m: dict) -> str:
     NaN: computed, but undefined)."""
     if k not in m:
         return "-"
-    return METRICS[k][2].format(float("nan") if m[k] is None else m[k])
+    fmt = METRICS[k][2]
+    text = fmt.format(float("nan") if m[k] is None else m[k])
+    lohi = (m.get("ci") or {}).get(k)
+    if lohi and None not in lohi:
+        text += f" [{fmt.format(lohi[0])}, {fmt.format(lohi[1])}]"
+    return text
 
 
 def table(sets: dict[str, dict]) -> str:
@@ -87,23 +102,61 @@ def ranks(sets: dict[str, dict]) -> dict[str, list[str]]:
     return out
 
 
+def _better(k: str, a: float, b: float) -> bool:
+    return METRICS[k][1] * (a - b) > 0
+
+
+def _clear(sets: dict[str, dict], k: str, a: str, b: str) -> bool:
+    """Whether set `a` is better than `b` on `k` beyond their 95% intervals (the intervals do
+    not overlap); by the point values where either has no interval."""
+    ia, ib = (sets[a].get("ci") or {}).get(k), (sets[b].get("ci") or {}).get(k)
+    if not ia or not ib or None in ia or None in ib:
+        return _better(k, sets[a][k], sets[b][k])
+    return ia[0] > ib[1] if METRICS[k][1] > 0 else ia[1] < ib[0]
+
+
+def unreliable(sets: dict[str, dict]) -> tuple[int, int] | None:
+    """(reference images, the minimum) when the reference is smaller than the minimum under
+    which the distribution metrics are unreliable (pipeline.quality.distribution.min_reference)."""
+    for m in sets.values():
+        n, least = m.get("reference_images"), m.get("min_reference")
+        if n is not None and least is not None:
+            return (n, least) if n < least else None
+    return None
+
+
 def ranking_check(sets: dict[str, dict]) -> dict[str, str]:
     """metric -> "yes" when the ranking holds: noise last, and on the distance and diversity
     metrics real-val first ("yes (tied)" with ties); on the fidelity metrics sets above
-    real-val are named, not failed; else "no". Metrics without both references are left out."""
-    out = {}
+    real-val are named, not failed; "no" where a set breaks the ranking beyond the 95%
+    intervals (or by its value, where there are none); "within the intervals: ..." where it
+    breaks it by less (the intervals overlap: the data cannot tell). On a reference smaller
+    than `min_reference` the distribution metrics' verdicts say so. Metrics without both
+    references are left out."""
+    out, small = {}, unreliable(sets)
     for k, order in ranks(sets).items():
         value = {n: sets[n][k] for n in order}
         if "real-val" not in value or "noise" not in value:
             continue
         best, worst = value[order[0]], value[order[-1]]
-        first, last = value["real-val"] == best, value["noise"] == worst
         ties = (sum(v == best for v in value.values()) > 1) or (sum(v == worst for v in value.values()) > 1)
-        if k in FIDELITY and last and not first:
-            above = [n for n in order if -METRICS[k][1] * (value[n] - value["real-val"]) < 0]
-            out[k] = f"yes; above real-val: {', '.join(above)} (prototypical images)"
-            continue
-        out[k] = ("yes (tied)" if ties else "yes") if first and last else "no"
+        above = [n for n in order if n != "real-val" and _better(k, value[n], value["real-val"])]
+        below = [n for n in order if n != "noise" and _better(k, value["noise"], value[n])]
+        if not above and not below:
+            verdict = "yes (tied)" if ties else "yes"
+        elif k in FIDELITY and not below:
+            verdict = f"yes; above real-val: {', '.join(above)} (prototypical images)"
+        else:
+            if k in FIDELITY:
+                above = []
+            clear = ([n for n in above if _clear(sets, k, n, "real-val")]
+                     + [n for n in below if _clear(sets, k, "noise", n)])
+            broken = ([f"above real-val: {', '.join(above)}"] if above else []) + \
+                ([f"below noise: {', '.join(below)}"] if below else [])
+            verdict = "no" if clear else f"within the intervals: {'; '.join(broken)}"
+        if small and k in DISTRIBUTION:
+            verdict += f"; unreliable (reference of {small[0]} < {small[1]} images)"
+        out[k] = verdict
     return out
 
 
@@ -120,6 +173,16 @@ def summary(sets: dict[str, dict], heading: str = "##") -> list[str]:
     checks = [f"| {METRICS[k][0]} | {order[k][0]} | {order[k][-1]} | "
               f"{verdict[k] if verdict[k] != 'no' else '**no**'} |" for k in verdict]
     parts = [table(sets), ""]
+    if any(m.get("ci") for m in sets.values()):
+        parts += [("In brackets: 95% bootstrap intervals (resamples of the reference and the "
+                   "set, the features computed once; shifted by the bootstrap's bias estimate)."),
+                  ""]
+    if small := unreliable(sets):
+        parts += [(f"**Unreliable distance metrics:** the real reference holds {small[0]} "
+                   f"images, fewer than {small[1]} (twice the feature dimension, at least 200). "
+                   "FID/KID-domain and precision/recall/density/coverage are shown with their "
+                   "intervals but rank sets of this data only loosely; add labelled images "
+                   "before reading a generator's ranking off them."), ""]
     best = best_cas(sets)
     if best is not None:
         m = sets[best]
@@ -130,7 +193,9 @@ def summary(sets: dict[str, dict], heading: str = "##") -> list[str]:
                     ("Noise must come last on every metric, and real-val first on the distance "
                      "and diversity ones (FID, KID, recall, coverage, CAS). Precision and density "
                      "measure fidelity only: a generator that draws typical, prototypical images "
-                     "may rightly score above real-val on them, which is named here, not failed."),
+                     "may rightly score above real-val on them, which is named here, not failed. "
+                     "A set that breaks the ranking only within the 95% intervals (they overlap) "
+                     "is named, not failed: the data cannot tell those sets apart."),
                     "", "| metric | best | worst | holds |", "|---|---|---|---|", *checks]
 
 

@@ -138,7 +138,9 @@ def test_summarise_pairs_only_with_the_baseline_on_the_same_seeds():
     assert rows[3]["vs_real"]["mean_diff"] == pytest.approx(-0.045)
     assert "vs_real" not in rows[0] and "vs_real" not in rows[2]  # no real eff cells
     table = results.table(rows).splitlines()
-    assert table[2].endswith("| 90.0 | baseline | - | - |") and table[4].endswith("| - | - | - |")
+    assert table[2].endswith("| 90.0 | baseline | - | - | - |") and table[4].endswith("| - | - | - | - |")
+    # MDE column: real+gan cnn's differences (.03, .03, .04) have SD .0058: MDE 1.8 points
+    assert "| 1.8 |" in table[3] and rows[1]["vs_real"]["decided"]  # significant: decided
     assert all("worth" not in r for r in rows)  # no real_per_class curve: no exchange rate
     out = results.results_json(rows, sweeps.merge({}, {}, "real+gan", None, None, []))
     assert list(out) == ["real/cnn", "real+gan/cnn", "real+gan/eff", "real+vae/cnn"]

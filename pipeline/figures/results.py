@@ -1,5 +1,5 @@
-"""Figures of training and results: learning curves, confusion matrices, accuracy bars,
-sweeps. Matplotlib, headless (Agg)."""
+"""Figures of training and results: learning curves, confusion matrices, the paired
+differences (forest plot), sweeps. Matplotlib, headless (Agg)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,35 +62,65 @@ def confusion_matrix_png(cm: list[list[int]], class_names: list[str], path: Path
     plt.close(fig)
 
 
-def accuracy_bars(rows: list[dict], path: Path, baseline: str = "real", title: str = "") -> None:
-    """Bars of mean test accuracy with 95% CI whiskers, grouped by model, one bar per variant;
-    the dots are the seeds. rows: variant, model, mean, low, high, values."""
+def difference_forest(rows: list[dict], path: Path, baseline: str = "real", title: str = "") -> None:
+    """A forest plot per model: each variant's paired difference to `baseline` (points) with
+    its 95% CI, the seeds' own differences as dots and, shaded around 0, the band of +-MDE
+    (the smallest difference the design detects with 80% power): an interval inside its band
+    decides nothing. Filled markers: significant (p < 0.05). rows: variant, model, values,
+    seeds and, off the baseline, vs_real (mean_diff, low, high, significant, mde)."""
     plt = _plt()
     models = list(dict.fromkeys(r["model"] for r in rows))
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + len(models) * len(variants) * 0.7) + 1.5, 3.8))
-    cmap = plt.get_cmap("tab10")
-    for j, variant in enumerate(variants):
-        for i, model in enumerate(models):
+    variants = [v for v in dict.fromkeys(r["variant"] for r in rows) if v != baseline]
+    base = {(r["model"], sd): x for r in rows if r["variant"] == baseline
+            for sd, x in zip(r["seeds"], r["values"], strict=True)}
+    height = max(2.6, 0.9 + 0.42 * len(variants))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models) + 1.4, height),
+                             sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        span = [0.0]  # each panel its own symmetric x range: models' spreads differ
+        for y, variant in enumerate(variants):
             r = next((r for r in rows if r["variant"] == variant and r["model"] == model), None)
-            if r is None:
+            vs = (r or {}).get("vs_real")
+            if vs is None:
+                ax.text(0, y, "no paired result", ha="center", va="center", fontsize=7, color="gray")
                 continue
-            x = i + (j - (len(variants) - 1) / 2) * width
-            ax.bar(x, r["mean"], width * 0.9, color=cmap(j % 10),
-                   label=variant if i == 0 else None, alpha=0.85,
-                   edgecolor="black" if variant == baseline else "none")
-            ax.errorbar(x, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]],
-                        color="black", capsize=3, lw=1)
-            ax.scatter([x] * len(r["values"]), r["values"], s=8, color="black", zorder=3)
-    lows = [min(r["low"], *r["values"]) for r in rows]
-    ax.set_ylim(max(0.0, min(lows) - 0.03), min(1.0, max(r["high"] for r in rows) + 0.02))
-    ax.set_xticks(range(len(models)), models)
-    ax.set_ylabel("test accuracy (real images)")
-    ax.set_title(title or "mean test accuracy, 95% CI over seeds", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # off the bars
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+            mde = vs.get("mde")
+            if mde is not None:
+                ax.add_patch(plt.Rectangle((-100 * mde, y - 0.32), 200 * mde, 0.64,
+                                           color="0.85", lw=0, zorder=0))
+                span.append(100 * mde)
+            d, lo, hi = 100 * vs["mean_diff"], 100 * vs["low"], 100 * vs["high"]
+            colour = ("tab:green" if vs["significant"] and d > 0 else
+                      "tab:red" if vs["significant"] else "0.25")
+            ax.plot([lo, hi], [y, y], color=colour, lw=1.6, zorder=2)
+            ax.plot(d, y, "o", color=colour, ms=6, zorder=3,
+                    mfc=colour if vs["significant"] else "white")
+            seeds = [100 * (x - base[(model, sd)]) for sd, x in zip(r["seeds"], r["values"], strict=True)
+                     if (model, sd) in base]
+            ax.scatter(seeds, [y + 0.2] * len(seeds), s=6, color=colour, alpha=0.6, zorder=3)
+            span += [abs(lo), abs(hi), *map(abs, seeds)]
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel(f"difference to {baseline}, points of test accuracy")
+        ax.grid(axis="x", alpha=0.3)
+        lim = 1.1 * max(span) if max(span) > 0 else 1.0
+        ax.set_xlim(-lim, lim)
+    axes[0][0].set_yticks(range(len(variants)), variants)
+    axes[0][0].set_ylim(len(variants) - 0.5, -0.5)  # the first variant on top
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color="0.25", marker="o", mfc="white", lw=1.6,
+                      label="mean, 95% CI (open: not significant)"),
+               Line2D([], [], color="tab:green", marker="o", lw=1.6, label="significant gain"),
+               Line2D([], [], color="tab:red", marker="o", lw=1.6, label="significant loss"),
+               Line2D([], [], color="0.25", marker=".", lw=0, label="each seed"),
+               Patch(color="0.85", label="+-MDE (80% power)")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(title or f"paired difference to {baseline} over seeds: 95% CI and the "
+                          "minimum detectable effect", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from synthaug.pipeline.report import sweeps as sweeps_
-from synthaug.pipeline.report.study import BASELINE, Cell, Study, pct
+from synthaug.pipeline.report.study import BASELINE, Cell, Study, power_entry, pct
 
 SAMPLE_SEED = 0  # which images the sample figure shows
 
@@ -16,7 +16,8 @@ SAMPLE_SEED = 0  # which images the sample figure shows
 def summarise(s: Study) -> list[dict]:
     """One row per (variant, model) with results, in the study's order: variant, model, seeds,
     values (accuracy per seed), mean, low, high, std, macro_f1 and, for variants other than
-    `real` with the baseline on the same seeds, vs_real (the paired test's result)."""
+    `real` with the baseline on the same seeds, vs_real (the paired test's result with its
+    power: sd_diff, mde, seeds_needed, decided; pipeline.report.study.power_entry)."""
     from synthaug.pipeline.stats.paired import mean_ci, paired_test
 
     rows = []
@@ -35,7 +36,8 @@ def summarise(s: Study) -> list[dict]:
             if variant != BASELINE and all(b is not None for b in base):
                 t = paired_test(acc, base)
                 row["vs_real"] = {"mean_diff": t.mean_diff, "low": t.low, "high": t.high,
-                                  "p_value": t.p_value, "significant": t.significant, "n": t.n}
+                                  "p_value": t.p_value, "significant": t.significant, "n": t.n,
+                                  **power_entry(t)}
             rows.append(row)
     return worth(rows, s)
 
@@ -43,7 +45,9 @@ def summarise(s: Study) -> list[dict]:
 def worth(rows: list[dict], s: Study) -> list[dict]:
     """Each row's exchange rate (pipeline.stats.exchange), read off its model's real-only
     curve (the real_per_class sweep plus the study's own k), as row["worth"]: a Rate dict plus
-    "text". Rows of models without two or more k on that curve get none."""
+    "decided" and "text". Rows of models without two or more k on that curve get none.
+    A rate claims no more than the accuracies: where the row's paired difference to `real` is
+    not significant, the rate is not decided (its text says so, and gives no finding)."""
     from synthaug.pipeline.stats.exchange import exchange_rate
 
     curves = ((s.sweeps or {}).get("real_per_class") or {}).get("points", {})
@@ -56,8 +60,11 @@ def worth(rows: list[dict], s: Study) -> list[dict]:
         curve = {int(k): [by_seed[sd][0] for sd in (seeds if paired else by_seed)]
                  for k, by_seed in pts.items()}
         rate = exchange_rate(curve, row["values"], paired=paired)
-        row["worth"] = {**rate.as_dict(), "k_used": s.train_per_class,
-                        "text": rate.text(s.train_per_class)}
+        vs = row.get("vs_real")
+        decided = vs is None or vs["significant"]  # the real row: its own place on the curve
+        row["worth"] = {**rate.as_dict(), "k_used": s.train_per_class, "decided": decided,
+                        "mde": vs.get("mde") if vs else None,
+                        "text": rate.text(s.train_per_class, decided)}
     return rows
 
 
@@ -70,22 +77,28 @@ def _worth_cell(r: dict) -> str:
     lo = f"<{w['k_min']}" if w["low"] is None else f"{w['low']:.0f}"
     hi = f">{w['k_max']}" if w["high"] is None else f"{w['high']:.0f}"
     diff = f"; {w['k'] - w['k_used']:+.0f}" if w.get("k_used") else ""
+    if not w.get("decided", True):
+        return f"not decided ({w['k']:.0f}; {lo}-{hi})"
     return f"{w['k']:.0f} ({lo}-{hi}{diff})"
 
 
 def table(rows: list[dict]) -> str:
-    """The results table: accuracy (95% CI), macro-F1 and the paired difference to `real`."""
+    """The results table: accuracy (95% CI), macro-F1, the paired difference to `real`, its
+    minimum detectable effect (`not decided` where it is not significant and the MDE is over
+    pipeline.report.study.SMALL_EFFECT) and the exchange rate."""
     lines = ["| variant | model | seeds | test accuracy % (95% CI) | macro-F1 % | vs real (pp, 95% CI) | p "
-             "| worth real/class (95% CI) |", "|---|---|---|---|---|---|---|---|"]
+             "| MDE pp | worth real/class (95% CI) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = r.get("vs_real")
         gain = (f"{100 * vs['mean_diff']:+.1f} ({100 * vs['low']:+.1f} to {100 * vs['high']:+.1f})"
                 f"{' **significant**' if vs['significant'] else ''}" if vs else "baseline"
                 if r["variant"] == BASELINE else "-")
         p = f"{vs['p_value']:.3f}" if vs and not math.isnan(vs["p_value"]) else "-"
+        mde = ("-" if not vs or vs.get("mde") is None else f"{100 * vs['mde']:.1f}"
+               + ("" if vs.get("decided", True) else " not decided"))
         lines.append(f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | {pct(r['mean'])} "
                      f"({pct(r['low'])}-{pct(r['high'])}) | {pct(r['macro_f1'])} | {gain} | {p} "
-                     f"| {_worth_cell(r)} |")
+                     f"| {mde} | {_worth_cell(r)} |")
     return "\n".join(lines)
 
 
@@ -94,7 +107,10 @@ def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> di
     out = {f"{r['variant']}/{r['model']}": {
         "accuracy_mean": r["mean"], "accuracy_ci_low": r["low"], "accuracy_ci_high": r["high"],
         "macro_f1_mean": r["macro_f1"], "seeds": len(r["seeds"]),
-        **({"gain_vs_real": r["vs_real"]["mean_diff"], "p_vs_real": r["vs_real"]["p_value"]}
+        **({"gain_vs_real": r["vs_real"]["mean_diff"], "p_vs_real": r["vs_real"]["p_value"],
+            "gain_ci_low": r["vs_real"]["low"], "gain_ci_high": r["vs_real"]["high"],
+            **{f"{k}_vs_real": r["vs_real"][k] for k in ("sd_diff", "mde", "seeds_needed",
+                                                          "decided")}}
            if "vs_real" in r else {}),
         **({"worth_real_per_class": {k: v for k, v in r["worth"].items() if k != "text"}}
            if "worth" in r else {})} for r in rows}
@@ -153,16 +169,17 @@ def plot_data(cells: dict[Cell, dict]) -> dict[str, str]:
 
 
 def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[str]:
-    """The report's figures into `figs`: accuracy bars and learning curves always; the best
+    """The report's figures into `figs`: accuracy.png (a forest plot per model of each
+    variant's paired difference to `real`, with its MDE band) and learning curves always; the best
     cell's confusion matrix (`confusion`: confusion.json's content), the sample panels and
     each sweep with more than one point per model where there are. Returns the names of the
     optional figures drawn."""
     from synthaug.pipeline.figures.data import sample_panels
-    from synthaug.pipeline.figures.results import (accuracy_bars, confusion_matrix_png,
-                                                curves_by_variant, sweep_plot)
+    from synthaug.pipeline.figures.results import (confusion_matrix_png, curves_by_variant,
+                                                difference_forest, sweep_plot)
 
     drawn, best = set(), s.best()
-    accuracy_bars(rows, figs / "accuracy.png", BASELINE)
+    difference_forest(rows, figs / "accuracy.png", BASELINE)
     runs = {f"{r['variant']} / {r['model']}": [s.cells[(r["variant"], r["model"], sd)]["history"]
                                                for sd in r["seeds"]] for r in rows}
     curves_by_variant({name: h for name, h in runs.items() if all(h)},

@@ -93,3 +93,43 @@ def pct(x: float) -> str:
 def num(v: float) -> str:
     """A swept value as text: 10, 0.25, 2."""
     return f"{v:g}"
+
+
+# ---------------------------------------------------------------------- power wording
+# A non-significant comparison counts as decided ("no difference of this size") only when its
+# minimum detectable effect (pipeline.stats.paired.mde: 80% power, alpha 0.05) is at most one
+# point of accuracy: about what doubling the real data adds at 50 images per class on the
+# digits. A larger MDE leaves the comparison "not decided by this data".
+SMALL_EFFECT = 0.01
+
+
+def power_entry(t) -> dict:
+    """A pipeline.stats.paired.Paired's power as JSON keys: sd_diff, mde, seeds_needed and
+    decided (significant, or an MDE of at most SMALL_EFFECT)."""
+    import math
+
+    return {"sd_diff": None if math.isnan(t.sd_diff) else t.sd_diff,
+            "mde": None if math.isnan(t.mde) else t.mde, "seeds_needed": t.seeds_needed,
+            "decided": t.decided(SMALL_EFFECT)}
+
+
+def mde_text(mde: float | None) -> str:
+    """`MDE 2.0 points` (`MDE -` where it is undefined: one seed)."""
+    return "MDE -" if mde is None else f"MDE {100 * mde:.1f} points"
+
+
+def seeds_text(needed: int | None, n: int) -> str:
+    """How many seeds would find an effect of the observed size at 80% power
+    (pipeline.stats.paired.seeds_needed)."""
+    from synthaug.pipeline.stats.paired import MAX_SEEDS
+
+    if needed is None:
+        return (f"a difference this small would need more than {MAX_SEEDS} seeds to be found "
+                "with 80% power")
+    more = f"{needed - n} more seeds ({needed} in all)" if needed > n else f"{needed} seeds"
+    return f"{more} would find a difference of this size with 80% power"
+
+
+def undecided_text(mde: float | None) -> str:
+    """The wording of a comparison the data does not decide."""
+    return f"not decided by this data ({mde_text(mde)})"

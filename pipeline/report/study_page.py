@@ -65,14 +65,21 @@ def results_section(s: Study, rows: list[dict], drawn: set) -> list[str]:
         "",
         ("Mean over seeds with a t-based 95% confidence interval; *vs real* is the paired "
          "difference to the `real` variant on the same seeds (paired t-test, significant at "
-         "p < 0.05). *Worth* is the exchange rate: the real images per class that real-only "
+         "p < 0.05). *MDE* is the minimum detectable effect of that test at this design "
+         "(80% power, alpha 0.05, from the seeds' spread of the paired differences: "
+         "(t(0.975, n-1) + t(0.80, n-1)) x SD / sqrt(n)); *not decided*: not significant with "
+         "an MDE over 1 point, so the data cannot tell a difference of that size from none. "
+         "*Worth* is the exchange rate: the real images per class that real-only "
          "training needs to match the row, read off the real-only curve of the "
          "`real_per_class` sweep (monotone fit, linear in log k; 95% bootstrap interval over "
-         "seeds; `<k` / `>k`: off the measured curve), with its difference to the study's k."),
+         "seeds; `<k` / `>k`: off the measured curve), with its difference to the study's k; "
+         "where the accuracy difference is not significant the rate is *not decided* and "
+         "claims nothing. The figure: each variant's paired difference to `real` per model, "
+         "its 95% CI, the seeds as dots, and the MDE band around 0 shaded."),
         "",
         results.table(rows),
         "",
-        "![test accuracy](figures/accuracy.png)",
+        "![paired difference to real-only, with the MDE band](figures/accuracy.png)",
         "",
         "![learning curves](figures/learning_curves.png)",
         "",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-from synthaug.pipeline.report.study import BASELINE, Cell, Study, pct
+from synthaug.pipeline.report.study import (BASELINE, Cell, Study, mde_text, pct, power_entry,
+                                            seeds_text, undecided_text)
 
 CONTROL = "more-real"
 
@@ -35,7 +36,8 @@ def measured(by_line: dict, k_study: int | None) -> bool:
 
 def compare(by_line: dict) -> dict[str, dict[int, dict]]:
     """line -> {k: mean, low, high, n, values (per seed) and, against real-only on the seeds both have at that k,
-    gain, gain_low, gain_high, p, significant}."""
+    gain, gain_low, gain_high, p, significant (a significant gain) and the test's power:
+    sd_diff, mde, seeds_needed, decided (pipeline.report.study.power_entry)}."""
     from synthaug.pipeline.stats.paired import mean_ci, paired_test
 
     real, out = by_line.get(BASELINE, {}), {}
@@ -48,7 +50,7 @@ def compare(by_line: dict) -> dict[str, dict[int, dict]]:
             if len(shared) >= 2:
                 t = paired_test([by_seed[sd] for sd in shared], [real[k][sd] for sd in shared])
                 entry.update(gain=t.mean_diff, gain_low=t.low, gain_high=t.high, p=t.p_value,
-                             significant=t.significant and t.mean_diff > 0)
+                             significant=t.significant and t.mean_diff > 0, **power_entry(t))
             out.setdefault(name, {})[k] = entry
     return out
 
@@ -57,8 +59,11 @@ def _gain(e: dict) -> str:
     if "gain" not in e:
         return ""
     p = "-" if math.isnan(e["p"]) else f"{e['p']:.3f}"
+    mde = "" if e.get("mde") is None else f"; MDE {100 * e['mde']:.1f}"
+    undecided = "" if e.get("decided", True) else ", not decided"
     return (f" ({100 * e['gain']:+.1f}, {100 * e['gain_low']:+.1f} to "
-            f"{100 * e['gain_high']:+.1f}; p {p}{', **significant**' if e['significant'] else ''})")
+            f"{100 * e['gain_high']:+.1f}; p {p}{', **significant**' if e['significant'] else ''}"
+            f"{mde}{undecided})")
 
 
 def table(cmp: dict) -> str:
@@ -87,7 +92,9 @@ def section(s: Study, drawn: set) -> list[str]:
               "re-composed on that k's own split (nested draws from the train pool); its "
               "generators are trained on that split alone, and `more-real` (the positive "
               "control) draws held-back real images. In brackets: the paired difference to "
-              "real-only at the same k and seeds, in points, its 95% CI and p."), ""]
+              "real-only at the same k and seeds, in points, its 95% CI, p and the minimum "
+              "detectable effect (MDE, points: 80% power, alpha 0.05, from the seeds' spread "
+              "of the differences); *not decided*: not significant with an MDE over 1 point."), ""]
     for model, cmp in s.when.items():
         parts += [f"### {model}", "", table(cmp), ""]
         if f"when_{model}.png" in drawn:
@@ -115,21 +122,37 @@ def answer(s: Study, rows: list[dict]) -> str:
             continue
         name, r = best
         vs, worth = r["vs_real"], r.get("worth", {}).get("text")
-        verdict = ("beats" if vs["significant"] and vs["mean_diff"] > 0 else
-                   "loses to" if vs["significant"] else "does not differ significantly from")
+        nums = (f"{100 * vs['mean_diff']:+.1f} points (95% CI {100 * vs['low']:+.1f} to "
+                f"{100 * vs['high']:+.1f}, p {vs['p_value']:.3f}")
+        if vs["significant"]:
+            head = (f"{'beats' if vs['mean_diff'] > 0 else 'loses to'} real-only: {nums}, "
+                    f"{mde_text(vs.get('mde'))})")
+        elif vs.get("decided"):
+            head = (f"does not differ from real-only by as much as its MDE: {nums}, "
+                    f"{mde_text(vs.get('mde'))})")
+        else:
+            head = (f"against real-only: {nums}), {undecided_text(vs.get('mde'))}; "
+                    + seeds_text(vs.get("seeds_needed"), vs["n"]))
         line = (f"**{model}, {k} real images per class:** the best synthetic variant, "
-                f"`{name}`, {verdict} real-only ({100 * vs['mean_diff']:+.1f} points, 95% CI "
-                f"{100 * vs['low']:+.1f} to {100 * vs['high']:+.1f}, p {vs['p_value']:.3f})"
-                + (f", {worth}" if worth else "") + ".")
+                f"`{name}`, {head}" + (f"; {worth}" if worth else "") + ".")
         control = next((r for r in mine if r["variant"] == MORE_REAL), None)
         if control:
             c = control["vs_real"]
-            room = ("a gain the harness detects: the room a better generator could take"
-                    if c["significant"] and c["mean_diff"] > 0 else
-                    "not significant: at this k even perfect synthetic images had little room")
+            if c["significant"] and c["mean_diff"] > 0:
+                room = "a gain the harness detects: the room a better generator could take"
+            elif c["significant"]:
+                room = ("a loss the harness detects: more real images should not cost accuracy, "
+                        "so this model's recipe is unstable here")
+            elif c.get("decided"):
+                room = ("no gain as large as its MDE: at this k even perfect synthetic images had "
+                        "little room")
+            else:
+                room = (f"{undecided_text(c.get('mde'))}, so the room left for synthetic images is "
+                        f"unknown; {seeds_text(c.get('seeds_needed'), c['n'])}")
+            mde = "" if room.startswith("not decided") else f", {mde_text(c.get('mde'))}"
             line += (f" The positive control (as many more real images) gives "
                      f"{100 * c['mean_diff']:+.1f} points ({100 * c['low']:+.1f} to "
-                     f"{100 * c['high']:+.1f}, p {c['p_value']:.3f}): {room}.")
+                     f"{100 * c['high']:+.1f}, p {c['p_value']:.3f}{mde}): {room}.")
         out.append(line)
     for model, cmp in (s.when or {}).items():
         ks = sorted({kk for n, pts in cmp.items() if n != BASELINE for kk in pts})

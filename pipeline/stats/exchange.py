@@ -33,16 +33,26 @@ class Rate:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def text(self, k_used: int | None = None) -> str:
-        """`worth 38 real images per class (95% CI 30-45; -12)`, or the off-curve wording."""
+    def text(self, k_used: int | None = None, decided: bool = True) -> str:
+        """`worth 38 real images per class (95% CI 30-45; -12)`, or the off-curve wording.
+
+        `decided`: whether the accuracy difference behind the rate is significant. A rate
+        claims no more than the accuracies it is read from: an undecided one is named as an
+        estimate, not stated as what the variant is worth (the curve's bootstrap interval
+        leaves out the spread of the comparison itself)."""
         if self.where == BELOW:
-            return f"worth fewer than {self.k_min} real images per class (below the curve)"
-        if self.where == ABOVE:
-            return f"worth more than {self.k_max} real images per class (above the largest k)"
-        lo = f"<{self.k_min}" if self.low is None else f"{self.low:.0f}"
-        hi = f">{self.k_max}" if self.high is None else f"{self.high:.0f}"
-        diff = f"; {self.k - k_used:+.0f}" if k_used is not None else ""
-        return f"worth {self.k:.0f} real images per class (95% CI {lo}-{hi}{diff})"
+            core = f"fewer than {self.k_min} real images per class (below the curve)"
+        elif self.where == ABOVE:
+            core = f"more than {self.k_max} real images per class (above the largest k)"
+        else:
+            lo = f"<{self.k_min}" if self.low is None else f"{self.low:.0f}"
+            hi = f">{self.k_max}" if self.high is None else f"{self.high:.0f}"
+            diff = f"; {self.k - k_used:+.0f}" if k_used is not None and decided else ""
+            core = f"{self.k:.0f} real images per class (95% CI {lo}-{hi}{diff})"
+        if not decided:
+            return ("its exchange rate is not decided either: the estimate, " + core
+                    + ", is no finding while the accuracy difference is not significant")
+        return f"worth {core}"
 
 
 def monotone_curve(ks, means) -> tuple[np.ndarray, np.ndarray]:

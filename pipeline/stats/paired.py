@@ -1,6 +1,17 @@
-"""Statistics over seeds: mean with a t-based 95% confidence interval, and a paired test of
+"""Statistics over seeds: mean with a t-based 95% confidence interval, a paired test of
 each variant against real-only on the same seeds (the seed fixes initialisation and batch
-order, so pairing by seed removes that shared noise)."""
+order, so pairing by seed removes that shared noise), and the power of that test: the
+minimum detectable effect (MDE) of the design and the seeds a given effect needs.
+
+MDE of a two-sided paired t-test over n seeds at level alpha and power 1 - beta, from the
+observed standard deviation s_d of the paired differences:
+
+    MDE = (t_{1-alpha/2, n-1} + t_{1-beta, n-1}) * s_d / sqrt(n)
+
+the usual t approximation of the noncentral-t power (Cohen 1988, Statistical Power
+Analysis, ch. 2; Julious 2004, Stat. Med. 23:1921-1986). A true
+difference of MDE is found significant with probability ~ 1 - beta; a non-significant result
+with a large MDE decides nothing. `seeds_needed` solves the same formula for n."""
 from __future__ import annotations
 
 import math
@@ -41,6 +52,51 @@ class Paired:
     high: float
     p_value: float  # two-sided paired t-test; nan when it cannot be computed
     significant: bool
+    sd_diff: float = float("nan")  # SD of the paired differences (ddof 1); nan with one seed
+    mde: float = float("nan")  # minimum detectable effect (80% power, alpha 0.05)
+    seeds_needed: int | None = None  # seeds for 80% power at the observed mean difference
+
+    def decided(self, small: float) -> bool:
+        """Whether the data decides this comparison: significant, or not significant with
+        an MDE of at most `small` (then no difference of that size is likely)."""
+        return self.significant or (not math.isnan(self.mde) and self.mde <= small)
+
+
+ALPHA, POWER = 0.05, 0.80
+MAX_SEEDS = 1000  # seeds_needed beyond this reads "more than MAX_SEEDS"
+
+
+def mde(sd_diff: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Minimum detectable effect of a two-sided paired t-test over n pairs (module docstring);
+    nan for n < 2 or an undefined SD."""
+    from scipy import stats
+
+    if n < 2 or sd_diff is None or math.isnan(sd_diff):
+        return float("nan")
+    df = n - 1
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * sd_diff / math.sqrt(n))
+
+
+def seeds_needed(effect: float, sd_diff: float, alpha: float = ALPHA, power: float = POWER,
+                 most: int = MAX_SEEDS) -> int | None:
+    """The smallest n >= 2 whose MDE (same SD) is at most |effect|: the seeds a true
+    difference of `effect` needs to be found with probability `power`. None when even `most`
+    seeds would not do (or the SD is undefined); 2 when the SD is 0."""
+    if sd_diff is None or math.isnan(sd_diff) or math.isnan(effect):
+        return None
+    if sd_diff == 0:
+        return 2
+    effect = abs(effect)
+    if effect == 0 or mde(sd_diff, most, alpha, power) > effect:
+        return None
+    lo, hi = 2, most  # mde falls with n: bisect for the first n with mde <= effect
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mde(sd_diff, mid, alpha, power) <= effect:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def paired_test(variant, baseline, alpha: float = 0.05) -> Paired:
@@ -57,4 +113,6 @@ def paired_test(variant, baseline, alpha: float = 0.05) -> Paired:
         p = float("nan") if len(d) < 2 or d[0] == 0 else 0.0
     else:
         p = float(stats.ttest_rel(a, b).pvalue)
-    return Paired(len(d), s.mean, s.low, s.high, p, bool(not math.isnan(p) and p < alpha))
+    sd = s.std if len(d) > 1 else float("nan")
+    return Paired(len(d), s.mean, s.low, s.high, p, bool(not math.isnan(p) and p < alpha), sd,
+                  mde(sd, len(d), alpha), seeds_needed(s.mean, sd, alpha))

@@ -21,7 +21,8 @@ PACKAGES = ("pipeline", "generators", "stages")  # the layers, lowest first
 FLOORS = {"core": 0, "data": 1, "augment": 1, "figures": 1, "classifiers": 2, "quality": 3,
           "stats": 3, "experiments": 4, "report": 5}
 MODULE_LIMIT = 300  # lines, any module
-STAGE_LIMIT = 120  # lines, a stages/ module: glue only (a smell detector, not a target)
+STAGE_LIMIT = 90  # code lines of a stages/ module (docstrings, comments, blanks left out):
+# glue only; a smell detector, not a target
 STAGE_EXCEPTIONS = {"stages/params.py": MODULE_LIMIT}  # the root params schema
 
 
@@ -263,13 +264,26 @@ def test_modules_are_short():
     assert not too_long, f"modules over {MODULE_LIMIT} lines:\n" + "\n".join(too_long)
 
 
+def _code_lines(path: Path) -> int:
+    """Lines of code: a command's docstring (its --help, with examples) is not glue."""
+    source = path.read_text()
+    docs = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            docs.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(1 for i, line in enumerate(source.splitlines(), 1)
+               if i not in docs and line.strip() and not line.strip().startswith("#"))
+
+
 def test_stage_modules_are_glue():
     too_long = []
     for path in sorted((ROOT / "stages").glob("*.py")):
         name = path.relative_to(ROOT).as_posix()
         limit = STAGE_EXCEPTIONS.get(name, STAGE_LIMIT)
-        if _lines(path) > limit:
-            too_long.append(f"{name}: {_lines(path)} lines (limit {limit})")
+        if _code_lines(path) > limit:
+            too_long.append(f"{name}: {_code_lines(path)} lines of code (limit {limit})")
     assert not too_long, "stage modules over their limit:\n" + "\n".join(too_long)
 
 

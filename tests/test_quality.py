@@ -372,3 +372,17 @@ def test_ranking_check_is_judged_within_the_intervals():
     text = "\n".join(summary(sets))
     assert "**Unreliable distance metrics:** the real reference holds 34 images" in text
     assert "10.00 [6.00, 15.00]" in text and "95% bootstrap intervals" in text
+
+
+def test_a_tiny_validation_split_leaves_prdc_unmeasured_with_a_note(ctx, data):
+    """A user's folder may leave fewer val images than quality.k + 1: precision/recall/
+    density/coverage are then not measured (None, and a note says why), not a crash; the
+    distances and their intervals are still given where they can be."""
+    import dataclasses
+
+    train, val, test = data
+    tiny = dataclasses.replace(ctx, val=(val[0][:3], val[1][:3]))
+    row = assess("tiny", train[0][:20], train[1][:20], tiny)
+    assert all(row[k] is None for k in ("precision", "recall", "density", "coverage"))
+    assert "quality.k=3" in row["prdc_note"]
+    assert row["fid_domain"] is not None and "precision" not in row["ci"]

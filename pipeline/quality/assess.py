@@ -155,11 +155,17 @@ def assess(name: str, images: np.ndarray, labels: np.ndarray, ctx: QualityContex
     row.update(fid_domain=dist_metrics["fid"], kid_domain=dist_metrics["kid"],
                kid_domain_std=dist_metrics["kid_std"])
     scored = equal_size(feats, len(ctx.val[1]), q.seed)
-    row.update(prdc(ctx.train_feats, scored, q.k, outliers=q.outlier_radii))
+    if min(len(scored), len(ctx.train_feats)) > q.k:
+        row.update(prdc(ctx.train_feats, scored, q.k, outliers=q.outlier_radii))
+    else:  # k-th neighbours need more than k images a set: not measured, and said so
+        row.update(precision=None, recall=None, density=None, coverage=None,
+                   prdc_note=f"not measured: {min(len(scored), len(ctx.train_feats))} images, "
+                             f"quality.k={q.k} neighbours need more")
     lap("domain")
     # the sample size's say: 95% bootstrap intervals and whether the reference is big enough
     point = {"fid": row["fid_domain"], "kid": row["kid_domain"],
-             **{k: row[k] for k in ("precision", "recall", "density", "coverage")}}
+             **{k: row[k] for k in ("precision", "recall", "density", "coverage")
+                if row[k] is not None}}
     ci = bootstrap(ctx.train_feats, feats, scored, point, q.k, q.outlier_radii, q.seed)
     row["ci"] = {{"fid": "fid_domain", "kid": "kid_domain"}.get(k, k): v for k, v in ci.items()}
     row.update(reference_images=len(ctx.train_feats),

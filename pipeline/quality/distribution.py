@@ -264,7 +264,10 @@ def bootstrap(real_feats: torch.Tensor, fake_feats: torch.Tensor, prdc_fake: tor
     wp = _counts(rng, len(pfake), draws)
     out = {}
     if "fid" in point:
-        out["fid"] = interval(point["fid"], _fid_draws(real, fake, wr, wf), low=0.0)
+        try:
+            out["fid"] = interval(point["fid"], _fid_draws(real, fake, wr, wf), low=0.0)
+        except (torch.linalg.LinAlgError, RuntimeError):
+            pass  # a handful of images in many dimensions: no interval (the point is unreliable)
     if "kid" in point:
         out["kid"] = interval(point["kid"], _kid_draws(real, fake, wr, wf))
     if len(real) > k and len(pfake) > k:

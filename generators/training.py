@@ -25,7 +25,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from synthaug.generators.common import GeneratorModel
 from synthaug.generators.config import FamilyConfig, TrainGeneratorConfig

@@ -147,31 +147,14 @@ def test_the_default_study_keeps_k_50_and_its_arrays(tmp_path):
 def test_dvc_exp_run_on_a_small_rgb_folder_with_only_the_source(tmp_path, repo_root):
     """The bar of issue 32 item 1: `dvc exp run` with only prepare.source/channels/size (and
     the quick profile's -S set, to finish fast) exits 0 on a small RGB folder."""
-    import os
-    import shutil
-    import sys
-    from pathlib import Path
-
-    from test_e2e import COPY, sh
+    from dvc_project import commit_repo, copy_project, sh
     from test_quick_profile import overrides, quick_command
 
-    for item in COPY:
-        src, dst = repo_root / item, tmp_path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
+    copy_project(repo_root, tmp_path)
     # 5 classes of about 24: the val split (12) is larger than quality.k (5), which the quality
     # stage's precision/recall need (a 3 x 12 folder's 4 val images stop it there)
     rgb_folder(tmp_path / "images", {"a": 24, "b": 23, "c": 25, "d": 24, "e": 22})
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    sh(tmp_path, "git", "init", "-q", "-b", "main", env=env)
-    sh(tmp_path, "git", "add", "-A", env=env)
-    sh(tmp_path, "git", "commit", "-qm", "init", env=env)
+    env = commit_repo(tmp_path)
     sets = ["prepare.source=folder:images", "prepare.channels=3", "prepare.size=32",
             *overrides(quick_command(repo_root))]
     out = sh(tmp_path, "dvc", "exp", "run", *(a for s in sets for a in ("-S", s)), env=env)

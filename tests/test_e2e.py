@@ -2,35 +2,17 @@
 own views (`dvc metrics show`, `dvc plots show`) and a `dvc exp run -S` whose metrics
 `dvc exp show` reports, in a terminal's width."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from dvc_project import commit_repo, copy_project, sh
 
 pytestmark = pytest.mark.slow
-COPY = ["pipeline", "stages", "generators", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config",
-        ".dvc/.gitignore", ".dvc/plots", ".gitignore"]
-
-
-def sh(cwd, *cmd, env):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}"
-    return r.stdout + r.stderr
 
 
 @pytest.fixture
 def project(tmp_path, repo_root):
-    for item in COPY:
-        src, dst = repo_root / item, tmp_path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
+    copy_project(repo_root, tmp_path)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["prepare"].update(train_per_class=20)
     params["train"].update(epochs=4, batch_size=16)
@@ -58,14 +40,7 @@ def project(tmp_path, repo_root):
     gen["vae"].update(steps=10)
     gen["diffusion"].update(steps=10, autoencoder_steps=10, sample_steps=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    sh(tmp_path, "git", "init", "-q", "-b", "main", env=env)
-    sh(tmp_path, "git", "add", "-A", env=env)
-    sh(tmp_path, "git", "commit", "-qm", "init", env=env)  # dvclive and dvc exp need a commit
-    return tmp_path, env
+    return tmp_path, commit_repo(tmp_path)
 
 
 def test_dvc_repro_end_to_end(project):

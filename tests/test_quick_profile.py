@@ -2,18 +2,14 @@
 read from that page, on the real params.yaml. Fast: it parses and names existing keys. Slow:
 it runs end to end in a temp git repo, every stage runs and the report names what each one made."""
 import json
-import os
 import re
 import shlex
-import shutil
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from test_e2e import COPY, sh  # the end-to-end test's project files and command runner
+from dvc_project import commit_repo, copy_project, sh
 
 SECTION = "## Quick profile"
 
@@ -59,21 +55,8 @@ def _children_cpu() -> float:
 @pytest.fixture
 def project(tmp_path, repo_root):
     """The project's pipeline files and its real params.yaml in a fresh git repo."""
-    for item in COPY:
-        src, dst = repo_root / item, tmp_path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    sh(tmp_path, "git", "init", "-q", "-b", "main", env=env)
-    sh(tmp_path, "git", "add", "-A", env=env)
-    sh(tmp_path, "git", "commit", "-qm", "init", env=env)  # dvc exp run needs a commit
-    return tmp_path, env
+    copy_project(repo_root, tmp_path)
+    return tmp_path, commit_repo(tmp_path)
 
 
 @pytest.mark.slow

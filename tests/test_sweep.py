@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from synthaug.stages.params import load_params
-from synthaug.pipeline.data.storage import read_dataset, write_dataset
+from synthaug.pipeline.data.storage import write_dataset
 
 
 @pytest.fixture

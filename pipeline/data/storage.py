@@ -12,7 +12,6 @@ range, meta.json's keys and, where cheap, the content hash) and names the file t
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import json
 import mmap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-from synthaug.pipeline.core.settings import Device, Seed, Section
+from synthaug.pipeline.core.settings import Seed, Section
 
 class SweepConfig(Section):
     """`synthaug sweep`: accuracy against the amount of data, every model in one dvc stage.

@@ -2,7 +2,7 @@
 shows beside them."""
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from synthaug.pipeline.core.settings import Device, Seed, Section
 

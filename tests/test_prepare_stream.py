@@ -102,11 +102,11 @@ def test_scratch_file_removed_on_error(tmp_path, monkeypatch):
 
     calls = []
 
-    def dies(path, cfg):  # a crash in the middle of decoding, not a bad file
+    def dies(path, cfg, *rest):  # a crash in the middle of decoding, not a bad file
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return read_image(path, cfg)
+        return read_image(path, cfg, *rest)
 
     monkeypatch.setattr(sources, "read_image", dies)
     with pytest.raises(KeyboardInterrupt):

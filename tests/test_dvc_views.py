@@ -39,6 +39,12 @@ def test_only_image_plots(repo_root):
     plots = spec["plots"]
     assert plots and all(isinstance(p, str) and p.endswith(".png") for p in plots), plots
     assert "${paths.report}/figures/accuracy.png" in plots
+    # every report figure named there exists after any report (a placeholder if need be): a
+    # missing one would make `dvc plots show` load vega from the network
+    from synthaug.pipeline.report.results import REGISTERED
+
+    report = [p.rsplit("/", 1)[1] for p in plots if p.startswith("${paths.report}/figures/")]
+    assert set(report) <= set(REGISTERED), sorted(set(report) - set(REGISTERED))
     assert len(set(plots)) == len(plots)
 
 

@@ -17,6 +17,21 @@ def _plt():
     return plt
 
 
+def not_drawn(path: Path, what: str, why: str) -> None:
+    """A small figure that says `what` is not drawn and `why`: a figure the pipeline registers
+    (dvc.yaml's plots) exists whatever the params, so `dvc plots show` never falls back to a
+    data plot (and the network)."""
+    import textwrap
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 1.6))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{what}: not drawn\n" + textwrap.fill(why, 70), ha="center",
+            va="center", fontsize=10, color="0.3", transform=ax.transAxes)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def learning_curves(history: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> None:
     plt = _plt()
     ep = [h["epoch"] for h in history]

@@ -168,6 +168,12 @@ def plot_data(cells: dict[Cell, dict]) -> dict[str, str]:
             "learning_curves.json": json.dumps(curves) + "\n"}
 
 
+# the report's figures that dvc.yaml's top-level plots name: each exists after every report
+# (a placeholder that says why where there is nothing to draw), whatever the params
+REGISTERED = ("accuracy.png", "learning_curves.png", "best_confusion.png", "samples.png",
+              "sweep_real_per_class.png", "sweep_ratio.png", "when_cnn.png")
+
+
 def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[str]:
     """The report's figures into `figs`: accuracy.png (a forest plot per model of each
     variant's paired difference to `real`, with its MDE band) and learning curves always; the best
@@ -209,4 +215,14 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
                    title=f"when does it help ({model}): each line's generators trained per k",
                    marks={float(s.train_per_class): "study"} if s.train_per_class else None)
         drawn.add(f"when_{model}.png")
+    from synthaug.pipeline.figures.results import not_drawn
+
+    why = {"best_confusion.png": "no cell has a confusion matrix",
+           "samples.png": "no split or set to show",
+           "sweep_real_per_class.png": "the sweep has no model with more than one point",
+           "sweep_ratio.png": "the sweep has no model with more than one point",
+           "when_cnn.png": "no 'when' points for cnn (sweep.when_models, sweep.when_per_class)"}
+    for name in REGISTERED:
+        if not (figs / name).exists():
+            not_drawn(figs / name, name.removesuffix(".png").replace("_", " "), why[name])
     return drawn

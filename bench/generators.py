@@ -124,7 +124,7 @@ def bench(args) -> None:
     from synthaug.pipeline.classifiers.config import TrainConfig
     from synthaug.stages.params import load_params
     from synthaug.pipeline.figures.data import sample_grid
-    from synthaug.pipeline.quality.assess import QualityContext, recipe
+    from synthaug.pipeline.quality.assess import QualityContext, judge_recipe
     from synthaug.pipeline.data.storage import read_dataset
 
     if args.threads:
@@ -136,7 +136,7 @@ def bench(args) -> None:
     q = p.quality.model_copy(update={"imagenet_features": False})
     # scored on val: the CAS classifier selects on train, the judge's val accuracy is "real"
     ctx = QualityContext.build(data["train"], data["train"], data["val"], judge, q,
-                               recipe(TrainConfig(), q), p.models, device)
+                               judge_recipe(TrainConfig(), q), p.models, device)
     print(machine())
     print(f"# CAS on the val split; overrides: {' '.join(args.overrides) or 'none'}",
           flush=True)

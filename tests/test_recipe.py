@@ -101,8 +101,8 @@ def test_known_fields_of_the_default_recipes(repo_root):
     p = load_params(repo_root / "params.yaml")
     lite0 = recipe(p.train, "efficientnet_lite0", 2)
     assert (lite0.model, lite0.seed, lite0.epochs, lite0.batch_size, lite0.lr, lite0.input_size,
-            lite0.backbone_lr_mult, lite0.freeze_bn, lite0.cpu_bf16, lite0.per_model) == (
-        "efficientnet_lite0", 2, 3, 32, 0.002, 40, 0.5, True, False, {})
+            lite0.backbone_lr_mult, lite0.freeze_bn, lite0.frozen_groups, lite0.cpu_bf16,
+            lite0.per_model) == ("efficientnet_lite0", 2, 5, 32, 0.002, 40, 0.5, True, 2, False, {})
     cnn = recipe(p.train, "cnn", 1)
     assert (cnn.epochs, cnn.batch_size, cnn.lr, cnn.per_model) == (6, 64, 0.003, {})
     judge = quality.judge_recipe(TrainConfig(), p.quality)

@@ -81,9 +81,9 @@ class TrainConfig(Section):
     download_weights: bool = Field(False, description=(
         "torchvision models: allow downloading into the torch hub cache"))
     per_model: dict[str, dict[str, Any]] = Field(default={
-        "efficientnet_lite0": {"epochs": 3, "epoch_size": 1024, "batch_size": 32, "lr": 0.002,
+        "efficientnet_lite0": {"epochs": 5, "epoch_size": 1024, "batch_size": 32, "lr": 0.002,
                                "backbone_lr_mult": 0.5, "freeze_bn": True, "input_size": 40,
-                               "cpu_bf16": False}}, description=(
+                               "frozen_groups": 2, "cpu_bf16": False}}, description=(
         "model name -> train fields that replace the ones above when that model trains (a "
         "pretrained network wants a lower rate and fewer, shorter epochs than one from "
         "scratch); any field but model, seed and per_model"))

@@ -65,8 +65,8 @@ def test_check_passes_with_only_the_source_named(tmp_path, repo_root, run_cli, c
     assert f"note: prepare.train_per_class: auto chose k={k} per class ({why}" in out
     assert "plan: study cells: 54 (cnn 27, efficientnet_lite0 27)" in out
     for line in ("plan: sweep points:", "plan: when points:", "plan: generators: 3",
-                 "plan: estimate on ", "plan: estimate basis: constants measured on a 2-core "
-                 "AMD EPYC Zen 4"):
+                 "plan: estimate on ", "plan: estimate basis: constants measured on 2-core "
+                 "AMD EPYCs with AVX512-BF16"):
         assert line in out, line
     assert "sweep.real_per_class: 100 is skipped" in out  # a note, not an error
     assert json.loads((tmp_path / "metrics/check.json").read_text()) == {"ok": True}

@@ -8,9 +8,10 @@ when points train per k. The estimate prices each unit from measured speeds:
 
 - classifier fits: the seconds one fit took in an earlier sweep on this machine
   (`paths.sweep/<model>/results.json`, `train_seconds` per point) where there is one; else
-  per-fit constants measured on a 2-core AMD EPYC Zen 4 with AVX512-BF16 (2026-12-06,
-  docs/results.md: cnn 2.4 s for 6 x 1,024 samples of 28 x 28, efficientnet_lite0 11 s for
-  3 x 1,024 at input 40, one thread each), scaled by the samples a fit draws and the pixels;
+  per-fit constants measured on 2-core AMD EPYCs with AVX512-BF16 (2026-12-06,
+  docs/results.md: cnn 2.4 s for 6 x 1,024 samples of 28 x 28 on a Zen 4, efficientnet_lite0
+  12.8 s for the study's 5 x 1,024 at input 40 with two block groups frozen on a Zen 5, one
+  thread each), scaled by the samples a fit draws and the pixels;
 - generator steps: ms per step on that CPU at 28 x 28 (GAN 44, VAE 25, diffusion 17; 64 x 64
   RGB about twice the GAN's), scaled by the image side;
 - the other stages and DVC's bookkeeping: about a minute;
@@ -30,9 +31,9 @@ from synthaug.pipeline.data.config import ComposeConfig
 from synthaug.pipeline.experiments.checks import sweep_skip
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
-REF_CPU = "a 2-core AMD EPYC Zen 4 with AVX512-BF16 (2026-12-06, docs/results.md)"
+REF_CPU = "2-core AMD EPYCs with AVX512-BF16 (Zen 4 and Zen 5, 2026-12-06, docs/results.md)"
 # seconds of one fit at the reference recipe: (seconds, samples drawn, image side) per model
-FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (11.0, 3 * 1024, 40)}
+FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (12.8, 5 * 1024, 40)}
 FIT_FALLBACK = "cnn"  # models without a measurement are priced as the cnn
 STEP_MS = {"gan": 44.0, "vae": 25.0, "diffusion": 17.0}  # per optimiser step at 28 x 28
 OTHER_SECONDS = 60.0  # prepare, augment, judge, sample, quality, compose, report, DVC

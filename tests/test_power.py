@@ -137,3 +137,12 @@ def test_forest_plot_is_written(tmp_path):
 
     with Image.open(tmp_path / "accuracy.png") as im:
         assert im.size[0] > 600 and im.size[1] > 250
+
+
+def test_one_seed_decides_nothing_and_says_how_to_decide():
+    """A quick run on one seed: no interval, test or MDE to quote, and the answer says so
+    instead of printing a zero-width interval and p nan."""
+    rows, text = _answer(_study([.94], [.93], [.95]))
+    assert "on one seed: one seed gives no interval, test or minimum detectable effect" in text
+    assert "study.seeds=[0,1,2]" in text
+    assert "p nan" not in text and "95% CI +0.0 to +0.0" not in text

@@ -107,6 +107,10 @@ def _best(entries: list[tuple[str, dict]]) -> tuple[str, dict] | None:
     return max(with_gain, key=lambda ne: ne[1]["gain"]) if with_gain else None
 
 
+ONE_SEED = ("one seed gives no interval, test or minimum detectable effect, so this data decides "
+            "nothing; set study.seeds to three or more (e.g. -S 'study.seeds=[0,1,2]')")
+
+
 def answer(s: Study, rows: list[dict]) -> str:
     """The report's first paragraph: which kind, how much and when, from the numbers."""
     from synthaug.pipeline.data.config import MORE_REAL
@@ -124,6 +128,11 @@ def answer(s: Study, rows: list[dict]) -> str:
         vs, worth = r["vs_real"], r.get("worth", {}).get("text")
         nums = (f"{100 * vs['mean_diff']:+.1f} points (95% CI {100 * vs['low']:+.1f} to "
                 f"{100 * vs['high']:+.1f}, p {vs['p_value']:.3f}")
+        if vs["n"] < 2:  # no spread, so no interval, test or power
+            out.append(f"**{model}, {k} real images per class:** the best synthetic variant, "
+                       f"`{name}`, against real-only: {100 * vs['mean_diff']:+.1f} points on "
+                       f"one seed: {ONE_SEED}.")
+            continue
         if vs["significant"]:
             head = (f"{'beats' if vs['mean_diff'] > 0 else 'loses to'} real-only: {nums}, "
                     f"{mde_text(vs.get('mde'))})")

@@ -222,6 +222,15 @@ def test_sweep_table_and_winner_line():
     assert sweeps.winner_line(sweep, k=5) == ("At 5 real images per class only cnn has results: "
                                               "62.0% (2 seeds).")
     assert sweeps.winner_line({"points": {"cnn": {5.0: {0: (0.6, None)}}}}) is None
+    # models that share seeds: the paired test, and whether the data decides it
+    shared = {"points": {"cnn": {10.0: {0: (0.86, None), 1: (0.88, None), 2: (0.87, None)}},
+                         "eff": {10.0: {0: (0.90, None), 1: (0.87, None), 2: (0.91, None)}}}}
+    line = sweeps.winner_line(shared)
+    assert line.startswith("At 10 real images per class: eff 89.3% vs cnn 87.0% (+2.3 pp over "
+                           "3 seeds; paired p ") and "not decided by this data (MDE " in line
+    clear = {"points": {"cnn": {10.0: {0: (0.86, None), 1: (0.88, None), 2: (0.87, None)}},
+                        "eff": {10.0: {0: (0.91, None), 1: (0.925, None), 2: (0.918, None)}}}}
+    assert "significant" in sweeps.winner_line(clear)
 
 
 # -- the inputs --------------------------------------------------------------------------------

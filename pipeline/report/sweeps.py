@@ -136,7 +136,25 @@ def winner_line(sweep: dict, k: float = 10) -> str | None:
     seeds = (plural([0] * sa.n, "seed") if sa.n == sb.n else f"{sa.n} and {sb.n} seeds")
     rest = "".join(f", then {m} {pct(s.mean)}%" for m, s in ranked[2:])
     return (f"{head}: {a} {pct(sa.mean)}% vs {b} {pct(sb.mean)}% "
-            f"({100 * (sa.mean - sb.mean):+.1f} pp over {seeds}){rest}.")
+            f"({100 * (sa.mean - sb.mean):+.1f} pp over {seeds}{_paired(pts[a][value], pts[b][value])})"
+            f"{rest}.")
+
+
+def _paired(a: dict, b: dict) -> str:
+    """The paired test of two models' runs on the seeds they share ({seed: (accuracy, f1)}):
+    `; p 0.012, significant` or `; p 0.2, not decided by this data (MDE 2.0 points)`."""
+    from synthaug.pipeline.report.study import SMALL_EFFECT, undecided_text
+    from synthaug.pipeline.stats.paired import paired_test
+
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return ""
+    t = paired_test([a[s][0] for s in common], [b[s][0] for s in common])
+    if t.significant:
+        return f"; paired p {t.p_value:.3f}, significant"
+    if t.decided(SMALL_EFFECT):
+        return f"; paired p {t.p_value:.3f}, within its MDE of {100 * t.mde:.1f} points"
+    return f"; paired p {t.p_value:.3f}, {undecided_text(None if t.mde != t.mde else t.mde)}"
 
 
 def _labels(s: Study) -> dict:

@@ -82,6 +82,23 @@ def test_the_estimate_uses_an_earlier_sweep_measured_here(tmp_path, repo_root, r
     assert "cnn: 3.0 s a fit, measured here over 4 earlier sweep fits" in r.stdout
 
 
+def test_an_estimate_over_an_hour_warns_with_the_settings_that_cut_it(tmp_path, repo_root,
+                                                                       run_cli):
+    """64 x 64 RGB with 60 seeds everywhere: check still passes, and says the study would take
+    over an hour here and which -S settings cut each of its largest parts; the default study
+    gets no such warning."""
+    rgb_folder(tmp_path / "imgs", SMALL)
+    seeds = str(list(range(60))).replace(" ", "")  # over an hour on up to 4 workers
+    slow = ["-S", "prepare.size=64", "-S", f"study.seeds={seeds}", "-S", f"sweep.seeds={seeds}"]
+    r = run_cli(tmp_path, "check", *project(tmp_path, repo_root, "imgs"), *slow)
+    assert r.exit_code == 0, r.output
+    warning = next(line for line in r.stdout.splitlines() if "over an hour" in line)
+    assert warning.startswith("plan: warning: about ") and "to cut it: train (" in warning
+    assert "-S 'study.seeds=[0,1,2]'" in warning
+    r = run_cli(tmp_path, "check", *project(tmp_path, repo_root, "imgs"))
+    assert "over an hour" not in r.stdout
+
+
 def _advice(r) -> int:
     """The k an error line advises ("set it to N or less")."""
     return int(re.search(r"set (?:it|prepare\.train_per_class) to (\d+) or less", r.stderr)[1])

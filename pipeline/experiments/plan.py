@@ -152,7 +152,28 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
              f"about {_minutes(total)} (train {_minutes(train)}, sweep {_minutes(sweep)}, "
              f"generators {_minutes(gens)}, the rest {_minutes(OTHER_SECONDS * slow)})",
              "estimate basis: " + "; ".join(basis)]
+    if total > LONG_SECONDS:
+        lines.append(long_run_advice(total, {"train": train, "sweep": sweep, "generators": gens}))
     return total, lines
+
+
+LONG_SECONDS = 3600.0  # an estimate above this gets the settings that cut it
+# the settings that cut each part most, in the order they cost the least quality
+CUTS = {"train": "-S 'study.seeds=[0,1,2]' (fewer seeds), -S 'study.models=[cnn]' (no transfer "
+                 "model), -S 'study.variants=[real,real+classic,real+vae,more-real]'",
+        "sweep": "-S 'sweep.seeds=[0,1,2]', -S 'sweep.when_per_class=[5,10]', "
+                 "-S 'sweep.models=[cnn]'",
+        "generators": "-S train_generator.gan.steps=1200 (and vae, diffusion), "
+                      "-S prepare.size=32 (a smaller image side)"}
+
+
+def long_run_advice(total: float, parts: dict[str, float]) -> str:
+    """The warning for a study estimated over LONG_SECONDS: its largest parts first, each with
+    the `-S` settings that cut it."""
+    ranked = sorted(parts.items(), key=lambda kv: -kv[1])
+    return (f"warning: about {_minutes(total)} on this machine, over an hour; to cut it: "
+            + "; ".join(f"{name} ({_minutes(secs)}): {CUTS[name]}" for name, secs in ranked
+                        if secs > 0.1 * total))
 
 
 def _minutes(seconds: float) -> str:

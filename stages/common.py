@@ -59,8 +59,11 @@ def _claimed(p: Params) -> dict[str, Path]:
 def guard_output(p: Params, key: str) -> Path:
     """paths.<key>, once it is certain that replacing it deletes nobody's data: refused (a
     SynthaugError naming both settings) when it is, contains or is inside the image source or
-    another stage's output; on resolved paths (links followed), before any work. (`dvc repro`
+    another stage's output, or when it is a folder no synthaug stage wrote; on resolved paths
+    (links followed), before any work. (`dvc repro`
     deletes a stage's outs before it runs: a stage that checks first must check them all.)"""
+    from synthaug.pipeline.core.outputs import check_replaceable
+
     out = getattr(p.paths, key)
     mine = Path(os.path.realpath(out))
     for name, other in _claimed(p).items():
@@ -70,6 +73,10 @@ def guard_output(p: Params, key: str) -> Path:
         if how:
             raise SynthaugError(f"paths.{key}: {out} {how} {name} ({other}); replacing it "
                                 f"would delete those files; set paths.{key} to a folder of its own")
+    try:  # a folder no stage wrote (a user's): refused before the work, not only at the commit
+        check_replaceable(Path(out), is_dir=True)
+    except SynthaugError as e:
+        raise SynthaugError(f"paths.{key}: {e}") from None
     return out
 
 

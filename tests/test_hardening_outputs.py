@@ -42,6 +42,22 @@ def test_prepare_into_the_folder_above_the_images_is_refused(run_cli, image_fold
     assert files_of(tmp_path / "mine") == before  # nothing deleted
 
 
+def test_augment_into_a_users_folder_is_refused_before_any_work(run_cli, tmp_path):
+    """A folder of the user's holding files like an augment output's (a PNG, a JSON) as
+    paths.augmented: one line before any augmentation runs, nothing deleted."""
+    for split in ("train", "val", "test"):
+        packed(tmp_path / "data" / "prepared" / split)
+    mine = tmp_path / "holiday"
+    mine.mkdir()
+    (mine / "holiday.png").write_bytes(b"png")
+    (mine / "notes.json").write_text("{}")
+    (tmp_path / "params.yaml").write_text("paths:\n  augmented: holiday\n")
+    r = run_cli(tmp_path, "augment", "--no-progress")
+    one_line_error(r, "paths.augmented", "holiday", "not replaced")
+    assert "copies" not in r.stdout  # refused before the work, not after it
+    assert sorted(p.name for p in mine.iterdir()) == ["holiday.png", "notes.json"]
+
+
 def test_augment_onto_the_prepared_splits_is_refused(run_cli, tmp_path):
     for split in ("train", "val", "test"):
         packed(tmp_path / "data" / "prepared" / split)

@@ -114,7 +114,7 @@ def _refuse(path: Path, what: str) -> SynthaugError:
                          f"{MARKER} file); move it away or choose another output path")
 
 
-def _check_replaceable(path: Path, is_dir: bool) -> None:
+def check_replaceable(path: Path, is_dir: bool) -> None:
     """Refuse to replace a user's file or folder: checked before the work and again just
     before the commit (something may have moved in meanwhile)."""
     if path.is_symlink() or not path.exists():
@@ -260,7 +260,7 @@ def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
     SynthaugError naming the file: the temporary folder goes, the previous output stays.
     """
     path = Path(path)
-    _check_replaceable(path, is_dir)  # early: before any work
+    check_replaceable(path, is_dir)  # early: before any work
     made = [d for d in path.parents if not d.exists()]  # nearest first
     with writing(path):  # a read-only mount, no permission, a file on the way: one line
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +274,7 @@ def atomic_output(path: Path | str, is_dir: bool = True) -> Iterator[Path]:
         yield target
         if is_dir:
             (tmp / MARKER).write_text(MARKER_TEXT)
-        _check_replaceable(path, is_dir)
+        check_replaceable(path, is_dir)
         follow_umask(target)
         _commit(target, path, is_dir)
     except BaseException as e:

@@ -106,8 +106,8 @@ def train(images: "np.ndarray", labels: "np.ndarray", val_images: "np.ndarray",
     """Train a classifier on uint8 N x H x W x C `images` and integer `labels`, choosing the
     best epoch on the validation arrays: the study's own recipe and training loop
     (`synthaug.pipeline.classifiers.training.train_classifier`). `model` is a built-in name
-    (`synthaug models list`); `settings` are `train` section fields (epochs=10, lr=1e-3, ...;
-    the model's per-model recipe applies first, as in the study). Returns the model in eval
+    (`synthaug models list`); `settings` are `train` section fields (epochs=10, lr=1e-3, ...)
+    that replace those of the model's study recipe (`train.per_model`'s defaults included). Returns the model in eval
     mode and the fit (best epoch, history)."""
     import numpy as np
 
@@ -116,7 +116,9 @@ def train(images: "np.ndarray", labels: "np.ndarray", val_images: "np.ndarray",
 
     names = list(class_names) if class_names is not None else \
         [str(c) for c in range(int(max(np.max(labels), np.max(val_labels))) + 1)]
-    cfg = recipe(TrainConfig.model_validate(settings), model, seed)
+    # the study's recipe for `model` (its per-model fields included), then the caller's settings
+    cfg = TrainConfig.model_validate({**recipe(TrainConfig(), model, seed).model_dump(),
+                                      **settings})
     net, architecture, result = train_classifier(
         np.asarray(images), np.asarray(labels), (np.asarray(val_images), np.asarray(val_labels)),
         names, cfg, {}, _device(device), progress=progress)

@@ -76,3 +76,27 @@ def test_the_page_snippets_run(study, capsys):
     packed = synthaug.read_dataset(study / "data" / "mine")
     assert len(packed.labels) == 120 + 40 and packed.class_names == [str(c) for c in range(10)]
     assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_train_settings_replace_the_models_study_recipe(monkeypatch):
+    """synthaug.train(..., epochs=2) trains 2 epochs whatever the model's per-model recipe
+    (efficientnet_lite0's says 5), and keeps the recipe's other fields."""
+    import numpy as np
+
+    import synthaug
+    import synthaug.pipeline.classifiers.trainer as trainer
+
+    seen = {}
+
+    def capture(images, labels, select, names, cfg, custom, device, progress=False):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt  # the recipe is all this test needs
+
+    monkeypatch.setattr(trainer, "train_classifier", capture)
+    x, y = np.zeros((4, 8, 8, 1), np.uint8), np.array([0, 1, 0, 1])
+    try:
+        synthaug.train(x, y, x, y, model="efficientnet_lite0", epochs=2, device="cpu")
+    except KeyboardInterrupt:
+        pass
+    cfg = seen["cfg"]
+    assert cfg.epochs == 2 and cfg.input_size == 40 and cfg.freeze_bn and cfg.frozen_groups == 2

@@ -103,7 +103,7 @@ class Params(Section):
                 raise ValueError(f"study.variants: {name!r} is not defined under compose.variants "
                                  f"(defined: {', '.join(self.compose.variants)})")
             v = self.compose.variants[name]
-            if v.unlabelled or "pseudo-real" in v.parts:
+            if v.unlabelled or "pseudo-real" in v.parts or v.use.semi_supervised != "none":
                 raise ValueError(f"study.variants: {name!r} (labelled few, unlabelled many) is "
                                  "for the sweep's when points; name it in sweep.when_variants")
         for name, variant in self.compose.variants.items():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from synthaug.pipeline.classifiers.config import TrainConfig
-from synthaug.pipeline.classifiers.training import fit, fit_variant
+from synthaug.pipeline.classifiers.trainer import fit_variant
+from synthaug.pipeline.classifiers.training import fit
 from synthaug.pipeline.classifiers.use import Use
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.compose import compose_variant
@@ -109,17 +110,17 @@ def test_pretrain_finetune_fine_tunes_on_the_real_images_alone():
     v = variant(UseConfig(schedule="pretrain_finetune", finetune_epochs=2))
     use = Use.of(v.meta, v.provenance)
     seen = []
-    orig = fit.__globals__["fit"]
+    orig = fit_variant.__globals__["fit"]
 
     def spy(model, train, val, cfg, device, generator, use=None, **kw):
         seen.append((cfg.epochs, cfg.lr, None if use is None else use.base().tolist()))
         return orig(model, train, val, cfg, device, generator, use=use, **kw)
 
-    fit.__globals__["fit"] = spy
+    fit_variant.__globals__["fit"] = spy
     try:
         _, r = _train(v, use)
     finally:
-        fit.__globals__["fit"] = orig
+        fit_variant.__globals__["fit"] = orig
     assert [s[0] for s in seen] == [2, 2] and seen[1][1] == pytest.approx(seen[0][1] * 0.3)
     assert seen[1][2] == use.real_only().tolist() == list(range(18))
     assert r.epochs_run == 4 and 3 <= r.best_epoch <= 4

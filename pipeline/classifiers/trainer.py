@@ -3,6 +3,7 @@ its on-the-fly augmentation, and fits it with the loop of `training.py`. The stu
 (`cell.Cell`), the sweep and "when" points, the judge, CAS and `synthaug.train` all use it."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -10,9 +11,32 @@ import torch
 from torch import nn
 
 from synthaug.pipeline.classifiers.config import TrainConfig
-from synthaug.pipeline.classifiers.training import FitResult, fit_variant
+from synthaug.pipeline.classifiers.training import FitResult, fit
 from synthaug.pipeline.classifiers.use import Use
 from synthaug.pipeline.core.distributed import SINGLE, Dist
+
+
+def fit_variant(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val, cfg: TrainConfig,
+                device: torch.device, generator: torch.Generator, use: Use | None = None,
+                **kw) -> FitResult:
+    """`fit` with a variant's recipe of use; `pretrain_finetune` fits on the whole variant,
+    then fine-tunes the best model on its real images alone (fresh optimiser and schedule,
+    lr x finetune_lr_mult) and keeps the fine-tuning phase's best epoch."""
+    epochs = cfg.epochs if use is None else use.epochs(cfg.epochs)  # fixmatch.epochs
+    first = fit(model, train, val, cfg.model_copy(update={"epochs": epochs}), device, generator,
+                use=use, **kw)
+    if use is None or use.schedule != "pretrain_finetune":
+        return first
+    tune = cfg.model_copy(update={"epochs": use.finetune_epochs, "lr": cfg.lr * use.finetune_lr_mult})
+    real = dataclasses.replace(use, synthetic_weight=1.0, replace_p=0.0, draw=use.real_only())
+    on_epoch = kw.pop("on_epoch", None)
+    shift = lambda row: {**row, "epoch": row["epoch"] + first.epochs_run, "phase": "finetune"}
+    second = fit(model, train, val, tune, device, generator, use=real, **kw,
+                 on_epoch=None if on_epoch is None else lambda row: on_epoch(shift(row)))
+    return dataclasses.replace(second, best_epoch=second.best_epoch + first.epochs_run,
+                               epochs_run=first.epochs_run + second.epochs_run,
+                               seconds=first.seconds + second.seconds,
+                               history=first.history + [shift(r) for r in second.history])
 
 
 class Training:

@@ -8,7 +8,6 @@ by validation loss).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -105,6 +104,7 @@ class _Loop:
     scaler: object
     batch_aug: object = None
     aug_gen: torch.Generator | None = None
+    semi: object = None  # pipeline.classifiers.semi.FixMatch: unlabelled images in each step
 
 
 def _loop(model: nn.Module, train, val, cfg: TrainConfig, device: torch.device,
@@ -139,6 +139,10 @@ def _loop(model: nn.Module, train, val, cfg: TrainConfig, device: torch.device,
         # its own stream on the device, one per rank (each rank augments its own part)
         seed = int(torch.randint(2**62, (1,), generator=generator)) + dist.rank
         loop.aug_gen = torch.Generator(device).manual_seed(seed)
+    if use is not None and (semi := use.semi_config()) is not None:
+        from synthaug.pipeline.classifiers.semi import FixMatch
+
+        loop.semi = FixMatch(use.unlabelled, semi, device, generator, dist)
     return loop
 
 
@@ -174,7 +178,10 @@ def _train_epoch(net: nn.Module, model: nn.Module, loop: _Loop, cfg: TrainConfig
             xb = loop.batch_aug(xb, loop.aug_gen)
         xb = layout(xb, cfg.channels_last)
         with torch.autocast(device.type, dtype=loop.dtype, enabled=loop.dtype is not None):
-            logits = net(xb)
+            if loop.semi is None:
+                logits = net(xb)
+            else:  # with the unlabelled images' weak and strong views, in one pass
+                logits, logits_u = loop.semi.forward(net, xb, cfg.batch_size, cfg.channels_last)
             if loop.weights is None:
                 loss = loop.criterion(logits.float(), yb)
             else:  # gather (memory-mapped) reads a batch in ascending index order
@@ -182,6 +189,8 @@ def _train_epoch(net: nn.Module, model: nn.Module, loop: _Loop, cfg: TrainConfig
                     else idx[part].sort().values
                 w = loop.weights[sel.to(device)]
                 loss = (loop.per_sample(logits.float(), yb) * w).sum() / w.sum().clamp_min(1e-12)
+            if loop.semi is not None:
+                loss = loss + loop.semi.loss(logits_u)
         _step(loop, loss * weight)
         n = len(yb) if weight else 0
         # sums stay on the device: no host sync per step
@@ -227,15 +236,14 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         augment: OnlineAugment | None = None, dist: Dist = SINGLE,
         use: Use | None = None) -> FitResult:
     """Train `model` on (images, labels) with early stopping on `val`; returns the best state.
-
     `on_epoch` gets each epoch's row (losses, accuracies, lr, seconds, best: improved or not).
     `augment` (built on the same training images) replaces each epoch's batches by freshly
     augmented ones, drawn on the CPU in the same shuffled order; `cfg.batch_augment` augments
     every batch on `device` instead. Under torchrun (`dist`) every rank trains its part of each
-    batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as one
-    process. `use` (pipeline.classifiers.use) weights the synthetic samples' loss and/or swaps
-    real images for their synthetic variants; its schedule is `fit_variant`'s.
-    """
+    batch and the gradients are averaged (pipeline.core.distributed): the same steps and data as
+    one process. `use` (pipeline.classifiers.use): the variant's recipe of use (loss weights,
+    swaps for synthetic variants, FixMatch on unlabelled images); trainer.fit_variant: its
+    schedule."""
     loop = _loop(model, train, val, cfg, device, generator, use, dist)
     best = (-1.0, math.inf)
     result = FitResult(copy.deepcopy(model.state_dict()), 0, 0.0, 0, False, 0.0)
@@ -255,7 +263,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_accuracy": train_correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - start,
-               "samples": int(seen)}  # trained on this epoch, all ranks together
+               "samples": int(seen),  # trained on this epoch, all ranks together
+               **({} if loop.semi is None else loop.semi.stats())}
         result.history.append(row)
         result.epochs_run = epoch
         improved = (val_acc, -val_loss) > (best[0], -best[1])
@@ -275,23 +284,3 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     model.load_state_dict(result.best_state)
     return result
 
-
-def fit_variant(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val, cfg: TrainConfig,
-                device: torch.device, generator: torch.Generator, use: Use | None = None,
-                **kw) -> FitResult:
-    """`fit` with a variant's recipe of use; `pretrain_finetune` fits on the whole variant,
-    then fine-tunes the best model on its real images alone (fresh optimiser and schedule,
-    lr x finetune_lr_mult) and keeps the fine-tuning phase's best epoch."""
-    first = fit(model, train, val, cfg, device, generator, use=use, **kw)
-    if use is None or use.schedule != "pretrain_finetune":
-        return first
-    tune = cfg.model_copy(update={"epochs": use.finetune_epochs, "lr": cfg.lr * use.finetune_lr_mult})
-    real = dataclasses.replace(use, synthetic_weight=1.0, replace_p=0.0, draw=use.real_only())
-    on_epoch = kw.pop("on_epoch", None)
-    shift = lambda row: {**row, "epoch": row["epoch"] + first.epochs_run, "phase": "finetune"}
-    second = fit(model, train, val, tune, device, generator, use=real, **kw,
-                 on_epoch=None if on_epoch is None else lambda row: on_epoch(shift(row)))
-    return dataclasses.replace(second, best_epoch=second.best_epoch + first.epochs_run,
-                               epochs_run=first.epochs_run + second.epochs_run,
-                               seconds=first.seconds + second.seconds,
-                               history=first.history + [shift(r) for r in second.history])

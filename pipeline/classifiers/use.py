@@ -14,6 +14,10 @@ holds; `Use.of` reads that from the variant's meta.json and manifest, and `train
 - `schedule: pretrain_finetune`: train on the whole variant, then fine-tune the best model on
   its real images only for `finetune_epochs` at lr x `finetune_lr_mult` (the pre-train /
   fine-tune use of synthetic data, e.g. Azizi et al. 2023, Fan et al. 2024).
+- `semi_supervised: fixmatch`: the labelled-few, unlabelled-many control: the variant's images
+  plus the rest of the train pool WITHOUT labels (`unlabelled`, which the sweep's when points
+  hand in), trained with FixMatch's consistency loss (Sohn et al. 2020; pipeline/classifiers/
+  semi.py).
 Classic augmentation on top of a synthetic variant is the variant's `online_augment`.
 """
 from __future__ import annotations
@@ -39,6 +43,10 @@ class Use:
     finetune_epochs: int = 3
     finetune_lr_mult: float = 0.3
     draw: np.ndarray | None = None  # the indices the stream draws from (None: see base())
+    semi_supervised: str = "none"
+    fixmatch: dict | None = None  # FixMatchConfig's fields
+    unlabelled: np.ndarray | None = None  # N x H x W x C uint8, no labels (semi_supervised)
+    where: str = "variant"  # its name in errors
 
     @classmethod
     def of(cls, meta: dict, manifest: list[dict] | None, where: str = "variant") -> Use | None:
@@ -58,7 +66,7 @@ class Use:
         for i, r in enumerate(manifest):
             if synthetic[i] and r.get("parent") not in (None, ""):
                 parent[i] = real_at.get(int(float(r["parent"])), -1)
-        use = cls(synthetic, parent, **spec)
+        use = cls(synthetic, parent, **spec, where=where)
         if use.replace_p > 0 and not (parent >= 0).any():
             raise SynthaugError(f"{where}: use.replace_p needs a synthetic part whose images "
                                 "have a parent (a posterior_jitter or img2img set)")
@@ -105,3 +113,19 @@ class Use:
     def real_only(self) -> np.ndarray:
         """The indices of the real images (the fine-tuning set of pretrain_finetune)."""
         return np.flatnonzero(~self.synthetic)
+
+    def semi_config(self):
+        """The FixMatch settings (pipeline.classifiers.semi) of a semi_supervised recipe, or None."""
+        if self.semi_supervised == "none":
+            return None
+        from synthaug.pipeline.data.config import FixMatchConfig
+
+        if self.unlabelled is None or not len(self.unlabelled):
+            raise SynthaugError(f"{self.where}: use.semi_supervised needs unlabelled images; only "
+                                "the sweep's when points give them (sweep.when_variants)")
+        return FixMatchConfig.model_validate(self.fixmatch or {})
+
+    def epochs(self, epochs: int) -> int:
+        """The variant's train.epochs: fixmatch.epochs where set, else the recipe's."""
+        cfg = self.semi_config()
+        return epochs if cfg is None or cfg.epochs is None else cfg.epochs

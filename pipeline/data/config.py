@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from synthaug.pipeline.augment.config import AugmentSpec
+from synthaug.pipeline.augment.config import AugmentSpec, BatchAugmentSpec
 from synthaug.pipeline.core.settings import Seed, Section
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
@@ -75,6 +75,25 @@ class PrepareConfig(Section):
         return self
 
 
+class FixMatchConfig(Section):
+    """FixMatch (Sohn et al. 2020; pipeline/classifiers/semi.py): the unlabelled images' part of
+    each step. The defaults were chosen on the validation split (docs: "Recipes of use")."""
+
+    tau: float = Field(0.95, ge=0.0, le=1.0, description=(
+        "confidence threshold: an unlabelled image's pseudo-label (argmax on its weak view) "
+        "counts where the softmax probability is >= tau (0.95 in the paper)"))
+    lambda_u: NonNegativeFloat = Field(1.0, description=(
+        "weight of the unlabelled (consistency) loss against 1 for the labelled loss"))
+    mu: PositiveInt = Field(7, description="unlabelled images per labelled image in each step")
+    weak: BatchAugmentSpec = Field("light", description=(
+        "the weak view (labelled batch and pseudo-labels): a batch-augment preset or mapping"))
+    strong: BatchAugmentSpec = Field("heavy", description=(
+        "the strong view the pseudo-labels train: a batch-augment preset or mapping"))
+    epochs: PositiveInt | None = Field(None, description=(
+        "train.epochs for this variant (null: the model's recipe): the consistency loss "
+        "needs more steps than supervised training to pay off"))
+
+
 class UseConfig(Section):
     """How a variant's synthetic images enter training (pipeline/classifiers/use.py says where
     each recipe comes from); the defaults are plain mixing."""
@@ -92,6 +111,12 @@ class UseConfig(Section):
     finetune_epochs: PositiveInt = Field(3, description="pretrain_finetune: real-only epochs")
     finetune_lr_mult: PositiveFloat = Field(0.3, description=(
         "pretrain_finetune: the fine-tuning peak lr = train.lr x this"))
+    semi_supervised: Literal["none", "fixmatch"] = Field("none", description=(
+        "sweep when points only: `fixmatch` also trains on the rest of the train pool "
+        "WITHOUT its labels (FixMatch, settings under `fixmatch`): the labelled-few, "
+        "unlabelled-many control"))
+    fixmatch: FixMatchConfig = Field(FixMatchConfig(), description=(
+        "semi_supervised: fixmatch: threshold, loss weight, unlabelled per labelled, views"))
 
     def plain(self) -> bool:
         return self == UseConfig()
@@ -178,6 +203,7 @@ def _default_variants() -> dict[str, VariantConfig]:
         # labelled few, unlabelled many (sweep when points only): self-training, the control
         "self-training": v(parts=["real", "pseudo-real"], ratio=1.0),
         "real+vae-unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),
+        "fixmatch": v(use=UseConfig(semi_supervised="fixmatch")),  # the competent control
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }
 

@@ -109,7 +109,8 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     """A when point's training set, its variant composed on the k-per-class split alone:
     (images, labels, variant name, its recipe of use or None, its online augmentation).
     Labelled few, unlabelled many: `pseudo-real` and `unlabelled` variants see the rest of
-    the pool with the labels `label` (a classifier trained on the split) gives it."""
+    the pool with the labels `label` (a classifier trained on the split) gives it; a
+    `use.semi_supervised` recipe (FixMatch) gets those images without labels."""
     from synthaug.pipeline.classifiers.use import Use
     from synthaug.pipeline.augment.expand import expand
     from synthaug.pipeline.data.compose import compose_variant
@@ -147,6 +148,8 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
             parts.update(synthesize(k, real))
     v = compose_variant(point.variant, cfg, parts, compose.seed)
     use = Use.of(v.meta, v.provenance, f"compose.variants.{point.variant}")
+    if cfg.use.semi_supervised != "none":  # FixMatch: the rest of the pool, its labels dropped
+        use.unlabelled = np.asarray(held_out(data.pool, k, pool_seed(data.pool)).images)
     return v.images, v.labels, point.variant, use, v.meta.get("online_augment")
 
 

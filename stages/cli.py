@@ -20,6 +20,7 @@ from synthaug.stages import (
     augment,
     check,
     compose,
+    crossval,
     evaluate,
     export,
     judge,
@@ -55,6 +56,7 @@ app.command("compose")(compose.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
 app.command("sweep")(sweep.command)
+app.command("crossval")(crossval.command)
 app.command("report")(report.command)
 app.command("export")(export.command)
 app.add_typer(models.app, name="models")

@@ -68,6 +68,8 @@ class PathsConfig(Section):
         "quality: quality.md, quality.json, figures/"))
     sweep: Path = Field(Path("metrics/sweep"), description=(
         "sweep: <model>/results.json, one row per point"))
+    crossval: Path = Field(Path("metrics/crossval"), description=(
+        "crossval: results.json, the protocol chosen and one row per unit, variant and model"))
     timings: Path = Field(Path("metrics/timings"), description=(
         "every stage: <stage>.json (cells: <stage>/<cell>.json), wall and CPU seconds, peak "
         "memory and the machine, for `dvc metrics show`"))

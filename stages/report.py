@@ -56,7 +56,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         if (run / "predictions.csv").is_file():
             (plots / "best_confusion.csv").write_bytes((run / "predictions.csv").read_bytes())
         drawn = results.draw(s, rows, confusion, figs)
-        results_file.write_text(json.dumps(results.results_json(rows, s.sweeps, s.when), indent=2) + "\n")
+        results_file.write_text(json.dumps(results.results_json(rows, s.sweeps, s.when, s.crossval,
+                                                                s.crossval_rows), indent=2) + "\n")
         for part in ("study", "quality"):  # both dvc metrics folders, even without a quality record
             (headline / part).mkdir()
         for rel, numbers in results.summary(rows, s.quality).items():
@@ -71,7 +72,7 @@ def _study(p):
     """What the stages left, as a pipeline.report.study.Study; a SynthaugError without cells."""
     from synthaug.pipeline.core.errors import SynthaugError
     from synthaug.pipeline.data.prepare import prepare_record
-    from synthaug.pipeline.report import inputs, sweeps, when
+    from synthaug.pipeline.report import crossval, inputs, sweeps, when
     from synthaug.pipeline.report.study import Layout, Study
 
     layout = Layout.of(p.paths)
@@ -92,7 +93,9 @@ def _study(p):
     merged = sweeps.merge(swept, cells,
                           p.sweep.ratio_variant, k, variant.ratio,
                           [*p.sweep.models, *p.study.models])
+    cv = crossval.read_record(p.paths.crossval)
     return Study(study=p.study, cells=cells, layout=layout, sweep=p.sweep,
+                 crossval=cv, crossval_rows=crossval.summarise(cv) if cv and cv["rows"] else [],
                  train_per_class=k, ratio=variant.ratio,
                  ratio_parts=list(variant.synthetic_parts()), runs=runs, missing=missing,
                  splits=splits, panels=panels, unsampled=unsampled,

@@ -73,7 +73,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     variants = sorted({pt.variant for pts in points.values() for pt in pts})
     job = SweepJob(p.train, p.models, p.compose, p.augment, s.ratio_variant, p.paths.prepared,
                    p.paths.synthetic, parts, data.pool is not None, str(device),
-                   functools.partial(_synthesizer, p, variants))
+                   functools.partial(when_synthesizer, p, variants))
     workers, threads = plan(len(groups(points, p.compose)), device.type, s.workers)
     total = sum(map(len, points.values()))
     say(f"sweep {', '.join(models)}: {total} point(s) on {device}"
@@ -92,7 +92,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     return model  # the timing file: paths.timings/sweep.json (--model M: sweep/M.json)
 
 
-def _synthesizer(p, variants: list[str], val, device):
+def when_synthesizer(p, variants: list[str], val, device):
     """The when points' synthetic sets: generators trained per k (generators.lowdata); called
     in each sweep worker (it pickles as a partial of this module's function)."""
     names = sorted({s for v in variants if v for s in p.compose.variants[v].synthetic_parts()})

@@ -44,7 +44,7 @@ import yaml  # noqa: E402
 from conftest import one_line_error  # noqa: E402
 
 PIPELINE_ORDER = ["check", "prepare", "augment", "judge", "train-generator", "sample", "quality",
-                  "compose", "train", "evaluate", "sweep", "report", "export", "models"]
+                  "compose", "train", "evaluate", "sweep", "crossval", "report", "export", "models"]
 ALL_COMMANDS = [*PIPELINE_ORDER, "models summary", "models list"]
 
 

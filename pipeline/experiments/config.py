@@ -2,6 +2,8 @@
 variant x model x seed matrix."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from synthaug.pipeline.core.settings import Seed, Section
@@ -62,4 +64,12 @@ class StudyConfig(Section):
     workers: NonNegativeInt = Field(0, description=(
         "processes that train the cells side by side on a CPU, one thread each; 0: one "
         "per core (at most 4), 1: one after the other in the command's process (a GPU always)"))
+    protocol: Literal["auto", "holdout", "kfold"] = Field("auto", description=(
+        "how the study is tested: holdout (the prepared test split), kfold (repeated "
+        "stratified k-fold over every labelled image: the crossval stage), or auto: k-fold "
+        "when the test split holds fewer than 30 images of some class, else holdout"))
+    folds: int = Field(5, ge=2, le=20, description=(
+        "k-fold: folds per repeat (each labelled image is tested once per repeat)"))
+    repeats: PositiveInt = Field(1, description=(
+        "k-fold: repeats, each a fresh stratified partition (cost: folds x repeats units)"))
 

@@ -102,8 +102,10 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> dict:
-    """results.json (for `dvc metrics show`): "<variant>/<model>" and the sweeps' points."""
+def results_json(rows: list[dict], sweeps: dict, when: dict | None = None,
+                 crossval: dict | None = None, crossval_rows: list[dict] | None = None) -> dict:
+    """results.json (for `dvc metrics show`): "<variant>/<model>", the sweeps' points, the
+    when points, the protocol and, under k-fold, "crossval/<variant>/<model>"."""
     out = {f"{r['variant']}/{r['model']}": {
         "accuracy_mean": r["mean"], "accuracy_ci_low": r["low"], "accuracy_ci_high": r["high"],
         "macro_f1_mean": r["macro_f1"], "seeds": len(r["seeds"]),
@@ -119,6 +121,9 @@ def results_json(rows: list[dict], sweeps: dict, when: dict | None = None) -> di
         from synthaug.pipeline.report.when import results as when_results
 
         out.update(when_results(when))
+    from synthaug.pipeline.report.crossval import results as crossval_results
+
+    out.update(crossval_results(crossval_rows or [], crossval))
     return out
 
 
@@ -171,7 +176,7 @@ def plot_data(cells: dict[Cell, dict]) -> dict[str, str]:
 # the report's figures that dvc.yaml's top-level plots name: each exists after every report
 # (a placeholder that says why where there is nothing to draw), whatever the params
 REGISTERED = ("accuracy.png", "learning_curves.png", "best_confusion.png", "samples.png",
-              "sweep_real_per_class.png", "sweep_ratio.png", "when_cnn.png")
+              "sweep_real_per_class.png", "sweep_ratio.png", "when_cnn.png", "crossval.png")
 
 
 def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[str]:
@@ -215,13 +220,19 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
                    title=f"when does it help ({model}): each line's generators trained per k",
                    marks={float(s.train_per_class): "study"} if s.train_per_class else None)
         drawn.add(f"when_{model}.png")
+    if s.crossval_rows:
+        difference_forest(s.crossval_rows, figs / "crossval.png", BASELINE,
+                          title="cross-validated paired difference to real over units "
+                                "(repeat x fold): corrected 95% CI and MDE")
+        drawn.add("crossval.png")
     from synthaug.pipeline.figures.results import not_drawn
 
     why = {"best_confusion.png": "no cell has a confusion matrix",
            "samples.png": "no split or set to show",
            "sweep_real_per_class.png": "the sweep has no model with more than one point",
            "sweep_ratio.png": "the sweep has no model with more than one point",
-           "when_cnn.png": "no 'when' points for cnn (sweep.when_models, sweep.when_per_class)"}
+           "when_cnn.png": "no 'when' points for cnn (sweep.when_models, sweep.when_per_class)",
+           "crossval.png": "the study is tested on a single holdout split (report: Protocol)"}
     for name in REGISTERED:
         if not (figs / name).exists():
             not_drawn(figs / name, name.removesuffix(".png").replace("_", " "), why[name])

@@ -51,7 +51,8 @@ class Study:
     data sets (dicts: title, subtitle, images, labels, class_names); unsampled: sample sets
     without a packed set; training_sets: variant -> its composed set's meta; sweeps: see
     pipeline.report.sweeps.merge; quality: quality.json's content, None without one; when:
-    model -> pipeline.report.when.compare of its lines.
+    model -> pipeline.report.when.compare of its lines. crossval: the crossval stage's record
+    (None before it ran), crossval_rows: its comparison (k-fold only).
     ratio / ratio_parts: the ratio and synthetic parts of `sweep.ratio_variant`."""
     study: StudyConfig
     cells: dict[Cell, dict]
@@ -70,6 +71,8 @@ class Study:
     quality: dict | None = None
     when: dict | None = None  # model -> pipeline.report.when.compare(...) of its lines
     skipped: list[dict] = field(default_factory=list)  # sweep points skipped: model + record
+    crossval: dict | None = None  # the crossval stage's record (protocol, units, rows)
+    crossval_rows: list[dict] = field(default_factory=list)  # pipeline.report.crossval.summarise
 
     def run(self, cell: Cell) -> Path:
         """A cell's run sub-path (variant/model/seedN unless `runs` says otherwise)."""

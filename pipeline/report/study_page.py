@@ -1,7 +1,7 @@
 """report.md: the study's answer on one page, section by section, from a `Study`."""
 from __future__ import annotations
 
-from synthaug.pipeline.report import quality_page, results, sweeps, timings, when
+from synthaug.pipeline.report import crossval, quality_page, results, sweeps, timings, when
 from synthaug.pipeline.report.study import SPLITS, Study, pct, plural
 
 
@@ -132,15 +132,21 @@ def markdown(s: Study, rows: list[dict], drawn: set) -> str:
     """The whole page. rows: pipeline.report.results.summarise(s); drawn: the optional
     figures drawn (pipeline.report.results.draw)."""
     source = next(iter(s.splits.values())).meta.get("source", "?") if s.splits else "?"
+    cv = crossval.answer(s.crossval, s.crossval_rows)  # k-fold: the answer's first lines
     parts = [
         "# synthaug report",
         "",
         (f"Source `{source}`, {s.train_per_class or 'all'} real training images per "
-         f"class; every accuracy is on the held-out real test split. {len(s.cells)} cells "
+         f"class; every accuracy is on held-out real images. {len(s.cells)} cells "
          f"({plural(s.study.variants, 'variant')} x {plural(s.study.models, 'model')} x "
-         f"{plural(s.study.seeds, 'seed')})."),
+         f"{plural(s.study.seeds, 'seed')}) on the prepared test split"
+         + (f" ({len(s.splits.get('test', []))} images: too few to decide, so the cross-validated "
+            "comparison below is the answer and the rows after it one split's view)."
+            if cv else ").")),
         "",
+        *([cv, ""] if cv else []),
         *([answer, ""] if (answer := when.answer(s, rows)) else []),
+        *crossval.section(s.crossval, s.crossval_rows, drawn),
         *data_section(s),
         *results_section(s, rows, drawn),
         *when.section(s, drawn),

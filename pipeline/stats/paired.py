@@ -116,3 +116,59 @@ def paired_test(variant, baseline, alpha: float = 0.05) -> Paired:
     sd = s.std if len(d) > 1 else float("nan")
     return Paired(len(d), s.mean, s.low, s.high, p, bool(not math.isnan(p) and p < alpha), sd,
                   mde(sd, len(d), alpha), seeds_needed(s.mean, sd, alpha))
+
+
+def corrected_mde(sd_diff: float, n: int, rho: float, alpha: float = ALPHA,
+                  power: float = POWER) -> float:
+    """The MDE of `corrected_test` over n units: as `mde`, with 1/n replaced by 1/n + rho."""
+    from scipy import stats
+
+    if n < 2 or sd_diff is None or math.isnan(sd_diff):
+        return float("nan")
+    df = n - 1
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * sd_diff
+                 * math.sqrt(1 / n + rho))
+
+
+def corrected_test(variant, baseline, rho: float, alpha: float = ALPHA,
+                   most: int = MAX_SEEDS) -> Paired:
+    """Paired t-test over the units of a (repeated) k-fold cross-validation with the
+    variance corrected for the overlap of the units' training sets (Nadeau and Bengio 2003,
+    "Inference for the generalization error", Mach. Learn. 52:239-281; as Bouckaert and
+    Frank 2004's corrected repeated k-fold test): var = (1/n + rho) s^2, rho = test images /
+    training images of a unit (1/(folds - 1) for k-fold). `seeds_needed` is here the units
+    (folds x repeats) the observed difference would need for 80% power at this rho; None
+    when no number of repeats can reach it (the rho term does not shrink with repeats: only
+    more labelled images can decide it)."""
+    from scipy import stats
+
+    a, b = np.asarray(variant, dtype=float), np.asarray(baseline, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same units: {a.shape} vs {b.shape}")
+    d = a - b
+    n, mean = len(d), float(d.mean())
+    if n < 2:
+        return Paired(n, mean, mean, mean, float("nan"), False)
+    sd = float(d.std(ddof=1))
+    se = sd * math.sqrt(1 / n + rho)
+    if se == 0:
+        p = 0.0 if mean != 0 else float("nan")
+        low = high = mean
+    else:
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * se
+        low, high = mean - half, mean + half
+        p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    needed = None
+    if sd == 0:
+        needed = 2
+    elif mean != 0 and corrected_mde(sd, most, rho, alpha) <= abs(mean):
+        lo, hi = 2, most
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if corrected_mde(sd, mid, rho, alpha) <= abs(mean):
+                hi = mid
+            else:
+                lo = mid + 1
+        needed = lo
+    return Paired(n, mean, low, high, p, bool(not math.isnan(p) and p < alpha), sd,
+                  corrected_mde(sd, n, rho, alpha), needed)

@@ -1,0 +1,284 @@
+"""The small-data protocol: repeated stratified k-fold cross-validation of the study.
+
+On a small data set a held-out test split is too small to decide anything (at 10 test images
+per class one image is several points), so `study.protocol: auto` cross-validates instead
+when the prepared test split holds fewer than MIN_TEST_PER_CLASS images of some class (the
+rule, `choose`), and keeps the single holdout on larger data. Cross-validation:
+
+- every labelled image (the train pool, val and test splits that `synthaug prepare` wrote,
+  duplicates already removed) falls into one of `folds` stratified, seeded folds, and this is
+  repeated `repeats` times with a fresh partition (`partition`): every labelled image is
+  tested once per repeat;
+- per fold (a *unit*: repeat r, fold f) the other folds are split into a val split
+  (`prepare.val_fraction` of all images, stratified) and a train pool, from which the k images
+  per class of `prepare.train_per_class` are drawn as prepare draws them, the rest held back
+  for the `more-real` control (`fold_split`);
+- generators, classic copies and classifiers are trained per unit on that unit's k-per-class
+  split only (the variants are composed as the sweep's when points compose them:
+  `sweep.when_set`; generators through the caller's `synthesizer`), model selection on the
+  unit's val split, each classifier tested once on the unit's test fold, which nothing saw
+  before;
+- each unit trains with its own seed (its index), so the spread across units counts the data
+  split's variance and the initialisation's together (Bouthillier et al. 2021, "Accounting
+  for variance in machine learning benchmarks", MLSys);
+- every test prediction is kept, so comparisons are paired per image and per unit; the
+  intervals (pipeline.stats.paired.corrected_test) correct the t-test for the overlap of the
+  units' training sets (Nadeau and Bengio 2003).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from synthaug.pipeline.augment.config import AugmentConfig
+from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.data.config import ComposeConfig
+
+MIN_TEST_PER_CLASS = 30  # holdout needs this many test images in every class, else k-fold
+
+
+def choose(setting: str, test_counts: np.ndarray) -> tuple[str, str]:
+    """("kfold" | "holdout", the rule's reason in one line) for `study.protocol` = `setting`
+    and the prepared test split's images per class."""
+    if setting != "auto":
+        return setting, f"study.protocol: {setting} as set"
+    least = int(np.min(test_counts)) if len(test_counts) else 0
+    if least >= MIN_TEST_PER_CLASS:
+        return "holdout", (f"study.protocol auto chose holdout: the test split holds at least "
+                           f"{least} images of every class (k-fold below {MIN_TEST_PER_CLASS})")
+    return "kfold", (f"study.protocol auto chose k-fold: a held-out test split would hold only "
+                     f"{least} image(s) of its smallest class (holdout needs "
+                     f"{MIN_TEST_PER_CLASS}), too few to decide a difference of a few points")
+
+
+def partition(labels: np.ndarray, folds: int, repeats: int, seed: int) -> np.ndarray:
+    """repeats x N fold ids: each row a stratified, seeded partition of the images into
+    `folds` folds (seed + r for repeat r)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out = np.full((repeats, len(labels)), -1, np.int64)
+    for r in range(repeats):
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + r)
+        for f, (_, test) in enumerate(skf.split(np.zeros(len(labels)), labels)):
+            out[r, test] = f
+    return out
+
+
+def fold_split(labels: np.ndarray, fold_of: np.ndarray, fold: int, val_fraction: float,
+               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, val, test) indices of one unit: test = the fold, val = `val_fraction` of
+    all images (at least one per class) drawn stratified from the other folds, the train
+    pool the rest."""
+    from sklearn.model_selection import train_test_split
+
+    test = np.flatnonzero(fold_of == fold)
+    rest = np.flatnonzero(fold_of != fold)
+    n_val = max(len(np.unique(labels)), int(round(val_fraction * len(labels))))
+    pool, val = train_test_split(rest, test_size=n_val, stratify=labels[rest],
+                                 random_state=seed + fold)
+    return np.sort(pool), np.sort(val), test
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    repeat: int
+    fold: int
+
+    @property
+    def name(self) -> str:
+        return f"r{self.repeat}f{self.fold}"
+
+
+def units(folds: int, repeats: int) -> list[Unit]:
+    return [Unit(r, f) for r in range(repeats) for f in range(folds)]
+
+
+def unit_seed(unit: Unit, folds: int) -> int:
+    """Each unit's classifier seed and k-per-class draw: its index."""
+    return unit.repeat * folds + unit.fold
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldJob:
+    """Everything a cross-validation worker needs, all picklable: the recipes, the study's
+    variants and models, where the prepared data are and how to split it. `synthesizer`: a
+    module-level function (val, device) -> Synthesize | None (generators live above
+    pipeline/)."""
+    train: TrainConfig
+    custom_models: dict
+    compose: ComposeConfig
+    augment: AugmentConfig
+    prepared: Path
+    variants: list[str]
+    models: list[str]
+    folds: int
+    repeats: int
+    seed: int  # prepare.seed: the partition's seed
+    val_fraction: float
+    train_per_class: int | str | None  # prepare.train_per_class as set (auto: per unit)
+    device: str
+    synthesizer: Callable | None = None
+
+
+def labelled(prepared: Path):
+    """Every labelled image prepare kept (train pool, val, test; duplicates removed), in
+    memory, as one PackedDataset in that order."""
+    from synthaug.pipeline.data.prepare import read_pool
+    from synthaug.pipeline.data.storage import PackedDataset, read_dataset
+
+    parts = [read_pool(prepared), *(read_dataset(prepared / s) for s in ("val", "test"))]
+    return PackedDataset(np.concatenate([np.asarray(p.images) for p in parts]),
+                         np.concatenate([np.asarray(p.labels) for p in parts]),
+                         list(parts[0].class_names), {"kind": "labelled"})
+
+
+def unit_k(setting, pool_labels: np.ndarray, names: list[str]) -> tuple[int, np.ndarray]:
+    """(k per class for a unit, its train pool's class counts): `prepare.train_per_class`
+    resolved on this pool as prepare resolves it (null: the smallest class, all of it)."""
+    from synthaug.pipeline.data.per_class import resolve_train_per_class
+
+    counts = np.bincount(pool_labels, minlength=len(names))
+    k, _ = resolve_train_per_class(setting, [(n, int(c)) for n, c in zip(names, counts)])
+    return (int(counts.min()) if k is None else k), counts
+
+
+class Worker:
+    """One process's share of the cross-validation: all labelled images and the partition;
+    each job is one unit's variants (its generators trained once) for some models."""
+
+    def __init__(self, job: FoldJob):
+        import torch
+
+        self.job, self.device = job, torch.device(job.device)
+        self.data = labelled(job.prepared)
+        self.fold_of = partition(self.data.labels, job.folds, job.repeats, job.seed)
+
+    def unit_data(self, unit: Unit):
+        """(SweepData of this unit: its val, test and train pool; k; its test indices)."""
+        from synthaug.pipeline.data.storage import PackedDataset
+        from synthaug.pipeline.experiments.sweep import SweepData
+
+        d, j = self.data, self.job
+        pool, val, test = fold_split(d.labels, self.fold_of[unit.repeat], unit.fold,
+                                     j.val_fraction, j.seed)
+
+        def pack(idx: np.ndarray, meta: dict) -> PackedDataset:
+            return PackedDataset(d.images[idx], d.labels[idx], list(d.class_names), meta)
+
+        k, _ = unit_k(j.train_per_class, d.labels[pool], list(d.class_names))
+        train_pool = pack(pool, {"kind": "split", "content_hash": f"cv-{unit.name}",
+                                 "prepare": {"seed": j.seed + unit_seed(unit, j.folds)}})
+        data = SweepData(None, pack(val, {"kind": "val"}), pack(test, {"kind": "test"}),
+                         train_pool, {})
+        return data, k, test
+
+    def run(self, item: tuple[Unit, list[tuple[str, str]]]) -> list[dict]:
+        """Train and test every (variant, model) of `item` on its unit: one row each, with
+        the test predictions in the order of the unit's test indices."""
+        from synthaug.pipeline.classifiers.config import recipe
+        from synthaug.pipeline.classifiers.metrics import classification_metrics
+        from synthaug.pipeline.classifiers.trainer import train_classifier
+        from synthaug.pipeline.classifiers.training import predict
+        from synthaug.pipeline.experiments.sweep import Point, when_set
+
+        unit, todo = item
+        j = self.job
+        data, k, test_idx = self.unit_data(unit)
+        seed, names = unit_seed(unit, j.folds), list(data.test.class_names)
+        synthesize = None if j.synthesizer is None else j.synthesizer(data.val, self.device)
+        rows, sets = [], {}
+        for variant, model in todo:
+            if variant not in sets:
+                sets[variant] = when_set(Point("when", k, seed, variant), data, j.compose,
+                                         j.augment, synthesize)
+            images, labels, _, use, online = sets[variant]
+            net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
+                                           names, recipe(j.train, model, seed), j.custom_models,
+                                           self.device, use=use, online=online)
+            pred = predict(net, data.test.images, self.device).argmax(1).numpy()
+            m = classification_metrics(data.test.labels, pred, names)
+            rows.append({"repeat": unit.repeat, "fold": unit.fold, "seed": seed, "k": k,
+                         "variant": variant, "model": model, "accuracy": m["accuracy"],
+                         "macro_f1": m["macro_f1"], "train_images": int(len(labels)),
+                         "test_index": test_idx.tolist(), "labels": data.test.labels.tolist(),
+                         "pred": pred.astype(int).tolist(),
+                         "train_seconds": round(fit.seconds, 2)})
+        return rows
+
+
+def skips(job: FoldJob, labels: np.ndarray, names: list[str]) -> list[dict]:
+    """A record (variant, reason) per study variant that some unit cannot compose (a
+    `more-real` part larger than that unit's held-back pool, ...): skipped, not an error, as
+    the sweep skips its points (pipeline.experiments.checks.sweep_skip)."""
+    from synthaug.pipeline.experiments.checks import sweep_skip
+
+    fold_of = partition(labels, job.folds, job.repeats, job.seed)
+    out: dict[str, dict] = {}
+    for u in units(job.folds, job.repeats):
+        pool, _, _ = fold_split(labels, fold_of[u.repeat], u.fold, job.val_fraction, job.seed)
+        k, counts = unit_k(job.train_per_class, labels[pool], names)
+        for v in job.variants:
+            why = sweep_skip("when", k, v, counts, names, job.compose)
+            if why is not None and v not in out:
+                out[v] = {"variant": v, "reason": f"unit {u.name}: {why}"}
+    return list(out.values())
+
+
+def jobs(job: FoldJob, variants: list[str]) -> list[tuple[Unit, list[tuple[str, str]]]]:
+    """The jobs, longest first (costs as the sweep's: pipeline.experiments.sweep_run): per
+    unit, one job with every variant that needs generators (they train once per unit) for
+    every model, and one job per plain variant and model."""
+    from synthaug.pipeline.classifiers.names import model_kind
+    from synthaug.pipeline.experiments.sweep_run import GENERATOR_COST, TRANSFER_FIT_COST
+
+    fit = {m: TRANSFER_FIT_COST if model_kind(m) == "transfer" else 1 for m in job.models}
+    out, cost = [], []
+    made = [v for v in variants if job.compose.variants[v].synthetic_parts()]
+    for u in units(job.folds, job.repeats):
+        if made:
+            out.append((u, [(v, m) for v in made for m in job.models]))
+            cost.append(GENERATOR_COST + len(made) * sum(fit.values()))
+        for v in variants:
+            for m in job.models if v not in made else []:
+                out.append((u, [(v, m)]))
+                cost.append(fit[m])
+    order = sorted(range(len(out)), key=lambda i: -cost[i])  # stable: ties in order
+    return [out[i] for i in order]
+
+
+def run(job: FoldJob, todo: list[tuple[Unit, list[tuple[str, str]]]], workers: int = 1,
+        threads: int = 1) -> Iterator[dict]:
+    """Every row of every job, as jobs finish, over `workers` processes (pipeline.core.pool)."""
+    from synthaug.pipeline.core.pool import imap
+
+    def describe(item) -> str:
+        return f"unit {item[0].name} ({', '.join(sorted({v for v, _ in item[1]}))})"
+
+    for _, rows in imap(Worker, (job,), Worker.run, todo, workers, threads, describe=describe):
+        yield from rows
+
+
+def record(job: FoldJob, protocol: str, why: str, rows: list[dict], skipped: list[dict],
+           n_labelled: int) -> dict:
+    """What the crossval stage writes: the protocol and its rule, the design, every unit (its
+    test images' indices into the labelled images and their labels) and every row (in unit,
+    variant, model order) with its test predictions in the unit's order."""
+    order = {(u.repeat, u.fold): i for i, u in enumerate(units(job.folds, job.repeats))}
+    rows = sorted(rows, key=lambda r: (order[r["repeat"], r["fold"]],
+                                       job.variants.index(r["variant"]),
+                                       job.models.index(r["model"])))
+    tested = {}
+    for r in rows:
+        tested.setdefault((r["repeat"], r["fold"]), {
+            "repeat": r["repeat"], "fold": r["fold"], "seed": r["seed"], "k": r["k"],
+            "test_index": r["test_index"], "labels": r["labels"]})
+    rows = [{k: v for k, v in r.items() if k not in ("test_index", "labels")} for r in rows]
+    kfold = protocol == "kfold"
+    return {"protocol": protocol, "why": why, "folds": job.folds if kfold else 0,
+            "repeats": job.repeats if kfold else 0, "labelled": int(n_labelled),
+            "variants": list(job.variants), "models": list(job.models),
+            "units": [tested[key] for key in sorted(tested, key=order.get)], "rows": rows,
+            "skipped": skipped}

@@ -1,0 +1,139 @@
+"""The small-data protocol: the rule that picks k-fold, the stratified partition (every
+labelled image tested once per repeat, the test fold untouched by training and selection),
+the corrected repeated k-fold test, the crossval stage end to end on a tiny folder and the
+report's section."""
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from synthaug.pipeline.experiments.crossval import (MIN_TEST_PER_CLASS, choose, fold_split,
+                                                    partition, unit_k)
+from synthaug.pipeline.stats.paired import corrected_mde, corrected_test, paired_test
+
+
+def test_the_rule_picks_kfold_below_the_test_threshold_and_names_itself():
+    assert choose("auto", np.array([100, 90]))[0] == "holdout"
+    protocol, why = choose("auto", np.array([40, MIN_TEST_PER_CLASS - 1]))
+    assert protocol == "kfold" and f"only {MIN_TEST_PER_CLASS - 1} image(s)" in why
+    assert choose("holdout", np.array([1]))[0] == "holdout"  # an explicit setting wins
+    assert choose("kfold", np.array([500]))[0] == "kfold"
+
+
+def test_every_image_is_tested_once_per_repeat_in_stratified_folds():
+    labels = np.repeat(np.arange(4), [13, 9, 20, 7])
+    fold_of = partition(labels, folds=5, repeats=3, seed=7)
+    assert fold_of.shape == (3, len(labels)) and set(np.unique(fold_of)) == set(range(5))
+    for r in range(3):
+        for c in range(4):  # stratified: each class spread over the folds within one image
+            per_fold = np.bincount(fold_of[r][labels == c], minlength=5)
+            assert per_fold.max() - per_fold.min() <= 1
+    assert not np.array_equal(fold_of[0], fold_of[1])  # a fresh partition per repeat
+    assert np.array_equal(fold_of, partition(labels, 5, 3, 7))  # seeded
+
+
+def test_a_unit_trains_and_selects_without_its_test_fold():
+    labels = np.repeat(np.arange(3), 16)
+    fold_of = partition(labels, folds=4, repeats=1, seed=0)[0]
+    tested = []
+    for f in range(4):
+        pool, val, test = fold_split(labels, fold_of, f, val_fraction=0.1, seed=0)
+        assert not (set(pool) | set(val)) & set(test)
+        assert not set(pool) & set(val)
+        assert len(pool) + len(val) + len(test) == len(labels)
+        assert set(np.unique(labels[val])) == {0, 1, 2}  # at least one val image per class
+        tested += test.tolist()
+    assert sorted(tested) == list(range(len(labels)))  # each image in exactly one test fold
+    k, counts = unit_k("auto", labels[pool], ["a", "b", "c"])
+    assert k == counts.min() // 2  # auto: half the smallest class, as prepare resolves it
+
+
+def test_the_corrected_test_widens_the_interval_by_the_overlap_of_training_sets():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.7, 0.8, 5)
+    variant = base + 0.02 + rng.normal(0, 0.01, 5)
+    plain = paired_test(variant, base)
+    t = corrected_test(variant, base, rho=0.25)
+    assert t.mean_diff == pytest.approx(plain.mean_diff)
+    # se = sd * sqrt(1/n + rho) instead of sd * sqrt(1/n)
+    ratio = math.sqrt(1 / 5 + 0.25) / math.sqrt(1 / 5)
+    assert (t.high - t.low) == pytest.approx((plain.high - plain.low) * ratio)
+    assert t.p_value > plain.p_value
+    assert t.mde == pytest.approx(corrected_mde(t.sd_diff, 5, 0.25)) and t.mde > plain.mde
+    # the rho term is a floor no number of repeats removes: a tiny effect is never decided
+    assert corrected_test(base + 1e-4 + rng.normal(0, 0.01, 5), base, rho=0.25).seeds_needed is None
+    assert corrected_test(variant, base, rho=0.25).seeds_needed >= 2
+
+
+@pytest.fixture
+def small_folder(tmp_path, run_cli, repo_root):
+    """A 3-class RGB folder of 15 odd-sized images per class (test split: 3 per class)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, channel in zip("abc", range(3)):
+        (tmp_path / "images" / c).mkdir(parents=True)
+        for i in range(15):
+            px = rng.integers(0, 120, (11 + i % 3, 13, 3), dtype=np.uint8)
+            px[..., channel] = 230  # a class is its colour
+            Image.fromarray(px).save(tmp_path / "images" / c / f"i{i}.png")
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["prepare"].update(source="folder:images", size=12, channels=3)
+    params["train"].update(epochs=1, batch_size=8, epoch_size=64, patience=0)
+    params["study"].update(models=["cnn"], variants=["real", "real+classic", "more-real"],
+                           folds=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_cli(tmp_path, "prepare").exit_code == 0
+    assert run_cli(tmp_path, "augment", "--no-progress", "-S", "augment.pipeline=light").exit_code == 0
+    params["augment"]["pipeline"] = "light"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def test_the_stage_cross_validates_a_small_folder(small_folder, run_cli):
+    r = run_cli(small_folder, "crossval", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "auto chose k-fold" in r.output
+    rec = json.loads((small_folder / "metrics/crossval/results.json").read_text())
+    assert rec["protocol"] == "kfold" and rec["folds"] == 3 and rec["labelled"] == 45
+    tested = sorted(i for u in rec["units"] for i in u["test_index"])
+    assert tested == list(range(45))  # every labelled image tested once
+    assert len(rec["rows"]) == 3 * 3  # units x variants x models
+    for row in rec["rows"]:
+        unit = next(u for u in rec["units"] if u["fold"] == row["fold"])
+        assert len(row["pred"]) == len(unit["test_index"])
+        acc = np.mean(np.asarray(row["pred"]) == np.asarray(unit["labels"]))
+        assert row["accuracy"] == pytest.approx(acc)
+    first = (small_folder / "metrics/crossval/results.json").read_text()
+    assert run_cli(small_folder, "crossval", "--no-progress").exit_code == 0
+    again = json.loads((small_folder / "metrics/crossval/results.json").read_text())
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(again["rows"]) == strip(json.loads(first)["rows"])  # deterministic
+
+    # the report's pieces: a row per variant, a verdict and an MDE for each comparison
+    from synthaug.pipeline.report import crossval
+
+    rows = crossval.summarise(rec)
+    assert [r["variant"] for r in rows] == ["real", "real+classic", "more-real"]
+    for r in rows[1:]:
+        assert r["images"]["tested"] == 45 and "mde" in r["vs_real"]
+    text = "\n".join(crossval.section(rec, rows, {"crossval.png"}))
+    assert "45 labelled images was tested once per repeat" in text
+    assert "figures/crossval.png" in text and "| real+classic | cnn |" in text
+    out = crossval.results(rows, rec)
+    assert out["protocol"]["protocol"] == "kfold"
+    assert set(out["crossval/more-real/cnn"]) >= {"gain_vs_real", "mde_vs_real", "p_vs_real"}
+
+
+def test_holdout_on_larger_data_trains_nothing_and_says_why(small_folder, run_cli):
+    r = run_cli(small_folder, "crossval", "--no-progress", "-S", "study.protocol=holdout")
+    assert r.exit_code == 0, r.output
+    rec = json.loads((small_folder / "metrics/crossval/results.json").read_text())
+    assert rec["protocol"] == "holdout" and rec["rows"] == [] and rec["folds"] == 0
+    from synthaug.pipeline.report import crossval
+
+    assert crossval.answer(rec, []) is None
+    assert "Holdout: every accuracy is on the prepared test split" in "\n".join(
+        crossval.section(rec, [], set()))

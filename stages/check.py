@@ -79,11 +79,12 @@ def _plan(p, counts, k: int | None) -> list[str]:
     families = {f: p.train_generator.family(f).total_steps for f in ("gan", "vae", "diffusion")}
     plan = make_plan(p.study, p.sweep, p.compose, families,
                      {name: s.generator for name, s in p.sample.sets.items()},
-                     counts.pool if counts else None, counts.class_names if counts else None)
+                     counts.pool if counts else None, counts.class_names if counts else None,
+                     p.augment)
     classes = len(counts.class_names) if counts else 10
     images = (k or (int(counts.pool.min()) if counts else 50)) * classes * 2  # real + drawn
     recipes = {}
-    for m in {*p.study.models, *p.sweep.models}:
+    for m in {*p.study.models, *p.sweep.models, *plan.classic}:
         r = recipe(p.train, m, 0)
         transfer = model_kind(m, p.models) == "transfer"
         recipes[m] = (recipe_samples(r.epochs, r.epoch_size, images),

@@ -115,7 +115,8 @@ class Params(Section):
                         f"compose.variants.{name}.parts: {part!r} is neither real, classic, "
                         f"more-real, pseudo-real nor a set under sample.sets "
                         f"({', '.join(self.sample.sets) or 'none'})")
-        named = [("quality.model", self.quality.model),
+        named = [("quality.model", self.quality.model), ("augment.choose_model",
+                                                          self.augment.choose_model),
                  *[("study.models", m) for m in self.study.models]]
         for where, name in named:
             if error := unknown_model(where, name, self.models):

@@ -112,7 +112,7 @@ def prepared(tmp_path, run_cli, repo_root):
 
 def test_augment_stage_writes_provenance_and_preview(prepared, run_cli):
     r = run_cli(prepared, "augment", "-S", "prepare.source=digits", "-S", "augment.copies_per_image=2",
-                "-S", "augment.workers=2", "--no-progress")
+                "-S", "augment.workers=2", "-S", "augment.pipeline=medium", "--no-progress")
     assert r.exit_code == 0, r.output
     out = prepared / "data/augmented"
     meta = json.loads((out / "meta.json").read_text())
@@ -138,7 +138,8 @@ def test_augment_bad_spec_writes_nothing(prepared, run_cli):
 
 
 def test_compose_builds_variants_with_part_provenance(prepared, run_cli):
-    assert run_cli(prepared, "augment", "-S", "augment.copies_per_image=2", "--no-progress").exit_code == 0
+    assert run_cli(prepared, "augment", "-S", "augment.copies_per_image=2", "-S",
+                   "augment.pipeline=medium", "--no-progress").exit_code == 0
     r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+classic, real+online]")
     assert r.exit_code == 0, r.output
     assert "real+classic" in r.output and "120" in r.output  # the make-up table

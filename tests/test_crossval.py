@@ -137,3 +137,12 @@ def test_holdout_on_larger_data_trains_nothing_and_says_why(small_folder, run_cl
     assert crossval.answer(rec, []) is None
     assert "Holdout: every accuracy is on the prepared test split" in "\n".join(
         crossval.section(rec, [], set()))
+
+
+def test_an_undecided_row_says_what_would_decide_it():
+    from synthaug.pipeline.report.crossval import decide_text
+
+    repeats = decide_text({"mean_diff": 0.02, "mde": 0.03, "seeds_needed": 12}, 5, 1, 300)
+    assert "about 3 repeats of 5 folds (`-S study.repeats=3`)" in repeats
+    images = decide_text({"mean_diff": 0.01, "mde": 0.04, "seeds_needed": None}, 5, 1, 300)
+    assert "no number of repeats" in images and "16x the labelled images (about 4800)" in images

@@ -12,6 +12,11 @@ from synthaug.pipeline.core.settings import Seed, Section, format_error
 
 AUGMENT_PRESETS = ("light", "medium", "heavy", "randaugment", "trivialaugment", "autoaugment",
                    "augmix")
+AUTO = "auto"  # augment.pipeline: chosen on the val split (pipeline/experiments/classic_choice.py)
+NO_AUGMENT = "none"  # a candidate of the choice: no augmentation (the copies are the originals)
+CHOICE_RECORD = "choice.json"  # auto: the choice and every candidate's val scores, in paths.augmented
+# colour-free candidates first: a tie goes to the earlier one, so a preset must beat none
+DEFAULT_CANDIDATES = [NO_AUGMENT, "light", "medium", "heavy", "randaugment", "trivialaugment"]
 
 
 def _check_spec(v: str | list) -> str | list:
@@ -31,18 +36,49 @@ def _check_spec(v: str | list) -> str | list:
 
 
 AugmentSpec = Annotated[str | list[dict[str, Any]], AfterValidator(_check_spec)]
+# augment.pipeline: a spec, or `auto` (chosen on the val split among augment.candidates)
+PipelineSpec = Annotated[str | list[dict[str, Any]],
+                         AfterValidator(lambda v: v if v == AUTO else _check_spec(v))]
+
+
+def _check_candidate(v: str) -> str:
+    if v != NO_AUGMENT and v not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown candidate {v!r}; allowed: {NO_AUGMENT}, "
+                         f"{', '.join(AUGMENT_PRESETS)}")
+    return v
+
+
+Candidates = Annotated[list[Annotated[str, AfterValidator(_check_candidate)]],
+                       Field(min_length=1)]
 
 
 class AugmentConfig(Section):
     """Offline classic augmentation of the train split (`synthaug augment`)."""
 
-    pipeline: AugmentSpec = Field("medium", description=(
-        "a preset (light, medium, heavy, randaugment, trivialaugment, autoaugment, augmix) or "
-        "a list of albumentations steps `{transform: Name, **args}`"))
+    pipeline: PipelineSpec = Field(AUTO, description=(
+        "auto (the candidate with the best val accuracy, see candidates), a preset (light, "
+        "medium, heavy, randaugment, trivialaugment, autoaugment, augmix) or a list of "
+        "albumentations steps `{transform: Name, **args}`"))
+    candidates: Candidates = Field(default_factory=lambda: list(DEFAULT_CANDIDATES),
+                                   description=(
+        "auto: the presets tried (and none: no augmentation); a tie goes to the earlier one"))
+    choose_model: str = Field("cnn", description=(
+        "auto: the classifier trained per candidate (the study's recipe for it)"))
+    choose_seeds: Annotated[list[Seed], Field(min_length=1)] = Field([0], description=(
+        "auto: seeds of each candidate's fit; the mean val accuracy decides"))
     copies_per_image: PositiveInt = Field(4, description="augmented copies of every training image")
     seed: Seed = Field(0, description="seed of the copies (each chunk of 32 images has its own)")
     workers: NonNegativeInt = Field(0, description=(
-        "processes; 0 = all cores (the output is identical for any number)"))
+        "processes; 0 = all cores (the output is identical for any number); auto's fits: "
+        "0 = one per core, at most 4"))
+
+    @model_validator(mode="after")
+    def _unique(self):
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"candidates: {self.candidates} names a candidate twice")
+        if len(set(self.choose_seeds)) != len(self.choose_seeds):
+            raise ValueError(f"choose_seeds: {self.choose_seeds} names a seed twice")
+        return self
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

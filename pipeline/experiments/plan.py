@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthaug.pipeline.augment.config import AUTO, AugmentConfig
 from synthaug.pipeline.data.config import ComposeConfig
 from synthaug.pipeline.experiments.checks import sweep_skip
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
@@ -47,6 +48,8 @@ class Plan:
     when: dict[str, int]  # model -> when points
     generators: dict[str, int]  # family -> optimiser steps (train_generator stage)
     when_generators: dict[str, int] = field(default_factory=dict)  # family -> steps, all k
+    classic: dict[str, int] = field(default_factory=dict)  # augment.pipeline auto: model -> fits
+    candidates: list[str] = field(default_factory=list)  # auto: the candidates tried
 
     def lines(self) -> list[str]:
         each = lambda d: ", ".join(f"{m} {n}" for m, n in d.items()) or "none"  # noqa: E731
@@ -56,15 +59,18 @@ class Plan:
                 f"generators: {len(self.generators)} ({', '.join(self.generators) or 'none'})"
                 + (f", and {sum(1 for _ in self.when_generators)} famil"
                    f"{'y' if len(self.when_generators) == 1 else 'ies'} retrained per when k "
-                   f"({', '.join(self.when_generators)})" if self.when_generators else "")]
+                   f"({', '.join(self.when_generators)})" if self.when_generators else "")] + (
+            [f"classic augmentation chosen on val: {', '.join(self.candidates)} "
+             f"({each(self.classic)} fits)"] if self.classic else [])
 
 
 def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
               families: dict[str, int], set_family: dict[str, str], pool: np.ndarray | None,
-              names: list[str] | None) -> Plan:
+              names: list[str] | None, augment: AugmentConfig | None = None) -> Plan:
     """The units of work of these params. `families`: generator family -> its optimiser steps;
     `set_family`: synthetic set -> its generator family; `pool`: the train pool's class
-    counts (None: unknown, then no sweep point is taken as skipped)."""
+    counts (None: unknown, then no sweep point is taken as skipped); `augment`: with
+    `pipeline: auto`, one fit per candidate and seed (pipeline.experiments.classic_choice)."""
     def seeds_at(s: SweepConfig, k: int) -> list[int]:  # as sweep.seeds_at (that module loads torch)
         return s.low_data_seeds if k <= s.low_data_k else s.seeds
 
@@ -85,9 +91,12 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
                 for s in compose.variants[v].synthetic_parts() if s in set_family}
         for fam in fams:
             retrained[fam] = retrained.get(fam, 0) + families.get(fam, 0)
+    auto = augment is not None and augment.pipeline == AUTO
     return Plan(cells, {m: real + ratio for m in sweep.models},
                 {m: when_n for m in sweep.models if m in sweep.when_models},
-                dict(families), retrained)
+                dict(families), retrained,
+                {augment.choose_model: len(augment.candidates) * len(augment.choose_seeds)}
+                if auto else {}, list(augment.candidates) if auto else [])
 
 
 def measured_fits(sweep_root: Path, models) -> dict[str, tuple[float, int]]:
@@ -139,10 +148,12 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
                    for f, steps in plan.when_generators.items())
     fits = sum(n * fit(m) for d in (plan.sweep, plan.when) for m, n in d.items())
     sweep = spread(fits + when_gen, 0.0)
-    total = train + gens + sweep + OTHER_SECONDS * slow
+    choice = spread(sum(n * fit(m) for m, n in plan.classic.items()),
+                    max((fit(m) for m in plan.classic), default=0.0))
+    total = train + gens + sweep + choice + OTHER_SECONDS * slow
     basis = [f"{m}: {measured[m][0]:.1f} s a fit, measured here over {measured[m][1]} earlier "
              "sweep fits" for m in measured]
-    priced = sorted({*plan.cells, *plan.sweep} - set(measured))
+    priced = sorted({*plan.cells, *plan.sweep, *plan.classic} - set(measured))
     if priced or plan.generators:
         basis.append(f"constants measured on {REF_CPU}, scaled by samples and image size"
                      + ("" if isa == "bf16" else f", x{slow} for this CPU's ISA ({isa})")
@@ -150,7 +161,9 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
                                if m not in FIT_SECONDS))
     lines = [f"estimate on {machine.get('cpu', '?')}, {cores} core(s), {workers} worker(s): "
              f"about {_minutes(total)} (train {_minutes(train)}, sweep {_minutes(sweep)}, "
-             f"generators {_minutes(gens)}, the rest {_minutes(OTHER_SECONDS * slow)})",
+             f"generators {_minutes(gens)}, "
+             + (f"classic choice {_minutes(choice)}, " if plan.classic else "")
+             + f"the rest {_minutes(OTHER_SECONDS * slow)})",
              "estimate basis: " + "; ".join(basis)]
     if total > LONG_SECONDS:
         lines.append(long_run_advice(total, {"train": train, "sweep": sweep, "generators": gens}))

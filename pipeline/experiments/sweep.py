@@ -112,17 +112,18 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     the pool with the labels `label` (a classifier trained on the split) gives it; a
     `use.semi_supervised` recipe (FixMatch) gets those images without labels."""
     from synthaug.pipeline.classifiers.use import Use
-    from synthaug.pipeline.augment.expand import expand
     from synthaug.pipeline.data.compose import compose_variant
     from synthaug.pipeline.data.config import MORE_REAL, PSEUDO_REAL
+    from synthaug.pipeline.experiments.classic_choice import classic_copies
     from synthaug.pipeline.data.prepare import held_out
 
     k, cfg = int(point.value), compose.variants[point.variant]
     real = split_of(data.pool, k)
     parts = {"real": real}
-    if "classic" in cfg.parts:
-        e = expand(real.images, real.labels, augment.pipeline, augment.copies_per_image,
-                   augment.seed, workers=1, progress=False)
+    if "classic" in cfg.parts:  # augment.pipeline as resolved by the caller (auto: the choice
+        # `synthaug augment` made on the study's split, classic_choice.chosen_pipeline)
+        e = classic_copies(real.images, real.labels, augment.pipeline,
+                           augment.copies_per_image, augment.seed)
         parts["classic"] = PackedDataset(e.images, e.labels, real.class_names)
     if MORE_REAL in cfg.parts:
         parts[MORE_REAL] = held_out(data.pool, k, pool_seed(data.pool))

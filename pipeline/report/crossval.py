@@ -90,15 +90,21 @@ def verdict(vs: dict) -> str:
     return undecided_text(vs.get("mde"))
 
 
-def decide_text(vs: dict, folds: int, repeats: int) -> str:
+def decide_text(vs: dict, folds: int, repeats: int, labelled: int) -> str:
     """What would decide an undecided row: more repeats (units_needed / folds), or, when no
-    number of repeats can (the corrected variance keeps a floor), more labelled images."""
-    needed = vs.get("seeds_needed")
-    if needed is None:
-        return ("no number of repeats would decide a difference this small here; only more "
-                "labelled images would")
-    more = max(repeats + 1, math.ceil(needed / folds))
-    return f"about {more} repeats of {folds} folds (`-S study.repeats={more}`) would"
+    number of repeats can (the corrected variance keeps a floor), more labelled images: the
+    factor that brings the MDE down to the observed difference if the units' spread shrinks
+    as 1/sqrt(test images), as binomial test noise does (an assumption, said so)."""
+    needed, d, mde = vs.get("seeds_needed"), abs(vs["mean_diff"]), vs.get("mde")
+    if needed is not None:
+        more = max(repeats + 1, math.ceil(needed / folds))
+        return f"about {more} repeats of {folds} folds (`-S study.repeats={more}`) would"
+    if not mde or d == 0:
+        return "no number of repeats would; only more labelled images would"
+    factor = (mde / d) ** 2
+    return (f"no number of repeats would (the corrected variance keeps a floor); about "
+            f"{factor:.0f}x the labelled images (about {math.ceil(factor * labelled)}) would, "
+            "if the folds' spread shrinks as binomial test noise does, as 1/sqrt(test images)")
 
 
 def table(rows: list[dict], record: dict) -> str:
@@ -149,7 +155,8 @@ def section(record: dict | None, rows: list[dict], drawn: set) -> list[str]:
         r = max(undecided, key=lambda r: abs(r["vs_real"]["mean_diff"]))
         parts += [f"What would decide the undecided rows: for the largest, `{r['variant']}` "
                   f"({r['model']}, {100 * r['vs_real']['mean_diff']:+.1f} points), "
-                  + decide_text(r["vs_real"], record["folds"], record["repeats"]) + ".", ""]
+                  + decide_text(r["vs_real"], record["folds"], record["repeats"],
+                                record["labelled"]) + ".", ""]
     if record.get("skipped"):
         parts += ["Skipped: " + "; ".join(f"`{s['variant']}` ({s['reason']})"
                                           for s in record["skipped"]) + ".", ""]

@@ -65,7 +65,9 @@ def panels(layout: Layout, splits: dict, sets: dict[str, str],
     if is_dataset(layout.augmented):
         ds = read_dataset(layout.augmented, mmap=True)
         copies = ds.meta.get("augment", {}).get("copies_per_image", "?")
-        out.append(panel("classic augmentation", f"{augment_spec}, {copies} copies per image", ds))
+        ran = ds.meta.get("augment", {}).get("spec")  # auto: the chosen preset
+        out.append(panel("classic augmentation", f"{ran if isinstance(ran, str) else augment_spec}"
+                         f", {copies} copies per image", ds))
     return out, unsampled
 
 

@@ -1,6 +1,7 @@
 """report.md: the study's answer on one page, section by section, from a `Study`."""
 from __future__ import annotations
 
+from synthaug.pipeline.report import classic as classic_choice
 from synthaug.pipeline.report import crossval, quality_page, results, sweeps, timings, when
 from synthaug.pipeline.report.study import SPLITS, Study, pct, plural
 
@@ -54,6 +55,8 @@ def data_section(s: Study) -> list[str]:
     classic = s.layout.augmented / "preview.png"
     if classic.is_file():
         parts += [f"![classic augmentation]({s.layout.rel(classic)})", ""]
+    if (choice := classic_choice.read_choice(s.layout.augmented)) is not None:  # auto
+        parts += classic_choice.lines(choice)
     return parts
 
 

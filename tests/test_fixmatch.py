@@ -126,3 +126,31 @@ def test_fixmatch_is_a_when_variant_only_and_its_settings_are_checked():
         FixMatchConfig(threshold=0.9)
     p = validate_params({"sweep": {"when_variants": ["fixmatch"]}})
     assert p.compose.variants["fixmatch"].use.semi_supervised == "fixmatch"
+
+
+def test_the_when_report_compares_the_open_set_arms_with_the_fixmatch_control():
+    from synthaug.pipeline.report import when
+
+    def line(accs):
+        return {10: dict(enumerate(accs))}
+
+    by_line = {"real": line([.80, .82, .81, .79, .83]),
+               "real+classic": line([.84, .85, .85, .83, .86]),
+               "fixmatch": line([.90, .92, .91, .90, .93]),
+               "real+vae-unlabelled": line([.89, .90, .91, .88, .92]),
+               "more-real": line([.92, .93, .93, .91, .94])}
+    cmp = when.compare(by_line)
+    fm = cmp["fixmatch"][10]["vs_classic"]
+    assert fm["diff"] == pytest.approx(0.066) and fm["significant"] and fm["n"] == 5
+    arm = cmp["real+vae-unlabelled"][10]["vs_fixmatch"]
+    assert arm["diff"] == pytest.approx(-0.012) and arm["low"] < arm["diff"] < arm["high"]
+    assert "vs_fixmatch" not in cmp["real"][10] and "vs_classic" not in cmp["real+classic"][10]
+    text = when.open_set(cmp)
+    assert text.startswith("at 10 per class `fixmatch` beats `real+classic` (+6.6")
+    assert "`real+vae-unlabelled` -1.2" in text and "no arm adds beyond" in text
+    assert "; vs `fixmatch` -1.2" in when.table(cmp) and "; vs `real+classic` +6.6" in when.table(cmp)
+    # a control that does not clear classic augmentation is said to be no competent control
+    by_line["fixmatch"] = line([.84, .86, .84, .84, .85])
+    assert "does not beat `real+classic`" in when.open_set(when.compare(by_line))
+    del by_line["fixmatch"]
+    assert when.open_set(when.compare(by_line)) == ""

@@ -183,11 +183,13 @@ def curves_by_variant(histories: dict[str, list[list[dict]]], path: Path, title:
 
 
 def sweep_plot(points: dict[str, dict[float, list[float]]], path: Path, xlabel: str,
-               title: str = "", xscale: str = "log", marks: dict[float, str] | None = None) -> None:
+               title: str = "", xscale: str = "log", marks: dict[float, str] | None = None,
+               dashed: frozenset[str] | set[str] = frozenset()) -> None:
     """Test accuracy against a swept amount, one line per model: the mean over seeds, the
     seeds' range shaded (min-max: with two or three seeds a t interval would fill the plot)
     and each seed as a dot. points: model -> {x value: [accuracy per seed]}. xscale: log, or
-    symlog (for an x of 0). marks: x value -> a note at the foot of the axis (e.g. "study")."""
+    symlog (for an x of 0). marks: x value -> a note at the foot of the axis (e.g. "study").
+    dashed: lines drawn dashed (the when figure: those that also see unlabelled images)."""
     import textwrap
 
     plt = _plt()
@@ -202,7 +204,8 @@ def sweep_plot(points: dict[str, dict[float, list[float]]], path: Path, xlabel: 
         color = cmap(j % 10)
         n, least = max(len(pts[x]) for x in xs), min(len(pts[x]) for x in xs)
         seeds = f"{least}-{n}" if least < n else f"{n}"
-        ax.plot(xs, [float(np.mean(pts[x])) for x in xs], "o-", color=color, lw=1.6, ms=4,
+        ax.plot(xs, [float(np.mean(pts[x])) for x in xs], "o--" if model in dashed else "o-",
+                color=color, lw=1.6, ms=4,
                 label=f"{model} ({seeds} seed{'s' if n > 1 else ''})")
         if n > 1:
             ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs],

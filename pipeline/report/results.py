@@ -213,12 +213,15 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
         if any(len(pts) > 1 for pts in points.values()):
             sweep_plot(points, figs / f"sweep_{name}.png", **sweeps_.axes(s, name))
             drawn.add(f"sweep_{name}.png")
+    from synthaug.pipeline.report.when import OPEN_SET
+
     for model, cmp in (s.when or {}).items():
         sweep_plot({name: {float(k): e["values"] for k, e in pts.items()} for name, pts in
                     cmp.items()}, figs / f"when_{model}.png",
                    xlabel="real training images per class (log scale)",
                    title=f"when does it help ({model}): each line's generators trained per k",
-                   marks={float(s.train_per_class): "study"} if s.train_per_class else None)
+                   marks={float(s.train_per_class): "study"} if s.train_per_class else None,
+                   dashed=set(OPEN_SET))  # lines that also see the unlabelled pool
         drawn.add(f"when_{model}.png")
     if s.crossval_rows:
         difference_forest(s.crossval_rows, figs / "crossval.png", BASELINE,

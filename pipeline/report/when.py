@@ -10,6 +10,11 @@ from synthaug.pipeline.report.study import (BASELINE, Cell, Study, mde_text, pct
                                             seeds_text, undecided_text)
 
 CONTROL = "more-real"
+# labelled few, unlabelled many: the lines that also see the rest of the train pool without
+# its labels (sweep.when_variants' defaults); SEMI is the competent control a generator-on-pool
+# arm has to beat (FixMatch), CLASSIC the bar that control has to clear
+SEMI, CLASSIC = "fixmatch", "real+classic"
+OPEN_SET = (SEMI, "self-training", "real+vae-unlabelled", "real+vae-pretrained")
 
 
 def lines(results: dict, cells: dict[Cell, dict], k_study: int | None, model: str,
@@ -52,6 +57,27 @@ def compare(by_line: dict) -> dict[str, dict[int, dict]]:
                 entry.update(gain=t.mean_diff, gain_low=t.low, gain_high=t.high, p=t.p_value,
                              significant=t.significant and t.mean_diff > 0, **power_entry(t))
             out.setdefault(name, {})[k] = entry
+    return _against_semi(by_line, out)
+
+
+def _against_semi(by_line: dict, out: dict) -> dict:
+    """Every line's `vs_fixmatch` (and the control's `vs_classic`) at each k: the paired
+    difference on the shared seeds (diff, low, high, p, n, significant)."""
+    from synthaug.pipeline.stats.paired import paired_test
+
+    def vs(a: dict, b: dict) -> dict | None:
+        shared = sorted(set(a) & set(b))
+        if len(shared) < 2:
+            return None
+        t = paired_test([a[sd] for sd in shared], [b[sd] for sd in shared])
+        return {"diff": t.mean_diff, "low": t.low, "high": t.high, "p": t.p_value, "n": t.n,
+                "significant": t.significant}
+
+    for name, pts in out.items():
+        for k, entry in pts.items() if name != BASELINE else ():
+            ref = by_line.get(CLASSIC if name == SEMI else SEMI, {}).get(k)
+            if ref and (d := vs(by_line[name][k], ref)) is not None:
+                entry["vs_classic" if name == SEMI else "vs_fixmatch"] = d
     return out
 
 
@@ -66,13 +92,28 @@ def _gain(e: dict) -> str:
             f"{mde}{undecided})")
 
 
+def _diff(d: dict) -> str:
+    p = "-" if math.isnan(d["p"]) else f"{d['p']:.3f}"
+    return (f"{100 * d['diff']:+.1f}, {100 * d['low']:+.1f} to {100 * d['high']:+.1f}; p {p}"
+            f"{', **significant**' if d['significant'] else ''}")
+
+
+def _vs(e: dict) -> str:
+    """The open-set comparison of a table cell: against fixmatch (or, for it, real+classic)."""
+    for key, ref in (("vs_fixmatch", SEMI), ("vs_classic", CLASSIC)):
+        if d := e.get(key):
+            return f"; vs `{ref}` {_diff(d)}"
+    return ""
+
+
 def table(cmp: dict) -> str:
     """Rows: k; columns: lines; cells: mean test accuracy % (gain vs real-only in points, its
-    95% CI and the paired p)."""
+    95% CI and the paired p; then against `fixmatch`, or for it against `real+classic`)."""
     names, ks = list(cmp), sorted({k for pts in cmp.values() for k in pts})
     out = ["| real / class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k in ks:
         cells = [f"{pct(cmp[n][k]['mean'])} ({cmp[n][k]['n']} seeds){_gain(cmp[n][k])}"
+                 f"{_vs(cmp[n][k])}"
                  if k in cmp[n] else "-" for n in names]
         out.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -94,7 +135,11 @@ def section(s: Study, drawn: set) -> list[str]:
               "control) draws held-back real images. In brackets: the paired difference to "
               "real-only at the same k and seeds, in points, its 95% CI, p and the minimum "
               "detectable effect (MDE, points: 80% power, alpha 0.05, from the seeds' spread "
-              "of the differences); *not decided*: not significant with an MDE over 1 point."), ""]
+              "of the differences); *not decided*: not significant with an MDE over 1 point. "
+              f"Labelled few, unlabelled many (dashed in the figure): {', '.join(f'`{n}`' for n in OPEN_SET)} "
+              "also see the rest of the train pool without its labels; `vs fixmatch`: the "
+              "paired difference to the FixMatch control (Sohn et al. 2020), which itself is "
+              "compared with `real+classic`."), ""]
     for model, cmp in s.when.items():
         parts += [f"### {model}", "", table(cmp), ""]
         if f"when_{model}.png" in drawn:
@@ -174,4 +219,29 @@ def answer(s: Study, rows: list[dict]) -> str:
         if bits:
             out.append(f"**When ({model}), against real-only at the same k:** "
                        + "; ".join(bits) + ".")
+        if beyond := open_set(cmp):
+            out.append(f"**Beyond the unlabelled images ({model}):** {beyond}")
     return "\n\n".join(out)
+
+
+def open_set(cmp: dict) -> str:
+    """Which arm, if any, adds beyond the unlabelled images themselves: at each k with the
+    FixMatch control, whether it clears real+classic (else it is no competent control), and
+    every other arm against it ("" without the control)."""
+    bits = []
+    for k, e in sorted((cmp.get(SEMI) or {}).items()):
+        head = f"at {k} per class `{SEMI}`"
+        if d := e.get("vs_classic"):
+            works = d["significant"] and d["diff"] > 0
+            head += (f" {'beats' if works else 'does not beat'} `{CLASSIC}` ({_diff(d)})"
+                     + ("" if works else ", so it is not yet a competent control and a gain "
+                        "over it is weak evidence"))
+        arms = [(n, pts[k]["vs_fixmatch"]) for n, pts in cmp.items()
+                if n not in (BASELINE, SEMI, CLASSIC, CONTROL) and "vs_fixmatch" in pts.get(k, {})]
+        if arms:
+            better = [f"`{n}`" for n, d in arms if d["significant"] and d["diff"] > 0]
+            head += ("; against it " + ", ".join(f"`{n}` {_diff(d)}" for n, d in arms) + ": "
+                     + (f"{', '.join(better)} adds beyond the unlabelled images themselves"
+                        if better else "no arm adds beyond the unlabelled images themselves"))
+        bits.append(head)
+    return "; ".join(bits) + "." if bits else ""

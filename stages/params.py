@@ -24,6 +24,7 @@ from synthaug.pipeline.classifiers.architectures import LAYER_TYPES, Layer
 from synthaug.pipeline.classifiers.config import EvaluateConfig, TrainConfig
 from synthaug.pipeline.classifiers.names import taken_names, unknown_model
 from synthaug.pipeline.core.errors import SynthaugError
+from synthaug.pipeline.core.config import ExecutorConfig
 from synthaug.pipeline.core.settings import FLOAT_RE, Section, format_error
 from synthaug.pipeline.core.yaml_text import argv_text, read_yaml_file, yaml_error, yaml_problem
 from synthaug.pipeline.data.config import ComposeConfig, PrepareConfig
@@ -87,6 +88,7 @@ class Params(Section):
     train_generator: TrainGeneratorConfig = TrainGeneratorConfig()
     sample: SampleConfig = SampleConfig()
     quality: QualityConfig = QualityConfig()
+    executor: ExecutorConfig = ExecutorConfig()
     models: dict[str, list[Layer]] = Field(default={}, description=(
         "custom architectures, by name: a list of layers each"))
 

@@ -58,6 +58,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from synthaug.pipeline.classifiers.runs import study_runs, write_summaries
     from synthaug.pipeline.core.device import pick_device
     from synthaug.pipeline.core.distributed import from_env
+    from synthaug.pipeline.core.executors import Remote
     from synthaug.pipeline.core.pool import imap, plan, preload
     dist = from_env()  # under torchrun: this process's rank; else a single process
     models = p.study.models if study_models else [model]
@@ -69,14 +70,20 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     # share of the cores), as every section's workers and threads mean
     workers, threads = (plan(len(runs), pick_device(cfg.device).type, p.study.workers)
                         if dist.world == 1 else (1, 0))
-    if workers > 1:
+    # executor.kind slurm or ray: each run a cell there, kept under paths.checkpoints for a rerun
+    outs = (p.paths.models, p.paths.train_metrics, *[p.paths.evaluate_metrics] * test)
+    remote = Remote(p.executor, p.paths.checkpoints / "cells" / "train", [p.paths.prepared, p.paths.variants],
+                    lambda c: [o / c[2] for o in outs]) if dist.world == 1 and p.executor.kind != "local" else None
+    if workers > 1 or remote:
         threads = cfg.threads or threads
-        say(f"{'study' if study_variants else name}: {len(runs)} runs in {workers} processes of {threads} thread(s)")
+        say(f"{'study' if study_variants else name}: {len(runs)} runs " + (f"as {p.executor.kind} cells" if remote
+                                                                           else f"in {workers} processes of {threads} thread(s)"))
         preload("dvclive", "synthaug.pipeline.classifiers.cell", "synthaug.pipeline.classifiers.metrics")
     # the recipes are built once, here, and handed to the workers with the shared state
-    state = (p, progress and workers == 1, test, figures, workers > 1, len(models) > 1, len(variants) > 1)
+    state = (p, progress and workers == 1 and not remote, test, figures, workers > 1 or bool(remote), len(models) > 1, len(variants) > 1)
     scores: dict[str, dict[str, dict]] = {}  # (tuple: a picklable "state = its args")
-    for i, row in sorted(imap(tuple, (state,), _train_one, cells, workers, threads, describe=lambda c: f"cell {c[2]}")):
+    for i, row in sorted(imap(tuple, (state,), _train_one, cells, workers, threads,
+                                    describe=lambda c: f"cell {c[2]}", remote=remote, say=say)):
         variant, cfg, _ = cells[i]
         scores.setdefault(variant, {}).setdefault(cfg.model, {})[f"seed{cfg.seed}"] = row
     if study_seeds and test and dist.main:  # every seed's test scores of a variant, by model

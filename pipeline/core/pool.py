@@ -122,12 +122,21 @@ def _killed(pool: cf.ProcessPoolExecutor, track: Any, left: list[int]) -> tuple[
 
 def imap(init: Callable[..., Any], args: tuple, job: Callable[[Any, Any], Any],
          items: Sequence[Any], workers: int, threads: int = 1, torch_threads: bool = True,
-         describe: Callable[[Any], str] | None = None) -> Iterator[tuple[int, Any]]:
+         describe: Callable[[Any], str] | None = None, remote: Any = None,
+         say: Callable[[str], None] = print) -> Iterator[tuple[int, Any]]:
     """(index into `items`, job's result) for every item, in the order they finish. `init`,
     `job`, `args` and the items must pickle (module-level functions, plain data); workers
     <= 1 runs everything here, in order, with torch's threads as they are. `torch_threads`
     False: jobs that never touch torch (albumentations), whose workers neither import it nor
-    set its threads. `describe(item)` names an item whose worker was killed (default str)."""
+    set its threads. `describe(item)` names an item whose worker was killed (default str).
+    `remote` (a pipeline.core.executors.Remote whose kind is not local): every item a cell on
+    that engine instead (workers and threads unused), each cell kept for a rerun, and
+    `say` tells what was kept."""
+    if remote is not None and remote.kind != "local":
+        from synthaug.pipeline.core.executors import run_remote
+
+        yield from run_remote(init, args, job, items, remote, torch_threads, describe, say)
+        return
     if workers <= 1 or len(items) <= 1:
         state = init(*args)
         for i, item in enumerate(items):

@@ -192,6 +192,10 @@ class TrainGeneratorConfig(Section):
 SAMPLERS = ("prior", "truncated", "slerp", "posterior_jitter", "gmm", "img2img")
 # sampler -> the families it works with (the rest draw from any family's latent space)
 SAMPLER_FAMILIES = {"posterior_jitter": ("vae",), "gmm": ("vae",), "img2img": ("diffusion",)}
+# a pretrained diffusers pipeline (`sample.pretrained`): nothing to train, it draws from
+# per-class prompts (prior: text-to-image) or from each real training image (img2img)
+PRETRAINED = "pretrained"
+PRETRAINED_SAMPLERS = ("prior", "img2img")
 # setting -> the samplers (or, for diffusion settings, families) it applies to
 SAMPLER_SETTINGS = {"psi": ("truncated",), "sigma": ("posterior_jitter",),
                     "components": ("gmm",), "strength": ("img2img",)}
@@ -209,10 +213,12 @@ class SetConfig(Section):
     Diffusion sets may override the trained `guidance_scale` and `sample_steps` (DDIM).
     """
 
-    generator: Literal["gan", "vae", "diffusion"] = Field(description=(
-        "the trained generator to draw from (required)"))
+    generator: Literal["gan", "vae", "diffusion", "pretrained"] = Field(description=(
+        "the trained generator to draw from (required), or pretrained: the diffusers "
+        "pipeline of sample.pretrained"))
     sampler: Literal[SAMPLERS] = Field("prior", description=(
-        "prior, truncated, slerp, posterior_jitter (vae), gmm (vae) or img2img (diffusion)"))
+        "prior, truncated, slerp, posterior_jitter (vae), gmm (vae) or img2img (diffusion, "
+        "pretrained); pretrained: prior (text-to-image from the class prompts) or img2img"))
     psi: PositiveFloat = Field(0.7, description=(
         "truncated: latent components beyond +-psi are redrawn"))
     sigma: PositiveFloat = Field(0.5, description=(
@@ -220,16 +226,19 @@ class SetConfig(Section):
     components: PositiveInt = Field(3, description="gmm: mixture components per class")
     strength: float = Field(0.6, gt=0.0, le=1.0, description="img2img: 1 = from pure noise")
     guidance_scale: float | None = Field(None, ge=0.0, description=(
-        "diffusion: override the trained guidance scale"))
+        "diffusion: override the trained guidance scale; pretrained: sample.pretrained's"))
     sample_steps: PositiveInt | None = Field(None, description=(
-        "diffusion: override the trained DDIM steps"))
+        "diffusion: override the trained DDIM steps; pretrained: sample.pretrained.steps"))
     per_class: PositiveInt | None = Field(None, description=(
         "override sample.per_class for this set"))
 
     @model_validator(mode="after")
     def _applies(self):
         families = SAMPLER_FAMILIES.get(self.sampler)
-        if families and self.generator not in families:
+        if self.generator == PRETRAINED and self.sampler not in PRETRAINED_SAMPLERS:
+            raise ValueError(f"sampler {self.sampler!r} does not apply to a pretrained pipeline "
+                             f"(allowed: {', '.join(PRETRAINED_SAMPLERS)})")
+        if families and self.generator not in (*families, PRETRAINED):
             raise ValueError(f"sampler {self.sampler!r} needs a {' or '.join(families)} "
                              f"generator (got {self.generator!r})")
         for key in self.model_fields_set:  # a dumped config repeats the defaults: fine
@@ -238,8 +247,8 @@ class SetConfig(Section):
             if key in SAMPLER_SETTINGS and self.sampler not in SAMPLER_SETTINGS[key]:
                 raise ValueError(f"{key} applies to the {SAMPLER_SETTINGS[key][0]} sampler only "
                                  f"(this set uses {self.sampler!r})")
-            if key in DIFFUSION_SETTINGS and self.generator != "diffusion":
-                raise ValueError(f"{key} applies to diffusion generators only")
+            if key in DIFFUSION_SETTINGS and self.generator not in ("diffusion", PRETRAINED):
+                raise ValueError(f"{key} applies to diffusion and pretrained generators only")
         return self
 
     def settings(self) -> dict:
@@ -260,8 +269,56 @@ def _default_sets() -> dict[str, SetConfig]:
     }
 
 
+class PretrainedConfig(Section):
+    """`sample.pretrained`: the pretrained diffusers pipeline that sets with `generator:
+    pretrained` draw from (Stable Diffusion 1.x/2.x, SD-Turbo, SDXL-Turbo class: anything
+    diffusers' AutoPipelineForText2Image loads; img2img shares its weights). Its images
+    are made at `resolution`, then resized to prepare.size and the data set's channels."""
+
+    model: str = Field("", description=(
+        "a local pipeline folder (diffusers' save_pretrained layout) or a Hugging Face Hub id, "
+        "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; required by pretrained sets"))
+    download: bool = Field(False, description=(
+        "fetch a Hub id's weights when they are not in the local Hugging Face cache (needs the "
+        "network); false: local files only"))
+    variant: str | None = Field(None, description=(
+        "the weight files' variant to load, e.g. fp16 (smaller downloads); null: the default"))
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
+        "auto: float16 on CUDA and MPS, float32 on a CPU"))
+    resolution: PositiveInt = Field(512, multiple_of=8, description=(
+        "side of the pipeline's images (512 for SD 1.x/2-base and the Turbo models); real "
+        "images are resized up to it for img2img"))
+    prompt: str = Field("a photo of a {name}", description=(
+        "the prompt of each class; {name} is the class name"))
+    prompts: dict[str, str] = Field(default={}, description=(
+        "class name -> its own prompt (overrides `prompt`)"))
+    negative_prompt: str = Field("", description="what the images should not show")
+    guidance_scale: float = Field(7.5, ge=0.0, description=(
+        "classifier-free guidance (7.5 as DA-Fusion; 0 for the Turbo models)"))
+    steps: PositiveInt = Field(30, description=(
+        "denoising steps (img2img runs strength x steps of them)"))
+    batch_size: PositiveInt = Field(8, description=(
+        "images per pipeline call (GPU memory: about 1 GB per image at 512 px in float16)"))
+    safety_checker: bool = Field(True, description=(
+        "keep the pipeline's own safety checker, where it has one (it blacks out images it "
+        "flags; their manifest rows say `flagged`)"))
+
+    @model_validator(mode="after")
+    def _templates(self):
+        for key, text in [("prompt", self.prompt), ("negative_prompt", self.negative_prompt),
+                          *[(f"prompts.{k}", v) for k, v in self.prompts.items()]]:
+            try:
+                text.format(name="x")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"{key}: {text!r} is not a prompt template ({type(e).__name__}: "
+                                 f"{e}); write {{name}} for the class name, {{{{ }}}} for braces"
+                                 ) from None
+        return self
+
+
 class SampleConfig(Section):
-    """params.yaml `sample`: the synthetic sets drawn from the trained generators."""
+    """params.yaml `sample`: the synthetic sets drawn from the trained generators (and from a
+    pretrained pipeline, `sample.pretrained`)."""
 
     per_class: PositiveInt = Field(100, description=(
         "images per class in each set (class-balanced)"))
@@ -273,3 +330,13 @@ class SampleConfig(Section):
         "images per interpolation strip / latent walk row"))
     sets: dict[str, SetConfig] = Field(default_factory=_default_sets, description=(
         "the synthetic sets, by name: a generator and a sampler each"))
+    pretrained: PretrainedConfig = Field(PretrainedConfig(), description=(
+        "the pretrained diffusers pipeline of the sets with generator: pretrained"))
+
+    @model_validator(mode="after")
+    def _pretrained_model(self):
+        users = [n for n, s in self.sets.items() if s.generator == PRETRAINED]
+        if users and not self.pretrained.model:
+            raise ValueError(f"pretrained.model: set {users[0]!r} draws from a pretrained "
+                             "pipeline; name its folder or Hub id")
+        return self

@@ -57,7 +57,7 @@ class Drawn:
     images: np.ndarray  # uint8 N x H x W x C
     labels: np.ndarray  # balanced, class-major
     provenance: list[dict]  # one manifest row per image
-    sampler: Sampler  # fitted: the figures draw with it too
+    sampler: Sampler  # fitted: the figures draw with it too (or a pretrained one's sampler)
     seconds: float
 
 
@@ -78,23 +78,29 @@ def draw(model: GeneratorModel, name: str, cfg: SetConfig, train: PackedDataset,
 
 def write(folder: Path, d: Drawn, train: PackedDataset, gconfig: dict, walk_steps: int) -> None:
     """The packed set and grid.png, walk.png (how the sampler moves, one row per class) and
-    interpolation.png (strips between two latents of a class) into `folder`."""
+    interpolation.png (strips between two latents of a class) into `folder` (a pretrained
+    pipeline's set: grid.png, and walk.png for img2img)."""
     from synthaug.generators.latents import interpolation
     from synthaug.pipeline.data.storage import write_dataset
     from synthaug.pipeline.figures.data import interpolation_strip, sample_grid
 
-    cfg, names, model = d.cfg, train.class_names, d.sampler.model
+    cfg, names, model = d.cfg, train.class_names, getattr(d.sampler, "model", None)
     write_dataset(folder, d.images, d.labels, names, d.provenance, {
         "kind": "synthetic", "set": d.name, "generator": cfg.generator,
         "sampler": cfg.sampler, "settings": cfg.settings(), "seed": d.seed,
-        "generator_trained_on": gconfig.get("trained_on"), "source": train.meta.get("source")})
+        "generator_trained_on": gconfig.get("trained_on"), "source": train.meta.get("source"),
+        **({"pretrained": gconfig["pretrained"]} if "pretrained" in gconfig else {})})
     title = f"{d.name}: {cfg.generator}, {cfg.sampler} sampler" + "".join(
         f", {k} {v}" for k, v in cfg.settings().items())
     sample_grid(d.images, d.labels, names, folder / "grid.png", title=title)
     walk_rng = torch.Generator().manual_seed(d.seed)
-    walks, walk_title = d.sampler.walk(walk_rng, walk_steps)
-    interpolation_strip(walks.reshape(len(names), walk_steps, *walks.shape[1:]), names,
-                        folder / "walk.png", title=f"{d.name}: {walk_title}")
+    walk = d.sampler.walk(walk_rng, walk_steps)  # a pretrained text-to-image set: None
+    if walk is not None:
+        walks, walk_title = walk
+        interpolation_strip(walks.reshape(len(names), walk_steps, *walks.shape[1:]), names,
+                            folder / "walk.png", title=f"{d.name}: {walk_title}")
+    if not isinstance(model, GeneratorModel):  # a pretrained pipeline: no latent strips
+        return
     strips, rows = [], []
     for c in np.unique(d.labels)[:INTERPOLATION_CLASSES]:
         z = torch.randn((2, *model.latent_shape), generator=walk_rng)

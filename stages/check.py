@@ -55,6 +55,12 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                **{m: "study.models" for m in p.study.models}}
     found.problems += model_fit(trained, p.models, p.prepare,
                                 len(counts.class_names) if counts else 10)
+    if drawn := [n for n, s in p.sample.sets.items() if s.generator == "pretrained"]:
+        from synthaug.generators.pretrained import missing  # files only, no torch
+
+        found.problems += [m] if (m := missing(p.sample.pretrained)) else []
+        found.notes.append(f"pretrained sets ({', '.join(drawn)}) draw from "
+                           f"{p.sample.pretrained.model} on sample.device: not in the estimate")
     for note in found.notes:
         say(f"note: {note}")
     for line in _plan(p, counts, found.k):

@@ -61,6 +61,8 @@ def check_fresh(folder: Path | str, meta: dict, kind: str, train_dir: Path | str
         family = meta.get("generator")
         rerun = (f"`synthaug train-generator{' ' + family if isinstance(family, str) else ''}`"
                  f", then `synthaug sample {Path(folder).name}`")
+        if family == "pretrained":  # drawn from a pretrained pipeline: nothing to train
+            rerun = f"`synthaug sample {Path(folder).name}`"
     else:
         rerun = "`synthaug augment`" if kind == "augmented" else "`synthaug compose`"
     check_made_from(folder, recorded, train_dir, train_hash, rerun)

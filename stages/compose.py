@@ -42,6 +42,13 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     p = params_from(params, set_)
     out = guard_output(p, "variants")
     wanted = {name: p.compose.variants[name] for name in p.study.variants}
+    if any(v.online_augment == "auto" for v in wanted.values()):  # the augment stage's choice
+        from synthaug.pipeline.experiments.classic_choice import chosen_pipeline, online_spec
+
+        chosen = chosen_pipeline(p.augment, p.paths.augmented)
+        wanted = {name: v.model_copy(update={"online_augment": online_spec(v.online_augment,
+                                                                           chosen)})
+                  for name, v in wanted.items()}
     needed = {part for v in wanted.values() for part in v.parts} | {"real"}
     where = {"real": p.paths.prepared / "train", "classic": p.paths.augmented}
     parts = {}

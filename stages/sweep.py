@@ -71,12 +71,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     # fail before any training (a ratio's set is the same for every model: checked once)
     check_ratios([pt for pts in points.values() for pt in pts], data, p.compose, s.ratio_variant)
     variants = sorted({pt.variant for pts in points.values() for pt in pts})
-    augment = p.augment  # auto: the when points' classic copies use the augment stage's choice
-    if any("classic" in p.compose.variants[v].parts for v in variants if v):
-        from synthaug.pipeline.experiments.classic_choice import chosen_pipeline
+    from synthaug.pipeline.experiments.classic_choice import resolved
 
-        augment = augment.model_copy(update={"pipeline": chosen_pipeline(augment,
-                                                                          p.paths.augmented)})
+    # auto: the when points' classic copies and online_augment use the augment stage's choice
+    augment = resolved(p.augment, [p.compose.variants[v] for v in variants if v],
+                       p.paths.augmented)
     job = SweepJob(p.train, p.models, p.compose, augment, s.ratio_variant, p.paths.prepared,
                    p.paths.synthetic, parts, data.pool is not None, str(device),
                    functools.partial(when_synthesizer, p, variants))

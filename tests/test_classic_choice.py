@@ -14,7 +14,8 @@ from synthaug.pipeline.augment.config import AugmentConfig
 from synthaug.pipeline.classifiers.config import TrainConfig
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.storage import PackedDataset
-from synthaug.pipeline.experiments.classic_choice import choose, chosen_pipeline, classic_copies
+from synthaug.pipeline.experiments.classic_choice import (choose, chosen_pipeline, classic_copies,
+                                                          online_spec)
 from synthaug.pipeline.report.classic import lines as choice_lines
 from synthaug.stages.params import load_params
 
@@ -89,6 +90,13 @@ def test_candidates_are_checked_in_params(repo_root):
     assert load_params(params, []).augment.pipeline == "auto"
 
 
+def test_online_auto_follows_the_choice_and_none_means_no_online_augmentation():
+    assert online_spec("auto", "light") == "light" and online_spec("auto", "none") is None
+    assert online_spec("heavy", "light") == "heavy" and online_spec(None, "light") is None
+    with pytest.raises(SynthaugError, match="resolved first"):
+        online_spec("auto", "auto")
+
+
 def test_chosen_pipeline_reads_the_record_or_says_what_to_run(tmp_path):
     assert chosen_pipeline(AugmentConfig(pipeline="heavy"), tmp_path) == "heavy"
     with pytest.raises(SynthaugError, match="no choice is recorded.*synthaug augment"):
@@ -136,6 +144,11 @@ def test_the_stage_chooses_on_val_without_reading_test(prepared, run_cli):
     assert rec["chosen"] == next(c["name"] for c in rec["candidates"] if c["mean"] == best)
     assert rec["val_images"] == len(np.load(prepared / "data/prepared/val/labels.npy"))
     assert f"chose {rec['chosen']}" in r.output
+    # online_augment: auto (real+online) is the choice, read back, not chosen again
+    r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+online, real+classic]")
+    assert r.exit_code == 0, r.output
+    online = json.loads((prepared / "data/variants/real+online/meta.json").read_text())
+    assert online["online_augment"] == (None if rec["chosen"] == "none" else rec["chosen"])
 
 
 def test_an_explicit_preset_bypasses_the_choice(prepared, run_cli):

@@ -119,7 +119,7 @@ def test_compose_refuses_augment_and_synthetic_sets_of_an_older_train_split(tmp_
     from tests.test_train import blob_splits, blobs
 
     params = blob_splits(tmp_path)
-    params["augment"].update(copies_per_image=1, workers=1)
+    params["augment"].update(copies_per_image=1, workers=1, pipeline="medium")  # no choice
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     train_dir = tmp_path / "data/prepared/train"
     assert run_cli(tmp_path, "augment", "--no-progress").exit_code == 0

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from synthaug.pipeline.augment.config import AugmentSpec, BatchAugmentSpec
+from synthaug.pipeline.augment.config import BatchAugmentSpec, PipelineSpec
 from synthaug.pipeline.core.settings import Seed, Section
 
 BUILTIN_SOURCES = ("mnist5k", "digits")
@@ -143,9 +143,10 @@ class VariantConfig(Section):
         "or synthetic images per class, over all synthetic parts (neither: every image of "
         "each set)"))
     gate: bool = Field(False, description="filter synthetic parts through compose.gate first")
-    online_augment: AugmentSpec | None = Field(None, description=(
+    online_augment: PipelineSpec | None = Field(None, description=(
         "augmentation preset or step list applied every epoch while training on this variant "
-        "(takes precedence over train.online_augment): classic augmentation on top"))
+        "(takes precedence over train.online_augment): classic augmentation on top; auto: the "
+        "augment stage's (augment.pipeline, or the preset its auto chose on val)"))
     unlabelled: bool = Field(False, description=(
         "sweep when points only: its generators train on the labelled k-per-class split plus "
         "the rest of the train pool without its labels, labelled by a classifier trained on the "
@@ -184,7 +185,7 @@ def _default_variants() -> dict[str, VariantConfig]:
     return {
         "real": v(),
         "real+classic": v(parts=["real", "classic"]),
-        "real+online": v(online_augment="medium"),  # fresh classic copies every epoch
+        "real+online": v(online_augment="auto"),  # fresh classic copies every epoch
         "real+gan": v(parts=["real", "gan-prior"], ratio=1.0),
         "real+vae": v(parts=["real", "vae-prior"], ratio=1.0),
         "real+diffusion": v(parts=["real", "diffusion-ddim"], ratio=1.0),
@@ -199,7 +200,7 @@ def _default_variants() -> dict[str, VariantConfig]:
         "real+vae-jitter-finetune": v(parts=["real", "vae-jitter"], ratio=1.0,
                                       use=UseConfig(schedule="pretrain_finetune")),
         "real+vae-jitter-online": v(parts=["real", "vae-jitter"], ratio=1.0,
-                                    online_augment="medium"),
+                                    online_augment="auto"),
         # labelled few, unlabelled many (sweep when points only): self-training, the control
         "self-training": v(parts=["real", "pseudo-real"], ratio=1.0),
         "real+vae-unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),

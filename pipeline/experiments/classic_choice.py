@@ -131,6 +131,27 @@ def choose(train: PackedDataset, val: PackedDataset, augment: AugmentConfig, tra
     return Choice(best.name, augment.choose_model, seeds, len(val), cands)
 
 
+def online_spec(online: str | list | None, pipeline: str | list) -> str | list | None:
+    """A variant's `online_augment` with `auto` replaced by the study's classic pipeline
+    (`pipeline`, resolved by chosen_pipeline; `none`: no online augmentation)."""
+    if online != AUTO:
+        return online
+    if pipeline == AUTO:
+        raise SynthaugError("online_augment: auto needs augment.pipeline resolved first "
+                            "(classic_choice.chosen_pipeline)")
+    return None if pipeline == NO_AUGMENT else pipeline
+
+
+def resolved(augment: AugmentConfig, variants, folder: Path) -> AugmentConfig:
+    """`augment` with `pipeline: auto` replaced by the augment stage's choice (read from
+    `folder`, paths.augmented) where one of `variants` (VariantConfigs) needs it: a `classic`
+    part or `online_augment: auto`; else `augment` as it is (no augment output needed)."""
+    if augment.pipeline != AUTO or not any("classic" in v.parts or v.online_augment == AUTO
+                                           for v in variants):
+        return augment
+    return augment.model_copy(update={"pipeline": chosen_pipeline(augment, folder)})
+
+
 def chosen_pipeline(augment: AugmentConfig, folder: Path) -> str | list:
     """The pipeline the study's classic augmentation uses: `augment.pipeline` when it names
     one, else (auto) the one `synthaug augment` chose, read from `folder` (paths.augmented:

@@ -114,7 +114,7 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     from synthaug.pipeline.classifiers.use import Use
     from synthaug.pipeline.data.compose import compose_variant
     from synthaug.pipeline.data.config import MORE_REAL, PSEUDO_REAL
-    from synthaug.pipeline.experiments.classic_choice import classic_copies
+    from synthaug.pipeline.experiments.classic_choice import classic_copies, online_spec
     from synthaug.pipeline.data.prepare import held_out
 
     k, cfg = int(point.value), compose.variants[point.variant]
@@ -151,7 +151,8 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     use = Use.of(v.meta, v.provenance, f"compose.variants.{point.variant}")
     if cfg.use.semi_supervised != "none":  # FixMatch: the rest of the pool, its labels dropped
         use.unlabelled = np.asarray(held_out(data.pool, k, pool_seed(data.pool)).images)
-    return v.images, v.labels, point.variant, use, v.meta.get("online_augment")
+    return (v.images, v.labels, point.variant, use,
+            online_spec(v.meta.get("online_augment"), augment.pipeline))  # auto: the choice
 
 
 def training_set(point: Point, data: SweepData, compose: ComposeConfig,

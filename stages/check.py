@@ -80,13 +80,22 @@ def _plan(p, counts, k: int | None) -> list[str]:
     from synthaug.pipeline.classifiers.config import recipe
     from synthaug.pipeline.classifiers.names import model_kind
     from synthaug.pipeline.core.timing import cpu_info
-    from synthaug.pipeline.experiments.plan import estimate, make_plan, measured_fits, recipe_samples
+    import numpy as np
+
+    from synthaug.pipeline.experiments.plan import (estimate, make_plan, measured_fits,
+                                                    recipe_samples, with_crossval)
 
     families = {f: p.train_generator.family(f).total_steps for f in ("gan", "vae", "diffusion")}
     plan = make_plan(p.study, p.sweep, p.compose, families,
                      {name: s.generator for name, s in p.sample.sets.items()},
                      counts.pool if counts else None, counts.class_names if counts else None,
                      p.augment)
+    test = None  # the test split's images per class, from the pool's (prepare's fractions)
+    if counts is not None:
+        f = p.prepare
+        test = np.round(counts.pool * f.test_fraction / (1 - f.val_fraction - f.test_fraction))
+    plan = with_crossval(plan, p.study, p.compose, families,
+                         {name: s.generator for name, s in p.sample.sets.items()}, test)
     classes = len(counts.class_names) if counts else 10
     images = (k or (int(counts.pool.min()) if counts else 50)) * classes * 2  # real + drawn
     recipes = {}

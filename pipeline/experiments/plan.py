@@ -50,10 +50,17 @@ class Plan:
     when_generators: dict[str, int] = field(default_factory=dict)  # family -> steps, all k
     classic: dict[str, int] = field(default_factory=dict)  # augment.pipeline auto: model -> fits
     candidates: list[str] = field(default_factory=list)  # auto: the candidates tried
+    protocol: str = ""  # the protocol the rule picks, and why (pipeline.experiments.crossval)
+    crossval: dict[str, int] = field(default_factory=dict)  # k-fold: model -> fits, all units
+    crossval_generators: dict[str, int] = field(default_factory=dict)  # family -> steps
 
     def lines(self) -> list[str]:
         each = lambda d: ", ".join(f"{m} {n}" for m, n in d.items()) or "none"  # noqa: E731
-        return [f"study cells: {sum(self.cells.values())} ({each(self.cells)})",
+        cv = ([f"crossval fits: {sum(self.crossval.values())} ({each(self.crossval)}), and "
+               f"{', '.join(self.crossval_generators) or 'no'} generators trained per unit"]
+              if self.crossval else [])
+        head = [f"protocol: {self.protocol}"] if self.protocol else []
+        return head + cv + [f"study cells: {sum(self.cells.values())} ({each(self.cells)})",
                 f"sweep points: {sum(self.sweep.values())} ({each(self.sweep)})",
                 f"when points: {sum(self.when.values())} ({each(self.when)})",
                 f"generators: {len(self.generators)} ({', '.join(self.generators) or 'none'})"
@@ -97,6 +104,30 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
                 dict(families), retrained,
                 {augment.choose_model: len(augment.candidates) * len(augment.choose_seeds)}
                 if auto else {}, list(augment.candidates) if auto else [])
+
+
+def with_crossval(plan: Plan, study: StudyConfig, compose: ComposeConfig,
+                  families: dict[str, int], set_family: dict[str, str],
+                  test: np.ndarray | None) -> Plan:
+    """`plan` with the protocol `study.protocol` picks for a test split of `test` images per
+    class (None: unknown, taken as holdout under auto) and, under k-fold, the crossval stage's
+    fits (folds x repeats units, each every variant x model) and generator steps (every
+    family the study's synthetic parts need, once per unit)."""
+    from synthaug.pipeline.experiments.crossval import choose
+
+    if test is None and study.protocol == "auto":
+        plan.protocol = "auto (holdout or k-fold: decided once the splits are known)"
+        return plan
+    protocol, why = choose(study.protocol, test if test is not None else np.array([]))
+    plan.protocol = why
+    if protocol != "kfold":
+        return plan
+    units = study.folds * study.repeats
+    plan.crossval = {m: units * len(study.variants) for m in study.models}
+    fams = {set_family[s] for v in study.variants for s in compose.variants[v].synthetic_parts()
+            if s in set_family}
+    plan.crossval_generators = {f: units * families.get(f, 0) for f in sorted(fams)}
+    return plan
 
 
 def measured_fits(sweep_root: Path, models) -> dict[str, tuple[float, int]]:
@@ -150,7 +181,10 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
     sweep = spread(fits + when_gen, 0.0)
     choice = spread(sum(n * fit(m) for m, n in plan.classic.items()),
                     max((fit(m) for m in plan.classic), default=0.0))
-    total = train + gens + sweep + choice + OTHER_SECONDS * slow
+    cv_gen = sum(steps * STEP_MS[f] / 1000 * side * slow
+                 for f, steps in plan.crossval_generators.items())
+    crossval = spread(sum(n * fit(m) for m, n in plan.crossval.items()) + cv_gen, 0.0)
+    total = train + gens + sweep + choice + crossval + OTHER_SECONDS * slow
     basis = [f"{m}: {measured[m][0]:.1f} s a fit, measured here over {measured[m][1]} earlier "
              "sweep fits" for m in measured]
     priced = sorted({*plan.cells, *plan.sweep, *plan.classic} - set(measured))
@@ -163,10 +197,12 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
              f"about {_minutes(total)} (train {_minutes(train)}, sweep {_minutes(sweep)}, "
              f"generators {_minutes(gens)}, "
              + (f"classic choice {_minutes(choice)}, " if plan.classic else "")
+             + (f"crossval {_minutes(crossval)}, " if plan.crossval else "")
              + f"the rest {_minutes(OTHER_SECONDS * slow)})",
              "estimate basis: " + "; ".join(basis)]
     if total > LONG_SECONDS:
-        lines.append(long_run_advice(total, {"train": train, "sweep": sweep, "generators": gens}))
+        lines.append(long_run_advice(total, {"train": train, "sweep": sweep, "generators": gens,
+                                             "crossval": crossval}))
     return total, lines
 
 
@@ -177,7 +213,9 @@ CUTS = {"train": "-S 'study.seeds=[0,1,2]' (fewer seeds), -S 'study.models=[cnn]
         "sweep": "-S 'sweep.seeds=[0,1,2]', -S 'sweep.when_per_class=[5,10]', "
                  "-S 'sweep.models=[cnn]'",
         "generators": "-S train_generator.gan.steps=1200 (and vae, diffusion), "
-                      "-S prepare.size=32 (a smaller image side)"}
+                      "-S prepare.size=32 (a smaller image side)",
+        "crossval": "-S study.folds=3 (fewer units), -S 'study.models=[cnn]', "
+                    "-S 'study.variants=[real,real+classic,real+vae,more-real]'"}
 
 
 def long_run_advice(total: float, parts: dict[str, float]) -> str:
@@ -196,3 +234,4 @@ def _minutes(seconds: float) -> str:
 def recipe_samples(epochs: int, epoch_size: int, images: int) -> int:
     """Samples one fit draws: epochs x epoch_size (0: a pass over the `images`)."""
     return int(epochs) * (int(epoch_size) or max(1, int(images)))
+

@@ -53,6 +53,11 @@ def test_dvc_repro_end_to_end(project):
     train_meta = json.loads((root / "data/prepared/train/meta.json").read_text())
     assert train_meta["num_images"] == 200 and set(train_meta["counts"].values()) == {20}
     assert json.loads((root / "data/augmented/meta.json").read_text())["num_images"] == 400
+    choice = json.loads((root / "data/augmented/choice.json").read_text())  # auto: chosen on val
+    assert choice["split"] == "val" and len(choice["candidates"]) == 6
+    assert f"**{choice['chosen']}**, chosen on the val split" in (root / "reports/report.md").read_text()
+    online = json.loads((root / "data/variants/real+online/meta.json").read_text())["online_augment"]
+    assert online == (None if choice["chosen"] == "none" else choice["chosen"])
     # synthetic sets: balanced, with provenance per image and their figures
     gmm = root / "data/synthetic/vae-gmm"
     assert json.loads((gmm / "meta.json").read_text())["counts"] == {str(c): 20 for c in range(10)}

@@ -161,3 +161,54 @@ def test_an_explicit_preset_bypasses_the_choice(prepared, run_cli):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["augment"]["spec"] == "light" and meta["augment"]["choice"] is None
     assert "choosing" not in r.output
+
+
+def test_the_when_points_use_the_resolved_choice_for_copies_and_online(tmp_path):
+    """The sweep resolves auto from the augment stage's record (`resolved`); a when point's
+    classic copies and online_augment: auto then follow it (none: the originals, no online)."""
+    from synthaug.pipeline.data.config import ComposeConfig, VariantConfig
+    from synthaug.pipeline.experiments.classic_choice import resolved
+    from synthaug.pipeline.experiments.sweep import Point, SweepData, split_of, when_set
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 12)
+    pool = PackedDataset(rng.integers(0, 256, (36, 8, 8, 1), dtype=np.uint8), labels,
+                         ["a", "b", "c"], {"prepare": {"seed": 3, "train_per_class": 4}})
+    data = SweepData(real=split_of(pool, 4), val=split_of(pool, 1), test=split_of(pool, 1),
+                     pool=pool, synthetic={})
+    variants = {"real+classic": VariantConfig(parts=["real", "classic"]),
+                "real+online": VariantConfig(online_augment="auto")}
+    compose = ComposeConfig(variants=variants)
+    auto = AugmentConfig(copies_per_image=2)
+    assert resolved(auto, [VariantConfig()], tmp_path) is auto  # nothing needs the choice
+    with pytest.raises(SynthaugError, match="run `synthaug augment`"):
+        resolved(auto, list(variants.values()), tmp_path)
+    for chosen, online in [("light", "light"), ("none", None)]:
+        (tmp_path / "meta.json").write_text(json.dumps({"augment": {"choice": {"chosen": chosen}}}))
+        aug = resolved(auto, list(variants.values()), tmp_path)
+        assert aug.pipeline == chosen
+        x, y, *_ = when_set(Point("when", 2, 0, "real+classic"), data, compose, aug, None)
+        split = split_of(pool, 2).images
+        assert len(y) == 6 + 12 and np.array_equal(x[:6], split)
+        assert np.array_equal(x[6:], np.repeat(split, 2, axis=0)) == (chosen == "none")
+        *_, got = when_set(Point("when", 2, 0, "real+online"), data, compose, aug, None)
+        assert got == online
+
+
+def test_check_plans_and_prices_the_candidates_fits():
+    from synthaug.pipeline.data.config import ComposeConfig
+    from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
+    from synthaug.pipeline.experiments.plan import estimate, make_plan
+
+    args = (StudyConfig(), SweepConfig(), ComposeConfig(), {}, {}, None, None)
+    plan = make_plan(*args, AugmentConfig(candidates=["none", "light", "heavy"],
+                                          choose_seeds=[0, 1]))
+    assert plan.classic == {"cnn": 6}
+    assert any("classic augmentation chosen on val: none, light, heavy (cnn 6 fits)" in line
+               for line in plan.lines())
+    recipes = {m: (6 * 1024, 28, False) for m in {"cnn", "efficientnet_lite0"}}
+    machine = {"usable_cores": 2, "isa": {"avx512_bf16": True}}
+    with_choice, lines = estimate(plan, recipes, 28, machine, {})
+    assert "classic choice" in lines[0]
+    bare = make_plan(*args, AugmentConfig(pipeline="medium"))
+    assert bare.classic == {} and with_choice > estimate(bare, recipes, 28, machine, {})[0]

@@ -20,6 +20,8 @@ from pydantic import (
 )
 
 from synthaug.pipeline.core.settings import Device, Seed, Section
+from synthaug.generators.pretrained_config import (PRETRAINED, PRETRAINED_SAMPLERS,
+                                                  PretrainedConfig)
 
 FAMILIES = ("gan", "vae", "diffusion")
 AUTOENCODER_LR = 2e-3  # latent diffusion's autoencoder: a plain reconstruction task
@@ -192,10 +194,6 @@ class TrainGeneratorConfig(Section):
 SAMPLERS = ("prior", "truncated", "slerp", "posterior_jitter", "gmm", "img2img")
 # sampler -> the families it works with (the rest draw from any family's latent space)
 SAMPLER_FAMILIES = {"posterior_jitter": ("vae",), "gmm": ("vae",), "img2img": ("diffusion",)}
-# a pretrained diffusers pipeline (`sample.pretrained`): nothing to train, it draws from
-# per-class prompts (prior: text-to-image) or from each real training image (img2img)
-PRETRAINED = "pretrained"
-PRETRAINED_SAMPLERS = ("prior", "img2img")
 # setting -> the samplers (or, for diffusion settings, families) it applies to
 SAMPLER_SETTINGS = {"psi": ("truncated",), "sigma": ("posterior_jitter",),
                     "components": ("gmm",), "strength": ("img2img",)}
@@ -267,53 +265,6 @@ def _default_sets() -> dict[str, SetConfig]:
         "vae-jitter": SetConfig(generator="vae", sampler="posterior_jitter", sigma=1.0),
         "diffusion-img2img": SetConfig(generator="diffusion", sampler="img2img", strength=0.6),
     }
-
-
-class PretrainedConfig(Section):
-    """`sample.pretrained`: the pretrained diffusers pipeline that sets with `generator:
-    pretrained` draw from (Stable Diffusion 1.x/2.x, SD-Turbo, SDXL-Turbo class: anything
-    diffusers' AutoPipelineForText2Image loads; img2img shares its weights). Its images
-    are made at `resolution`, then resized to prepare.size and the data set's channels."""
-
-    model: str = Field("", description=(
-        "a local pipeline folder (diffusers' save_pretrained layout) or a Hugging Face Hub id, "
-        "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; required by pretrained sets"))
-    download: bool = Field(False, description=(
-        "fetch a Hub id's weights when they are not in the local Hugging Face cache (needs the "
-        "network); false: local files only"))
-    variant: str | None = Field(None, description=(
-        "the weight files' variant to load, e.g. fp16 (smaller downloads); null: the default"))
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
-        "auto: float16 on CUDA and MPS, float32 on a CPU"))
-    resolution: PositiveInt = Field(512, multiple_of=8, description=(
-        "side of the pipeline's images (512 for SD 1.x/2-base and the Turbo models); real "
-        "images are resized up to it for img2img"))
-    prompt: str = Field("a photo of a {name}", description=(
-        "the prompt of each class; {name} is the class name"))
-    prompts: dict[str, str] = Field(default={}, description=(
-        "class name -> its own prompt (overrides `prompt`)"))
-    negative_prompt: str = Field("", description="what the images should not show")
-    guidance_scale: float = Field(7.5, ge=0.0, description=(
-        "classifier-free guidance (7.5 as DA-Fusion; 0 for the Turbo models)"))
-    steps: PositiveInt = Field(30, description=(
-        "denoising steps (img2img runs strength x steps of them)"))
-    batch_size: PositiveInt = Field(8, description=(
-        "images per pipeline call (GPU memory: about 1 GB per image at 512 px in float16)"))
-    safety_checker: bool = Field(True, description=(
-        "keep the pipeline's own safety checker, where it has one (it blacks out images it "
-        "flags; their manifest rows say `flagged`)"))
-
-    @model_validator(mode="after")
-    def _templates(self):
-        for key, text in [("prompt", self.prompt), ("negative_prompt", self.negative_prompt),
-                          *[(f"prompts.{k}", v) for k, v in self.prompts.items()]]:
-            try:
-                text.format(name="x")
-            except (KeyError, IndexError, ValueError) as e:
-                raise ValueError(f"{key}: {text!r} is not a prompt template ({type(e).__name__}: "
-                                 f"{e}); write {{name}} for the class name, {{{{ }}}} for braces"
-                                 ) from None
-        return self
 
 
 class SampleConfig(Section):

@@ -17,17 +17,15 @@ repeated to RGB and resized up to `resolution`.
 
 Every image has its own seed, made from the set's seed, so an image does not depend on the
 batch size or on the images drawn before it. That makes a set resumable: each finished batch
-is kept in a work folder (the stage passes paths.checkpoints/sample/<set>, outside DVC's
-outs) beside the run's key (the set's and the pipeline's settings, the seed, the train
-split's content hash); a rerun with the same key continues after the last kept batch, any
-other key starts over. `close` removes the folder once the set is written.
+is kept in a work folder (generators.resume.KeptBatches; the stage passes
+paths.checkpoints/sample/<set>, outside DVC's outs) under the run's key (the set's and the
+pipeline's settings, the seed, the train split's content hash); a rerun with the same key
+continues after the last kept batch. `close` removes the folder once the set is written.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -35,47 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from synthaug.generators.config import PRETRAINED, PretrainedConfig, SetConfig
+from synthaug.generators.config import SetConfig
+from synthaug.generators.resume import KeptBatches
+from synthaug.generators.pretrained_config import (DOWNLOAD, MODEL, PRETRAINED,
+                                                  PretrainedConfig, is_folder, missing)
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.storage import PackedDataset
-
-# torch and diffusers load inside the functions that draw: `synthaug check` asks `missing`
-MODEL = "sample.pretrained.model"
-DOWNLOAD = "sample.pretrained.download"
-KEY_FILE = "key.json"
-
-
-def _is_path(model: str) -> bool:
-    """A folder, not a Hub id (`owner/name`): an existing folder, or anything that reads as a
-    path (absolute, ./, ../, ~, or more than one /)."""
-    return (Path(model).expanduser().is_dir() or model.startswith((".", "/", "~"))
-            or model.count("/") > 1 or os.sep != "/" and os.sep in model)
-
-
-def missing(cfg: PretrainedConfig) -> str | None:
-    """Why `cfg.model` cannot be loaded as allowed (one line naming the setting), or None.
-    Light: looks at files only (no torch, no diffusers), so `synthaug check` can ask too."""
-    model = cfg.model
-    if not model:
-        return f"{MODEL}: empty; name a local pipeline folder or a Hugging Face Hub id"
-    if _is_path(model):
-        folder = Path(model).expanduser()
-        if not folder.is_dir():
-            return f"{MODEL}: folder {folder} not found; name a saved pipeline's folder or a Hub id"
-        if not (folder / "model_index.json").is_file():
-            return (f"{MODEL}: {folder} is not a diffusers pipeline folder (no model_index.json); "
-                    "save one with pipeline.save_pretrained(folder)")
-        return None
-    if cfg.download:
-        return None
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
-        return (f"{MODEL}: {model!r} is not a local folder and not in the Hugging Face cache "
-                f"({constants.HF_HUB_CACHE}); set {DOWNLOAD}: true to fetch it (needs the "
-                "network), or name a saved pipeline's folder")
-    return None
-
 
 def pick_dtype(cfg: PretrainedConfig, device: torch.device) -> torch.dtype:
     import torch
@@ -93,7 +56,7 @@ def load_pipeline(cfg: PretrainedConfig, device: torch.device):
     from diffusers import AutoPipelineForText2Image
     from diffusers.utils import logging as diffusers_logging
 
-    local = _is_path(cfg.model)
+    local = is_folder(cfg.model)
     where = str(Path(cfg.model).expanduser()) if local else cfg.model
     diffusers_logging.set_verbosity_error()  # its notes on configs and components
     diffusers_logging.disable_progress_bar()  # the stage says what it loads
@@ -280,15 +243,17 @@ class Pretrained:
         labels = balanced_labels(len(train.class_names), per_class)
         seeds, parents = sampler.plan(labels, seed)
         hwc = train.images.shape[1:]
-        images, flags = self._resume(work, run_key(name, cfg, self.cfg, seed, per_class, train),
-                                     hwc, log)
+        store = None if work is None else KeptBatches(
+            work, run_key(name, cfg, self.cfg, seed, per_class, train))
+        kept = [] if store is None else store.load(log)
+        images, flags = [b["images"] for b in kept], [b["flagged"] for b in kept]
         done, n, size = sum(map(len, images)), len(labels), self.cfg.batch_size
         for i in range(done, n, size):
             x, f = sampler.generate(labels[i:i + size], seeds[i:i + size], parents[i:i + size])
             images.append(x)
             flags.append(np.zeros(len(x), bool) if f is None else f)
-            if work is not None:
-                _save_batch(work / f"batch_{i:07d}.npz", x, flags[-1])
+            if store is not None:
+                store.keep(i, images=x, flagged=flags[-1])
             log(f"{min(i + size, n)}/{n} images ({time.perf_counter() - start:.1f} s)")
         images = np.concatenate(images) if images else np.zeros((0, *hwc), np.uint8)
         flagged = np.concatenate(flags) if flags else np.zeros(0, bool)
@@ -305,57 +270,7 @@ class Pretrained:
         return Drawn(name, cfg, seed, images, labels, rows, sampler, time.perf_counter() - start)
 
     @staticmethod
-    def _resume(work: Path | None, key: str, shape: tuple, log) -> tuple[list, list]:
-        """The kept batches of this key's earlier, killed run (in order), the folder set up."""
-        if work is None:
-            return [], []
-        images, flags = [], []
-        try:
-            same = json.loads((work / KEY_FILE).read_text()).get("key") == key
-        except (OSError, ValueError, AttributeError):
-            same = False
-        if same:
-            try:
-                for path in sorted(work.glob("batch_*.npz")):
-                    with np.load(path) as z:
-                        x, f = z["images"], z["flagged"]
-                    if (_start(path) != sum(map(len, images)) or x.shape[1:] != shape
-                            or len(f) != len(x)):
-                        break  # a gap or a foreign file: keep what is contiguous
-                    images.append(x)
-                    flags.append(f)
-            except (OSError, ValueError, KeyError) as e:
-                log(f"warning: {work}: unreadable batch ({type(e).__name__}); drawing from "
-                    f"image {sum(map(len, images))} on")
-            if images:
-                log(f"resuming after {sum(map(len, images))} images ({work})")
-        if not same or not images:
-            shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True, exist_ok=True)
-        for path in work.iterdir():  # past the contiguous run, or half-written: drawn again
-            if path.name != KEY_FILE and _start(path) >= sum(map(len, images)):
-                path.unlink()
-        (work / KEY_FILE).write_text(json.dumps({"key": key}) + "\n")
-        return images, flags
-
-    @staticmethod
     def close(work: Path) -> None:
         """The set is written: its resume state goes."""
-        shutil.rmtree(work, ignore_errors=True)
+        KeptBatches(work, "").close()
 
-
-def _start(path: Path) -> int:
-    """The index of a kept batch's first image (batch_<index>.npz); anything else: a huge
-    number (not a kept batch)."""
-    stem = path.name.removeprefix("batch_").removesuffix(".npz")
-    return int(stem) if path.name.endswith(".npz") and stem.isdigit() else 2**62
-
-
-def _save_batch(path: Path, images: np.ndarray, flagged: np.ndarray) -> None:
-    """Write-then-rename: a kill mid-write leaves no half batch."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, images=images, flagged=flagged)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

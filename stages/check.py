@@ -56,7 +56,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     found.problems += model_fit(trained, p.models, p.prepare,
                                 len(counts.class_names) if counts else 10)
     if drawn := [n for n, s in p.sample.sets.items() if s.generator == "pretrained"]:
-        from synthaug.generators.pretrained import missing  # files only, no torch
+        from synthaug.generators.pretrained_config import missing  # files only
 
         found.problems += [m] if (m := missing(p.sample.pretrained)) else []
         found.notes.append(f"pretrained sets ({', '.join(drawn)}) draw from "

@@ -90,7 +90,8 @@ def test_missing_rows_are_caught(page):
 
 def test_parameters_page_shows_defaults_and_descriptions(page):
     assert "| `train.epochs` | int > 0 | `6` | maximum epochs |" in page
-    assert "| `sample.sets.NAME.generator` | one of `gan`, `vae`, `diffusion` | required |" in page
+    assert ("| `sample.sets.NAME.generator` | one of `gan`, `vae`, `diffusion`, `pretrained` | "
+            "required |") in page
     assert "{: #compose.variants.defaults }" in page and "| `real+gan` |" in page
 
 

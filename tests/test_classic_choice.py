@@ -110,7 +110,7 @@ def test_the_report_lines_name_the_choice_and_every_candidates_scores():
            "candidates": [{"name": "none", "val_accuracy": [0.9, 0.925], "mean": 0.9125},
                           {"name": "light", "val_accuracy": [0.95, 0.975], "mean": 0.9625}]}
     text = "\n".join(choice_lines(rec))
-    assert "**light**" in text and "val split (120 images)" in text
+    assert "**light**" in text and "val split (120 images: one is 0.8 points)" in text
     assert "| light (chosen) | 96.2 | 95.0, 97.5 |" in text
     assert "| none | 91.2 | 90.0, 92.5 |" in text
 

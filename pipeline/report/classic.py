@@ -22,7 +22,8 @@ def lines(record: dict) -> list[str]:
             f"{100 * c['mean']:.1f} | " + ", ".join(f"{100 * a:.1f}" for a in c["val_accuracy"])
             + " |" for c in record["candidates"]]
     return [f"Classic augmentation (`real+classic`): **{record['chosen']}**, chosen on the val "
-            f"split ({record['val_images']} images) from {len(rows)} candidates by the mean val "
+            f"split ({record['val_images']} images: one is {100 / record['val_images']:.1f} "
+            f"points) from {len(rows)} candidates by the mean val "
             f"accuracy of `{record['model']}` trained on the real images plus each candidate's "
             f"copies (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; the "
             "test split is not read; `none` is no augmentation).", "",

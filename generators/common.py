@@ -134,8 +134,10 @@ def quantize(x01: torch.Tensor) -> torch.Tensor:
 
 def generator_class(family: str) -> type[GeneratorModel]:
     if family not in REGISTRY:
+        hint = ("; a pretrained pipeline (sample.pretrained) needs no training: `synthaug "
+                "sample` draws from it" if family == "pretrained" else "")
         raise SynthaugError(f"generator: unknown generator {family!r}; "
-                            f"allowed: {', '.join(FAMILIES)}")
+                            f"allowed: {', '.join(FAMILIES)}{hint}")
     module, name = REGISTRY[family].split(":")
     return getattr(importlib.import_module(module), name)
 

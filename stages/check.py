@@ -86,16 +86,16 @@ def _plan(p, counts, k: int | None) -> list[str]:
                                                     recipe_samples, with_crossval)
 
     families = {f: p.train_generator.family(f).total_steps for f in ("gan", "vae", "diffusion")}
-    plan = make_plan(p.study, p.sweep, p.compose, families,
-                     {name: s.generator for name, s in p.sample.sets.items()},
+    trained = {name: s.generator for name, s in p.sample.sets.items()
+               if s.generator in families}  # a pretrained pipeline's sets: nothing trains
+    plan = make_plan(p.study, p.sweep, p.compose, families, trained,
                      counts.pool if counts else None, counts.class_names if counts else None,
                      p.augment)
     test = None  # the test split's images per class, from the pool's (prepare's fractions)
     if counts is not None:
         f = p.prepare
         test = np.round(counts.pool * f.test_fraction / (1 - f.val_fraction - f.test_fraction))
-    plan = with_crossval(plan, p.study, p.compose, families,
-                         {name: s.generator for name, s in p.sample.sets.items()}, test)
+    plan = with_crossval(plan, p.study, p.compose, families, trained, test)
     classes = len(counts.class_names) if counts else 10
     images = (k or (int(counts.pool.min()) if counts else 50)) * classes * 2  # real + drawn
     recipes = {}

@@ -245,6 +245,18 @@ def test_check_names_a_pipeline_that_is_not_local(run_cli, project):
     assert "sample.pretrained.download: true" in r.stderr
 
 
+def test_check_plans_pretrained_sets_without_training(run_cli, project):
+    """A when point of a pretrained set: no generator to train (none in the plan), and a note
+    that the pipeline's time is not in the estimate."""
+    r = run_cli(project, "check", "-S", "sweep.when_variants=[real+sd]", "-S", "sweep.ratios=[]",
+                "-S", "sample.per_class=20")
+    assert isinstance(r.exception, SystemExit | None), r.exception
+    assert "note: pretrained sets (sd-i2i, sd-t2i) draw from" in r.output
+    assert "sample.pretrained.model" not in r.stderr
+    plan = [line for line in r.output.splitlines() if line.startswith("plan: generators:")]
+    assert plan and "pretrained" not in plan[0], plan
+
+
 @pytest.mark.parametrize("change, fragment", [
     ({"sample.sets.sd-t2i.sampler": "slerp"}, "does not apply to a pretrained pipeline"),
     ({"sample.pretrained.model": ""}, "pretrained.model: set 'sd-"),
@@ -259,3 +271,7 @@ def test_bad_pretrained_params_are_one_line(run_cli, project, change, fragment):
 def test_a_prompt_for_an_unknown_class_is_one_line(run_cli, project):
     r = run_cli(project, "sample", "sd-t2i", "-S", "sample.pretrained.prompts={seven: 'a 7'}")
     one_line_error(r, "sample.pretrained.prompts", "'seven'")
+
+
+def test_train_generator_says_a_pretrained_pipeline_needs_no_training(run_cli, project):
+    one_line_error(run_cli(project, "train-generator", "pretrained"), "needs no training")

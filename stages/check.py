@@ -106,4 +106,8 @@ def _plan(p, counts, k: int | None) -> list[str]:
                       r.input_size if transfer else p.prepare.size, transfer)
     _, lines = estimate(plan, recipes, p.prepare.size, cpu_info(),
                         measured_fits(p.paths.sweep, recipes))
-    return plan.lines() + lines
+    from synthaug.pipeline.experiments.plan import fan_out
+
+    return plan.lines() + [fan_out(plan, p.sweep, p.compose, counts.pool if counts else None,
+                                   counts.class_names if counts else None,
+                                   len(p.sample.sets) + 2)] + lines

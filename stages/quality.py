@@ -37,6 +37,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     """
     p = params_from(params, set_)
     from synthaug.pipeline.core.device import pick_device
+    from synthaug.pipeline.core.executors import Remote
     from synthaug.pipeline.core.pool import imap, plan
     from synthaug.pipeline.core.outputs import atomic_output
     from synthaug.pipeline.quality.run import SetScorer, sets_to_score
@@ -48,12 +49,17 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     q = p.quality
     # each set on its own in a worker (one thread: two one-thread processes beat one of two)
     workers, threads = plan(len(names), pick_device(q.device).type, q.workers)
-    if workers > 1:
+    if workers > 1 and p.executor.kind == "local":
         say(f"quality: {len(names)} sets in {workers} processes of {threads} thread(s)")
     with atomic_output(p.paths.quality) as tmp:
         (tmp / "figures").mkdir()
         rows: list = [None] * len(names)
-        for i, row in tqdm(imap(SetScorer, (p, tmp / "figures"), SetScorer.score, names, workers, threads),
+        # executor.kind slurm or ray: each set a cell there (the key leaves out this run's tmp)
+        remote = Remote(p.executor, p.paths.checkpoints / "cells" / "quality", [
+            p.paths.prepared, p.paths.synthetic, p.paths.judge], lambda n: [tmp / "figures" / f"closest_{n}.png"],
+            lambda n: (p, n))
+        for i, row in tqdm(imap(SetScorer, (p, tmp / "figures"), SetScorer.score, names, workers, threads,
+                                remote=remote, say=say),
                            total=len(names), desc="quality", unit="set",
                            disable=None if progress else True):
             rows[i] = row

@@ -76,16 +76,20 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     # auto: the when points' classic copies and online_augment use the augment stage's choice
     augment = resolved(p.augment, [p.compose.variants[v] for v in variants if v],
                        p.paths.augmented)
+    from synthaug.pipeline.core.executors import Remote  # executor.kind slurm or ray: cells
+    remote = (Remote(p.executor, p.paths.checkpoints / "cells" / "sweep", [
+        p.paths.prepared, p.paths.synthetic, p.paths.augmented]) if p.executor.kind != "local" else None)
     job = SweepJob(p.train, p.models, p.compose, augment, s.ratio_variant, p.paths.prepared,
-                   p.paths.synthetic, parts, data.pool is not None, str(device),
+                   p.paths.synthetic, parts, data.pool is not None, p.train.device if remote else str(device),
                    functools.partial(when_synthesizer, p, variants))
     workers, threads = plan(len(groups(points, p.compose)), device.type, s.workers)
     total = sum(map(len, points.values()))
     say(f"sweep {', '.join(models)}: {total} point(s) on {device}"
-        + (f", {workers} worker processes of {threads} thread(s)" if workers > 1 else ""))
+        + (f", {p.executor.kind} cells" if remote else
+           f", {workers} worker processes of {threads} thread(s)" if workers > 1 else ""))
     rows: dict[str, list] = {m: [None] * len(points[m]) for m in models}
     bar = tqdm(total=total, disable=None if progress else True, unit="point")
-    for m, i, row in run(job, points, workers, threads):
+    for m, i, row in run(job, points, workers, threads, remote):
         rows[m][i] = row
         bar.update()
         say(f"{m}: {row['sweep']} {row['variant']} {row['value']:>6} seed {row['seed']}: "
@@ -106,4 +110,5 @@ def when_synthesizer(p, variants: list[str], val, device):
     from synthaug.generators.lowdata import synthesizer
 
     return synthesizer(names, p.sample.sets, p.train_generator, val, p.sample.per_class,
-                       p.sample.batch_size, p.sample.seed, device, log=say)
+                       p.sample.batch_size, p.sample.seed, device, log=say,
+                       pretrained=p.sample.pretrained)

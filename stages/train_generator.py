@@ -54,16 +54,21 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
         generator_class(name)  # unknown names fail here, before any heavy import
     from synthaug.pipeline.core.device import pick_device
     from synthaug.pipeline.core.distributed import from_env
+    from synthaug.pipeline.core.executors import Remote
     from synthaug.pipeline.core.pool import imap, plan
 
     cfg = p.train_generator  # under torchrun or on a GPU: one after another, in this process
     workers, threads = ((1, 0) if from_env().active else
                         plan(len(names), pick_device(cfg.device).type, cfg.workers))
-    if workers > 1:  # handed out in the order named: the GAN, the longest, first
+    # executor.kind slurm or ray: each family a cell there (its checkpoints resume it too)
+    remote = Remote(p.executor, p.paths.checkpoints / "cells" / "train_generator", [p.paths.prepared],
+                    lambda f: [p.paths.generators / f, p.paths.generator_metrics / f]) \
+        if p.executor.kind != "local" and not from_env().active else None
+    if workers > 1 and not remote:  # handed out in the order named: the GAN, the longest, first
         threads = cfg.threads or threads
         say(f"train-generator: {', '.join(names)} in {workers} processes of {threads} thread(s)")
-    for _, line in imap(_Family, (p, progress and workers == 1), _Family.train, names, workers,
-                        threads):
+    for _, line in imap(_Family, (p, progress and workers == 1 and not remote), _Family.train,
+                        names, workers, threads, remote=remote, say=say):
         say(line)
     return names[0] if len(names) == 1 else None  # the cell of the timing file
 

@@ -176,3 +176,67 @@ def test_the_slurm_section_becomes_the_job_arrays_sbatch_lines(tmp_path, monkeyp
                  "--mem=16384M", "--account=vision", "--job-name=synthaug-train"):
         assert f"#SBATCH {line}\n" in text, text
     assert "\nsource .venv/bin/activate\n" in text
+
+
+@pytest.mark.parametrize("sets", [{}, {"sweep": {"when_variants": ["real+classic", "self-training",
+                                                                 "real+vae-unlabelled"],
+                                                  "when_models": ["cnn", "efficientnet_lite0"]}}])
+def test_check_counts_the_sweeps_cells_as_the_sweep_cuts_them(sets):
+    """`synthaug check`'s cells per stage: the sweep's are its jobs (a point each, or one k's
+    when points that share generators or pseudo-labels), counted as sweep_run.groups cuts them."""
+    from synthaug.pipeline.experiments.plan import fan_out, make_plan
+    from synthaug.pipeline.experiments.sweep import todo
+    from synthaug.pipeline.experiments.sweep_run import groups
+    from synthaug.stages.params import Params
+
+    p = Params.model_validate({**yaml.safe_load(
+        (Path(__file__).parent.parent / "params.yaml").read_text()), **sets})
+    points, _, _ = todo(p.sweep, p.compose, list(p.sweep.models), None)
+    plan = make_plan(p.study, p.sweep, p.compose, {"gan": 1, "vae": 1, "diffusion": 1},
+                     {n: s.generator for n, s in p.sample.sets.items()}, None, None, p.augment)
+    line = fan_out(plan, p.sweep, p.compose, None, None, len(p.sample.sets) + 2)
+    cells = len(p.study.variants) * len(p.study.models) * len(p.study.seeds)
+    assert (f"train {cells}, sweep {len(groups(points, p.compose))}, quality "
+            f"{len(p.sample.sets) + 2}, train_generator 3") in line
+
+
+@pytest.mark.cluster
+def test_sweep_jobs_and_generator_families_on_an_engine_equal_the_local_pool(
+        tmp_path, image_folder, run_cli, repo_root):
+    """The sweep's points (submitit's local executor) and train_generator's families (a Ray
+    started here): the rows and the weights of the local pool's one-thread workers."""
+    pytest.importorskip("submitit")
+    pytest.importorskip("ray")
+    from test_train_generator import TINY
+
+    image_folder(tmp_path / "images", classes=("a", "b"), per_class=30, size=(12, 12))
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["prepare"].update(source="folder:images", size=12, train_per_class=6,
+                             val_fraction=0.2, test_fraction=0.2)
+    params["train"].update(epochs=1, batch_size=8, epoch_size=0, patience=0)
+    params["augment"].update(pipeline="light")
+    params["sweep"].update(models=["lenet5"], real_per_class=[2, 4], ratios=[], seeds=[0, 1],
+                           low_data_seeds=[0, 1], when_per_class=[2],
+                           when_variants=["real+classic", "more-real"], when_models=["lenet5"],
+                           workers=2)
+    params["train_generator"].update(device="cpu", workers=2, **TINY)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_cli(tmp_path, "prepare").exit_code == 0
+    results = tmp_path / "metrics/sweep/lenet5/results.json"
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
+    weights = lambda: {f: (tmp_path / f"models/generators/{f}/weights.safetensors").read_bytes()
+                       for f in ("gan", "vae")}
+    runs = {}
+    for engine in ([], ["-S", "executor.kind=slurm", "-S", "executor.slurm.cluster=local"]):
+        r = run_cli(tmp_path, "sweep", "--no-progress", *engine)
+        assert r.exit_code == 0, r.output
+        runs[bool(engine)] = strip(json.loads(results.read_text())["rows"])
+    assert runs[True] == runs[False] and len(runs[True]) == 2 * 2 + 2 * 2
+    gens = {}
+    for engine in ([], ["-S", "executor.kind=ray", "-S", "executor.ray.local_cpus=2"]):
+        r = run_cli(tmp_path, "train-generator", "gan", "vae", "--no-progress", *engine)
+        assert r.exit_code == 0, r.output
+        gens[bool(engine)] = weights()
+    assert gens[True] == gens[False]
+    assert not (tmp_path / "checkpoints/cells/sweep").exists()
+    assert not (tmp_path / "checkpoints/cells/train_generator").exists()

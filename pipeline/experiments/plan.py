@@ -235,3 +235,28 @@ def recipe_samples(epochs: int, epoch_size: int, images: int) -> int:
     """Samples one fit draws: epochs x epoch_size (0: a pass over the `images`)."""
     return int(epochs) * (int(epoch_size) or max(1, int(images)))
 
+
+def fan_out(plan: Plan, sweep: SweepConfig, compose: ComposeConfig, pool: np.ndarray | None,
+            names: list[str] | None, sets: int) -> str:
+    """The cells each stage that fans out hands its executor (pipeline.core.executors): one
+    per study cell, per sweep job (a point, or the when points of one k whose variants share
+    generators or pseudo-labels: pipeline.experiments.sweep_run.groups), per set quality
+    scores (`sets`, real-val and noise included) and per generator family."""
+    from synthaug.pipeline.data.config import PSEUDO_REAL
+
+    def skip(kind: str, k: int, variant: str = "") -> bool:
+        return pool is not None and sweep_skip(kind, k, variant, pool, names or [],
+                                               compose) is not None
+
+    when = 0  # jobs of one when model
+    for k in sweep.when_per_class:
+        live = [] if skip("real_per_class", k) else [v for v in sweep.when_variants
+                                                      if not skip("when", k, v)]
+        shared = [v for v in live if compose.variants[v].synthetic_parts()
+                  or compose.variants[v].unlabelled or PSEUDO_REAL in compose.variants[v].parts]
+        seeds = sweep.low_data_seeds if k <= sweep.low_data_k else sweep.seeds
+        when += bool(shared) + len(seeds) * (len(live) - len(shared))
+    jobs = sum(plan.sweep.values()) + when * len(plan.when)
+    return (f"cells per stage (executor.kind slurm or ray: one job or task each): train "
+            f"{sum(plan.cells.values())}, sweep {jobs}, quality {sets}, train_generator "
+            f"{len(plan.generators)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +42,10 @@ class Worker:
     """One process's share of a sweep: its data, device, generators and pseudo-labellers."""
 
     def __init__(self, job: SweepJob):
-        self.job, self.device = job, torch.device(job.device)
+        from synthaug.pipeline.core.device import pick_device
+
+        # a device the parent resolved, or `auto` resolved here (a cell on a cluster's node)
+        self.job, self.device = job, pick_device(job.device)
         self.data = SweepData.load(job.prepared, job.synthetic, job.parts, job.pool)
         self.synthesize = None if job.synthesizer is None else job.synthesizer(self.data.val,
                                                                               self.device)
@@ -125,18 +129,29 @@ def check_ratios(todo: list[Point], data: SweepData, compose: ComposeConfig,
 
 
 def run(job: SweepJob, todo: dict[str, list[Point]], workers: int = 1,
-         threads: int = 1) -> Iterator[tuple[str, int, dict]]:
+         threads: int = 1, remote: Any = None) -> Iterator[tuple[str, int, dict]]:
     """Train and test every model of `todo` (model -> its points) at each of its points with
     the study's recipe for it; yields (model, index into todo[model], result row) as points
     finish, spread over `workers` processes of `threads` torch threads each
     (pipeline.core.pool; 1: here, in order of the jobs). When points need `job.augment`
     (classic parts) and `job.synthesizer` (synthetic parts). Call `check_ratios` first: a
-    worker's error stops the run only once the others started."""
+    worker's error stops the run only once the others started. `remote`: each job a cell on
+    another engine (pipeline.core.executors), kept for a rerun."""
     from synthaug.pipeline.core.pool import imap
 
     jobs = groups(todo, job.compose)
     index = {(m, id(pt)): i for m, points in todo.items() for i, pt in enumerate(points)}
-    for g, rows in imap(Worker, (job,), Worker.run_group, jobs, workers, threads):
+    for g, rows in imap(Worker, (job,), Worker.run_group, jobs, workers, threads,
+                        describe=describe, remote=remote):
         model, group = jobs[g]
         for point, row in zip(group, rows):
             yield model, index[(model, id(point))], row
+
+
+def describe(job: tuple[str, list[Point]]) -> str:
+    """A job of the sweep in words: its model and its point(s)."""
+    model, group = job
+    pt = group[0]
+    seeds = ", ".join(str(p.seed) for p in group)
+    return (f"{model} {pt.sweep} {pt.value:g}" + (f" {pt.variant}" if len(group) == 1 and pt.variant
+                                                   else "") + f" seed {seeds}")

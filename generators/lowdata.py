@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from synthaug.generators.config import SetConfig, TrainGeneratorConfig
+from synthaug.generators.pretrained_config import PRETRAINED, PretrainedConfig
 from synthaug.pipeline.data.storage import PackedDataset
 
 
@@ -33,7 +34,8 @@ def train_family(family: str, cfg: TrainGeneratorConfig, train: PackedDataset, v
 
 def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGeneratorConfig,
                 val: PackedDataset, per_class: int, batch_size: int, seed: int,
-                device: torch.device, log: Callable[[str], None] = lambda line: None
+                device: torch.device, log: Callable[[str], None] = lambda line: None,
+                pretrained: PretrainedConfig | None = None
                 ) -> Callable[..., dict[str, PackedDataset]]:
     """(k, split, tag="") -> {set name: packed set} for the sets `names`, cached per (k, tag):
     each family they need trained once on the split, each set drawn as `synthaug sample`
@@ -41,12 +43,22 @@ def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGenerato
     from synthaug.generators.sets import draw, set_seed
 
     cache: dict[tuple[int, str], dict[str, PackedDataset]] = {}
+    pipeline = []  # `pretrained`'s pipeline, loaded by the first set that draws from it
 
     def make(k: int, split: PackedDataset, tag: str = "") -> dict[str, PackedDataset]:
         if (k, tag) not in cache:
             models, out = {}, {}
             for name in names:
                 family = sets[name].generator
+                if family == PRETRAINED:  # nothing to train: drawn from the split as it is
+                    from synthaug.generators.pretrained import Pretrained
+
+                    pipeline[:] = pipeline or [Pretrained(pretrained, device)]
+                    d = pipeline[0].draw(name, sets[name], split, set_seed(seed, name),
+                                         sets[name].per_class or per_class)
+                    out[name] = PackedDataset(d.images, d.labels, list(split.class_names),
+                                              {"kind": "synthetic", "k": k}, d.provenance)
+                    continue
                 if family not in models:
                     log(f"when k={k}: training {family} on {len(split)} images"
                         f"{' (pseudo-labelled pool included)' if tag else ''}")

@@ -275,3 +275,25 @@ def test_a_prompt_for_an_unknown_class_is_one_line(run_cli, project):
 
 def test_train_generator_says_a_pretrained_pipeline_needs_no_training(run_cli, project):
     one_line_error(run_cli(project, "train-generator", "pretrained"), "needs no training")
+
+
+def test_when_points_draw_a_pretrained_set_from_their_split(tiny_pipeline):
+    """The sweep's when points (generators.lowdata): a pretrained set trains nothing; img2img
+    starts from the k-per-class split it is given."""
+    import torch
+
+    from synthaug.generators.config import PretrainedConfig, SetConfig, TrainGeneratorConfig
+    from synthaug.generators.lowdata import synthesizer
+
+    split = rgb_train(n_per_class=2)
+    sets = {"sd": SetConfig(generator="pretrained", sampler="img2img", strength=0.5)}
+    lines = []
+    make = synthesizer(["sd"], sets, TrainGeneratorConfig(), split, 3, 500, 0,
+                       torch.device("cpu"), log=lines.append,
+                       pretrained=PretrainedConfig(model=str(tiny_pipeline), **PRETRAINED))
+    drawn = make(2, split)["sd"]
+    assert drawn.images.shape == (9, 10, 10, 3) and drawn.labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    parents = np.array([row["parent"] for row in drawn.manifest])
+    assert (split.labels[parents] == drawn.labels).all()
+    assert not any("training" in line for line in lines)
+    assert make(2, split)["sd"] is drawn  # drawn once per k

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from synthaug.generators.pretrain_config import PretrainConfig
 from synthaug.pipeline.core.settings import Device, Seed, Section
 from synthaug.generators.pretrained_config import (PRETRAINED, PRETRAINED_SAMPLERS,
                                                   PretrainedConfig)
@@ -40,11 +41,14 @@ class FamilyConfig(Section):
         "constant, or cosine: decay to 10% of lr"))
     warmup_steps: NonNegativeInt = Field(0, description=(
         "linear learning-rate warm-up per optimiser"))
+    pretrain: PretrainConfig = Field(PretrainConfig(), description=(
+        "pretrain, then adapt: unconditional steps on an unlabelled source first (off by "
+        "default)"))
 
     @property
     def total_steps(self) -> int:
         """Every optimiser step of a run (latent diffusion adds its autoencoder's)."""
-        return self.steps
+        return self.steps + self.pretrain.active_steps
 
 
 class GANConfig(FamilyConfig):
@@ -145,7 +149,8 @@ class DiffusionConfig(FamilyConfig):
 
     @property
     def total_steps(self) -> int:
-        return self.steps + (self.autoencoder_steps if self.space == "latent" else 0)
+        ae = self.autoencoder_steps if self.space == "latent" else 0
+        return self.steps + self.pretrain.active_steps + ae
 
     @property
     def denoiser_kind(self) -> str:

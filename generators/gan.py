@@ -13,6 +13,8 @@ Each step draws one batch of fakes: D's step learns on it detached, G's step reu
 its graph against the updated D (as PyTorch's DCGAN example does): one G pass per step.
 With few images D memorises the real set; DiffAugment (Zhao et al. 2020: the same random
 shifts and cutout on real and fake images, differentiable) keeps it honest.
+A config that pretrains (`pretrain.source`) adds a null label to G's and D's embeddings: the
+unconditional pretraining batches carry it, and the auxiliary class loss skips those images.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class Generator(nn.Module):
         super().__init__()
         n_up = int(math.log2(canvas // 4))
         width = [(cfg.width << n_up) >> i for i in range(n_up + 1)]  # 4 x 4 first, halving
-        self.embed = nn.Embedding(num_classes, cfg.embed_dim)
+        self.embed = nn.Embedding(num_classes + (cfg.pretrain.source is not None), cfg.embed_dim)
         self.dense = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.embed_dim, width[0] * 16),
                                    nn.BatchNorm1d(width[0] * 16), nn.ReLU())
         blocks = []
@@ -60,7 +62,8 @@ class Discriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.linear = spectral_norm(nn.Linear(width[-1], 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, width[-1]))
+        null = cfg.pretrain.source is not None  # pretraining's null label
+        self.embed = spectral_norm(nn.Embedding(num_classes + null, width[-1]))
         self.classify = nn.Linear(width[-1], num_classes)  # auxiliary classifier (not D's score)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +143,15 @@ class ConditionalGAN(GeneratorModel):
         z = self.noise((len(y), self.config.latent_dim), generator)
         return self.fake(y, generator, z), y, z
 
+    def _aux(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The auxiliary class loss; images under the null label (pretraining) have none."""
+        if self.config.pretrain.source is None:
+            return F.cross_entropy(logits.float(), y)
+        keep = y < self.num_classes
+        if not bool(keep.any()):
+            return logits.float().sum() * 0.0
+        return F.cross_entropy(logits[keep].float(), y[keep])
+
     def forward(self, x, y, part, generator):
         policy = self.config.diffaugment
         aug = ((lambda v: v) if policy == "off" else
@@ -158,7 +170,7 @@ class ConditionalGAN(GeneratorModel):
                 loss = F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
             else:
                 loss = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
-            aux = F.cross_entropy(cls[:n].float(), y)  # the classifier learns on real images only
+            aux = self._aux(cls[:n], y)  # the classifier learns on real images only
             return {"loss": loss + self.config.aux_weight * aux, "real": real_out.mean().detach(),
                     "fake": fake_out.mean().detach(), "aux": aux.detach()}
         fakes, self._fakes = self._fakes, None
@@ -169,7 +181,7 @@ class ConditionalGAN(GeneratorModel):
             fake_out, fake_cls = self.d(aug(fake), yf)
         fake_out = fake_out.float()
         loss = -fake_out.mean() if hinge else F.softplus(-fake_out).mean()
-        aux = F.cross_entropy(fake_cls.float(), yf)  # G: draw what D's classifier calls y
+        aux = self._aux(fake_cls, yf)  # G: draw what D's classifier calls y
         out = {"loss": loss + self.config.aux_weight * aux, "aux": aux.detach()}
         if self.config.mode_seeking and len(yf) >= 2:
             # Mao et al. 2019: two latents, one label; G is rewarded for images as far apart

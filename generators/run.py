@@ -8,7 +8,8 @@ continues from the checkpoint (generators.resume); a changed config or data set,
 unreadable checkpoint, starts over with a note. Under torchrun every rank reads the checkpoint,
 then only rank 0 keeps the folder: the other ranks log into scratch folders nobody keeps. The
 caller saves the finished run (`save`, into folders it replaces atomically), then `close`
-removes the work folder.
+removes the work folder. A run that pretrains (generators.pretrain) is checkpointed at the end
+of its pretraining phase too; the images it pretrains on are part of its identity.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 from synthaug.generators.common import (build_generator, nonfinite_weights, sample_images,
                                         save_generator)
 from synthaug.generators.config import TrainGeneratorConfig
+from synthaug.generators.pretrain import images_hash
 from synthaug.generators.resume import load_checkpoint, run_key, save_checkpoint, unreadable
 from synthaug.generators.training import GeneratorTrainer
 from synthaug.pipeline.core.batches import precision_note
@@ -36,18 +38,22 @@ from synthaug.pipeline.data.storage import PackedDataset
 
 class GeneratorRun:
     """`family` trained on `train` (val monitored) with `cfg`, resumable from `work`; build it
-    right after seeding `rng` (the weights are initialised from torch's global RNG)."""
+    right after seeding `rng` (the weights are initialised from torch's global RNG).
+    `pretrain`: the unlabelled images of its pretraining phase (generators.pretrain), if any."""
 
     def __init__(self, family: str, cfg: TrainGeneratorConfig, train: PackedDataset,
                  val: PackedDataset, work: Path, device: torch.device, rng: torch.Generator,
-                 dist: Dist = SINGLE):
+                 dist: Dist = SINGLE, pretrain: np.ndarray | None = None):
         self.family, self.cfg, self.fcfg = family, cfg, cfg.family(family)
         self.train_set, self.dist = train, dist
+        self.pretrain_size = 0 if pretrain is None else len(pretrain)
         model = build_generator(family, self.fcfg, train.shape, train.class_names)
         self.trainer = GeneratorTrainer(model, cfg, (train.images, train.labels),
-                                        (val.images, val.labels), device, rng, dist)
+                                        (val.images, val.labels), device, rng, dist, pretrain)
         self.parameters = sum(t.numel() for t in model.parameters())
-        self.key = run_key(family, cfg, train.meta.get("content_hash", ""))
+        self.pretrain_hash = images_hash(pretrain)
+        data = train.meta.get("content_hash", "") + (f"+{self.pretrain_hash}" if pretrain is not None else "")
+        self.key = run_key(family, cfg, data)
         self.work, self.val_size = work, len(val)
         self.overhead = 0.0  # validation, checkpoints and grids: seconds outside the steps
 
@@ -60,7 +66,10 @@ class GeneratorRun:
         return (f"train-generator {self.family}: {self.parameters:,} parameters, {len(t)} train / "
                 f"{self.val_size} val images of {'x'.join(map(str, t.shape))}, "
                 f"{len(t.class_names)} classes, {self.trainer.total} steps of "
-                f"{self.fcfg.batch_size}, on {self.trainer.device}; " + precision_note(
+                f"{self.fcfg.batch_size}, on {self.trainer.device}; "
+                + (f"the first {self.trainer.pretrain_end} pretrain on {self.pretrain_size} "
+                   f"unlabelled images ({self.fcfg.pretrain.source}); " if self.pretrain_size else "")
+                + precision_note(
                     self.trainer.device, self.cfg.amp, self.cfg.cpu_bf16, "train_generator.cpu_bf16"))
 
     def resume(self) -> str:
@@ -111,7 +120,7 @@ class GeneratorRun:
 
         def logged(row: dict) -> None:
             for k, v in row.items():
-                if k not in ("step", "seconds"):
+                if k not in ("step", "seconds", "phase"):
                     live.log_metric(k, v)
             live.next_step()
 
@@ -123,20 +132,23 @@ class GeneratorRun:
         while not trainer.done:
             row = trainer.train_steps(min(n - trainer.step % n for n in every), bar)
             s, start = trainer.step, time.perf_counter()
-            if s % cfg.checkpoint_every == 0 or trainer.done:
+            # the end of the pretraining phase is checkpointed (and validated) too
+            edge = s % cfg.checkpoint_every == 0 or trainer.done or s == trainer.pretrain_end
+            if edge:
                 row.update(trainer.validate())
             trainer.history.append(row)  # a round ends at a log, checkpoint or grid step
             logged(row)
             losses = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                               if k not in ("step", "seconds") and not k.startswith("lr_"))
+                               if k not in ("step", "seconds", "phase") and not k.startswith("lr_"))
             log(f"step {s:5d}/{trainer.total}  {losses}  {trainer.seconds:6.1f}s")
             if cfg.grid_every and s % cfg.grid_every == 0 and not trainer.done and main:
                 self._grid(self.live_dir / "grids" / f"step_{s:06d}.png", f"{self.family}: step {s}")
-            if (s % cfg.checkpoint_every == 0 or trainer.done) and main:
+            if edge and main:
                 save_checkpoint(self.work / "checkpoint.pt", self.key, trainer.state_dict())
             self.overhead += time.perf_counter() - start
         bar.close()
         live.summary.update({"steps": trainer.step, "planned_steps": trainer.total,
+                             **self.phases(),
                              "cut_short": trainer.cut_short, "train_seconds": trainer.seconds,
                              "ms_per_step": 1000 * trainer.seconds / max(1, trainer.step),
                              "overhead_seconds": self.overhead})
@@ -160,8 +172,19 @@ class GeneratorRun:
             "train_generator": self.cfg.model_dump(mode="json", exclude={"gan", "vae", "diffusion"}),
             "trained_on": {"content_hash": self.train_set.meta.get("content_hash"),
                            "source": self.train_set.meta.get("source")},
-            "steps": self.trainer.step})
+            "steps": self.trainer.step,
+            **({"pretrain": {"source": self.fcfg.pretrain.source, "images": self.pretrain_size,
+                             "content_hash": self.pretrain_hash, **self.phases()}}
+               if self.pretrain_size else {})})
         shutil.copytree(self.live_dir, log_dir, dirs_exist_ok=True)
+
+    def phases(self) -> dict:
+        """The steps each phase ran (pretrain, then adapt); {} without pretraining."""
+        t = self.trainer
+        if not t.pretrain_end:
+            return {}
+        return {"pretrain_steps": min(t.step, t.pretrain_end),
+                "adapt_steps": max(0, t.step - t.pretrain_end)}
 
     def close(self) -> None:
         """Done: the resume state goes (a rerun trains anew)."""

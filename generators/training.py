@@ -14,6 +14,12 @@ Everything a run depends on is in `state_dict()`: weights, EMA (and its step cou
 schedules, the grad scaler, RNG states and the batch stream's position, step and history.
 Restoring it and training on gives the same weights, bit for bit on CPU, as never having
 stopped: that is what resuming relies on.
+
+Pretrain, then adapt (`pretrain` of the family config): given unlabelled `pretrain` images, the
+first `pretrain_end` steps learn them under the null label (the extra class of the label
+embeddings, classifier-free guidance's unconditional label), from their own batch stream; the
+rest adapt to the labelled split class-conditionally. Each phase has its own learning-rate
+schedule (warm-up and decay), and a round of `train_steps` never crosses the phase boundary.
 """
 from __future__ import annotations
 
@@ -35,6 +41,13 @@ from synthaug.pipeline.core.batches import mixed_precision as _amp
 VAL_BATCH = 256
 
 
+def phased(cfg: FamilyConfig, first: int, rest: int) -> Callable[[int], float]:
+    """The schedule of an optimiser with `first` steps in the pretraining phase and `rest` in
+    the adapt phase: `lr_lambda` over each phase on its own (first = 0: one phase)."""
+    pre, adapt = lr_lambda(cfg, first), lr_lambda(cfg, rest)
+    return lambda step: pre(step) if step < first else adapt(step - first)
+
+
 def lr_lambda(cfg: FamilyConfig, total: int) -> Callable[[int], float]:
     """Linear warm-up, then constant or cosine decay to 10% over `total` steps."""
     def f(step: int) -> float:
@@ -47,11 +60,14 @@ def lr_lambda(cfg: FamilyConfig, total: int) -> Callable[[int], float]:
 
 class GeneratorTrainer:
     """Trains `model` for its config's step budget (`total_steps`), in rounds of
-    `train_steps(n)`; `done` once the budget (or the `max_seconds` cap) is spent."""
+    `train_steps(n)`; `done` once the budget (or the `max_seconds` cap) is spent. `pretrain`:
+    the unlabelled images (uint8 N x H x W x C) of the pretraining phase, when the family
+    config has one."""
 
     def __init__(self, model: GeneratorModel, cfg: TrainGeneratorConfig,
                  train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-                 device: torch.device, generator: torch.Generator, dist: Dist = SINGLE):
+                 device: torch.device, generator: torch.Generator, dist: Dist = SINGLE,
+                 pretrain: np.ndarray | None = None):
         # under torchrun (`dist`) every rank trains its part of each batch, gradients are
         # averaged over the ranks (pipeline.core.distributed) and rank 0's buffers are everyone's
         # channels-last layout: ~1.4x faster convolutions and up-sampling on CPU
@@ -65,20 +81,33 @@ class GeneratorTrainer:
         # batches from back-to-back shuffled passes: a step budget, whatever the split's size
         self.shuffle_gen = generator  # CPU: batch order
         self.stream = ShuffledStream(len(self.y), generator)
+        self.parts = model.parts()
+        active = [model.active_parts(s) for s in range(self.total)]
+        # the first pretrain.steps steps that train the parts of the end learn the source, and
+        # so do parts trained only before them (a latent diffusion's autoencoder): adapting
+        # those to the split would move what the pretrained parts build on
+        steps = self.fcfg.pretrain.active_steps
+        self.pretrain_end = steps and next(s for s, a in enumerate(active) if a == active[-1]) + steps
+        if (pretrain is None) != (self.pretrain_end == 0) or (pretrain is not None and not len(pretrain)):
+            raise ValueError(f"{model.family}: pretrain images are needed exactly when "
+                             "pretrain.source is set, and there must be some")
+        if self.pretrain_end:  # the pretraining images, all under the null label
+            self.xp = as_tensor(pretrain, device)
+            self.yp = torch.full((len(pretrain),), model.num_classes, dtype=torch.long, device=device)
+            self.pre_stream = ShuffledStream(len(pretrain), generator)
         seed = int(torch.randint(2**62, (1,), generator=generator))
         self.dist = dist
         # on device: noise, labels; each rank its own stream (its own part of the batch)
         self.noise_gen = torch.Generator(device).manual_seed(seed + dist.rank)
         self.val_seed = seed + 1
-        self.parts = model.parts()
-        active = [model.active_parts(s) for s in range(self.total)]
         self.optimizers, self.schedulers = {}, {}
         for name, part in self.parts.items():
             opt = torch.optim.Adam(part["params"], lr=part["lr"], betas=part["betas"],
                                    **({"fused": True} if device.type in ("cpu", "cuda") else {}))
             self.optimizers[name] = opt
+            first = sum(name in a for a in active[:self.pretrain_end])
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                opt, lr_lambda(self.fcfg, sum(name in a for a in active)))
+                opt, phased(self.fcfg, first, sum(name in a for a in active) - first))
         self.dtype, self.scaler = _amp(device, cfg.amp, cfg.cpu_bf16)
         from diffusers.training_utils import EMAModel  # here, not at import: diffusers takes seconds
         live, ema = model.state_dict(), self.ema.state_dict()
@@ -98,6 +127,11 @@ class GeneratorTrainer:
     @property
     def done(self) -> bool:
         return self.step >= self.total or self.cut_short
+
+    @property
+    def phase(self) -> str:
+        """"pretrain" while the next step learns the pretraining source, else "adapt"."""
+        return "pretrain" if self.step < self.pretrain_end else "adapt"
 
     def _set_trainable(self, parts: list[str]) -> None:
         """Gradients for the parts trained now only (the autoencoder, say, is frozen after its
@@ -123,6 +157,11 @@ class GeneratorTrainer:
         # kept on the device, read once a round
         first_bad = torch.zeros(2, dtype=torch.long, device=self.device)
         names = list(self.parts)
+        phase = self.phase
+        if phase == "pretrain":  # a round stays within its phase
+            n = min(n, self.pretrain_end - self.step)
+        x, y, stream = ((self.xp, self.yp, self.pre_stream) if phase == "pretrain"
+                        else (self.x, self.y, self.stream))
         for _ in range(n):
             if self.done:
                 break
@@ -132,9 +171,9 @@ class GeneratorTrainer:
             model.step = self.ema.step = self.step
             parts = model.active_parts(self.step)
             self._set_trainable(parts)
-            idx = self.stream.take(model.batch_size(self.step))
+            idx = stream.take(model.batch_size(self.step))
             part, weight = d.part(len(idx))
-            xb, yb = gather(self.x, self.y, idx[part])
+            xb, yb = gather(x, y, idx[part])
             xb = layout(xb.float().div_(255), True)
             w = len(yb) if weight else 0
             for name in parts:
@@ -171,6 +210,8 @@ class GeneratorTrainer:
             self.diverged(step, names[part] if step else None)
         row = {"step": self.step, **{k: v / max(1, seen) for k, v in zip(keys, totals)},
                **{f"lr_{p}": self.optimizers[p].param_groups[0]["lr"] for p in parts}}
+        if self.pretrain_end:
+            row["phase"] = phase
         row["seconds"] = time.perf_counter() - start
         self.seconds += row["seconds"]
         return row
@@ -211,7 +252,8 @@ class GeneratorTrainer:
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "rng": rng}
+                "rng": rng,
+                **({"pretrain_stream": self.pre_stream.left.clone()} if self.pretrain_end else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -227,6 +269,8 @@ class GeneratorTrainer:
         self.noise_gen.set_state(state["rng"]["noise"])
         torch.set_rng_state(state["rng"]["torch"])
         self.stream.left = state["stream"].clone()
+        if self.pretrain_end:
+            self.pre_stream.left = state["pretrain_stream"].clone()
         self.step, self.seconds, self.cut_short = state["step"], state["seconds"], state["cut_short"]
         self.history = list(state["history"])
         self.model.step = self.ema.step = self.step

@@ -4,6 +4,8 @@ The label joins at the dense layers: the encoder sees [conv features, embed(y)],
 starts from [z, embed(y)]. Pixels are Bernoulli (binary cross-entropy on intensities in
 [0, 1]); the loss is the negative ELBO per pixel with the KL term weighted by beta, ramped up
 over `kl_warmup_steps` (validation always uses the full beta, so its numbers compare).
+A config that pretrains (`pretrain.source`) adds a null label, the extra embedding row that the
+unconditional pretraining images carry.
 `encode` / `decode` are public: latent-space samplers build on them.
 """
 from __future__ import annotations
@@ -45,7 +47,8 @@ class ConditionalVAE(GeneratorModel):
     def __init__(self, config: VAEConfig, shape, class_names):
         super().__init__(config, shape, class_names)
         c = self.shape[0]
-        self.embed = nn.Embedding(self.num_classes, config.embed_dim)
+        # + the null label of pretraining (unconditional), when the config pretrains
+        self.embed = nn.Embedding(self.num_classes + (config.pretrain.source is not None), config.embed_dim)
         self.encoder, top = down_convs(c, config.width, self.canvas)
         hidden = 256
         self.enc_dense = nn.Sequential(nn.Linear(top * 16 + config.embed_dim, hidden), nn.SiLU(),

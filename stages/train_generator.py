@@ -34,7 +34,9 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     Writes `paths.generators`/GENERATOR (config.json + weights.safetensors, loadable without
     params.yaml) and `paths.generator_metrics`/GENERATOR (dvclive metrics and plots, history.json,
     grids/step_N.png every grid_every steps, samples.png: one row per class). Killed runs (even
-    kill -9) continue from the last checkpoint when rerun. Data parallel: `torchrun
+    kill -9) continue from the last checkpoint when rerun. `train_generator.<GENERATOR>.pretrain`
+    first trains it unconditionally on unlabelled images (`pool`: the rest of the train pool;
+    `folder:PATH`: another image folder) for `pretrain.steps`, then adapts it to the split. Data parallel: `torchrun
     --nproc_per_node N -m stages train-generator GENERATOR`.
 
     **Examples**
@@ -43,6 +45,7 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     synthaug train-generator
     synthaug train-generator vae -S train_generator.vae.steps=3000
     synthaug train-generator gan diffusion -S train_generator.device=cuda
+    synthaug train-generator vae -S train_generator.vae.pretrain.source=pool
     ```
     """
     from synthaug.generators.common import generator_class
@@ -92,13 +95,17 @@ class _Family:
             torch.set_num_threads(cfg.threads)
 
     def train(self, family: str) -> str:
+        from synthaug.generators.pretrain import pool_rest, pretrain_images
         from synthaug.generators.run import GeneratorRun
         from synthaug.pipeline.core.device import seed_everything
 
         p, cfg = self.p, self.p.train_generator
+        pretrain = pretrain_images(family, cfg.family(family).pretrain, self.train_set.shape,
+                                   lambda: pool_rest(p.paths.prepared))  # unlabelled, or None
         rng = seed_everything(cfg.seed, deterministic=self.device.type == "cpu")
         job = GeneratorRun(family, cfg, self.train_set, self.val,
-                           p.paths.checkpoints / "train_generator" / family, self.device, rng, self.dist)
+                           p.paths.checkpoints / "train_generator" / family, self.device, rng,
+                           self.dist, pretrain)
         say(job.describe())
         if note := job.resume():
             say(f"{family}: {note}")

@@ -149,10 +149,12 @@ class VariantConfig(Section):
         "augmentation preset or step list applied every epoch while training on this variant "
         "(takes precedence over train.online_augment): classic augmentation on top; auto: the "
         "augment stage's (augment.pipeline, or the preset its auto chose on val)"))
-    unlabelled: bool = Field(False, description=(
-        "sweep when points only: its generators train on the labelled k-per-class split plus "
-        "the rest of the train pool without its labels, labelled by a classifier trained on the "
-        "split (compare with the part `pseudo-real`: those images themselves, so labelled)"))
+    unlabelled: bool | Literal["pretrain"] = Field(False, description=(
+        "sweep when points only: true: its generators train on the labelled k-per-class split "
+        "plus the rest of the train pool without its labels, labelled by a classifier trained "
+        "on the split (compare with the part `pseudo-real`: those images themselves, so "
+        "labelled); `pretrain`: its generators first learn the rest of the pool "
+        "unconditionally (train_generator.<family>.pretrain.steps), then adapt to the split"))
     use: UseConfig = Field(UseConfig(), description=(
         "how its synthetic images are used in training: loss weight, replacement of their "
         "parents, pre-train then fine-tune"))
@@ -206,6 +208,7 @@ def _default_variants() -> dict[str, VariantConfig]:
         # labelled few, unlabelled many (sweep when points only): self-training, the control
         "self-training": v(parts=["real", "pseudo-real"], ratio=1.0),
         "real+vae-unlabelled": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled=True),
+        "real+vae-pretrained": v(parts=["real", "vae-prior"], ratio=1.0, unlabelled="pretrain"),
         "fixmatch": v(use=UseConfig(semi_supervised="fixmatch")),  # the competent control
         "synthetic-only": v(parts=["diffusion-ddim"], ratio=1.0),
     }

@@ -30,7 +30,7 @@ from synthaug.pipeline.data.storage import PackedDataset
 from synthaug.pipeline.experiments.config import SweepConfig
 
 
-Synthesize = Callable[..., dict[str, PackedDataset]]  # (k, split, tag="") -> sets
+Synthesize = Callable[..., dict[str, PackedDataset]]  # (k, split, tag="", pool=None) -> sets
 Labeller = Callable[[int, PackedDataset, np.ndarray], np.ndarray]  # (k, split, images) -> labels
 
 
@@ -109,7 +109,8 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
     """A when point's training set, its variant composed on the k-per-class split alone:
     (images, labels, variant name, its recipe of use or None, its online augmentation).
     Labelled few, unlabelled many: `pseudo-real` and `unlabelled` variants see the rest of
-    the pool with the labels `label` (a classifier trained on the split) gives it; a
+    the pool with the labels `label` (a classifier trained on the split) gives it (`unlabelled:
+    pretrain`: the generators pretrain on those images without labels, then adapt); a
     `use.semi_supervised` recipe (FixMatch) gets those images without labels."""
     from synthaug.pipeline.classifiers.use import Use
     from synthaug.pipeline.data.compose import compose_variant
@@ -127,7 +128,7 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
         parts["classic"] = PackedDataset(e.images, e.labels, real.class_names)
     if MORE_REAL in cfg.parts:
         parts[MORE_REAL] = held_out(data.pool, k, pool_seed(data.pool))
-    if PSEUDO_REAL in cfg.parts or cfg.unlabelled:
+    if PSEUDO_REAL in cfg.parts or cfg.unlabelled is True:
         if label is None:
             raise SynthaugError(f"sweep.when_variants: {point.variant!r} needs pseudo-labels "
                                 "but no labeller was given")
@@ -139,7 +140,10 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
         if synthesize is None:
             raise SynthaugError(f"sweep.when_variants: {point.variant!r} has synthetic parts "
                                 "but no generator trainer was given")
-        if cfg.unlabelled:  # the generators see the pseudo-labelled pool too
+        if cfg.unlabelled == "pretrain":  # pretrained on the rest of the pool, unlabelled
+            rest = held_out(data.pool, k, pool_seed(data.pool))
+            parts.update(synthesize(k, real, "pretrain", np.asarray(rest.images)))
+        elif cfg.unlabelled:  # the generators see the pseudo-labelled pool too
             pseudo = parts[PSEUDO_REAL]
             both = PackedDataset(np.concatenate([real.images, pseudo.images]),
                                  np.concatenate([real.labels, pseudo.labels]), real.class_names,

@@ -57,13 +57,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                                                             minlength=len(test.class_names)))
     say(why)
     device = pick_device(p.train.device)
-    augment = p.augment  # auto: classic parts use the augment stage's choice, as the sweep's
-    if protocol == "kfold" and any("classic" in p.compose.variants[v].parts
-                                   for v in p.study.variants):
-        from synthaug.pipeline.experiments.classic_choice import chosen_pipeline
+    from synthaug.pipeline.experiments.classic_choice import resolved
 
-        augment = augment.model_copy(update={"pipeline": chosen_pipeline(augment,
-                                                                          p.paths.augmented)})
+    # auto: classic parts and online_augment use the augment stage's choice, as the sweep's
+    augment = resolved(p.augment, [p.compose.variants[v] for v in p.study.variants],
+                       p.paths.augmented) if protocol == "kfold" else p.augment
     job = cv.FoldJob(p.train, p.models, p.compose, augment, p.paths.prepared,
                      list(p.study.variants), list(p.study.models), p.study.folds,
                      p.study.repeats, p.prepare.seed, p.prepare.val_fraction,

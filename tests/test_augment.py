@@ -140,7 +140,8 @@ def test_augment_bad_spec_writes_nothing(prepared, run_cli):
 def test_compose_builds_variants_with_part_provenance(prepared, run_cli):
     assert run_cli(prepared, "augment", "-S", "augment.copies_per_image=2", "-S",
                    "augment.pipeline=medium", "--no-progress").exit_code == 0
-    r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+classic, real+online]")
+    r = run_cli(prepared, "compose", "-S", "study.variants=[real, real+classic, real+online]",
+                "-S", "augment.pipeline=medium")  # real+online's auto: the augment stage's
     assert r.exit_code == 0, r.output
     assert "real+classic" in r.output and "120" in r.output  # the make-up table
     from synthaug.pipeline.data.storage import read_dataset

@@ -101,6 +101,9 @@ def test_chosen_pipeline_reads_the_record_or_says_what_to_run(tmp_path):
     assert chosen_pipeline(AugmentConfig(pipeline="heavy"), tmp_path) == "heavy"
     with pytest.raises(SynthaugError, match="no choice is recorded.*synthaug augment"):
         chosen_pipeline(AugmentConfig(), tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"augment": {"spec": "heavy", "choice": None}}))
+    with pytest.raises(SynthaugError, match="made with heavy; rerun `synthaug augment`"):
+        chosen_pipeline(AugmentConfig(), tmp_path)  # copies of an explicit preset, params auto
     (tmp_path / "meta.json").write_text(json.dumps({"augment": {"choice": {"chosen": "light"}}}))
     assert chosen_pipeline(AugmentConfig(), tmp_path) == "light"
 

@@ -161,10 +161,16 @@ def chosen_pipeline(augment: AugmentConfig, folder: Path) -> str | list:
         return augment.pipeline
     meta = Path(folder) / "meta.json"
     try:
-        choice = json.loads(meta.read_text())["augment"]["choice"]
+        made = json.loads(meta.read_text())["augment"]
     except (OSError, ValueError, KeyError, TypeError):
-        choice = None
-    if not choice:
-        raise SynthaugError(f"{meta}: augment.pipeline is auto but no choice is recorded; run "
-                            "`synthaug augment` (or `dvc repro`) first")
-    return choice["chosen"]
+        made = {}
+    made = made if isinstance(made, dict) else {}
+    if not isinstance(made.get("choice"), dict):
+        spec = made.get("spec")
+        raise SynthaugError(
+            f"{meta}: augment.pipeline is auto but no choice is recorded; run `synthaug "
+            "augment` (or `dvc repro`) first" if not spec else
+            f"{meta}: augment.pipeline is auto but these copies were made with "
+            f"{spec if isinstance(spec, str) else 'a step list'}; rerun `synthaug augment` "
+            "with these params, or give this command the same augment.pipeline")
+    return made["choice"]["chosen"]

@@ -57,12 +57,8 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                                                             minlength=len(test.class_names)))
     say(why)
     device = pick_device(p.train.device)
-    from synthaug.pipeline.experiments.classic_choice import resolved
-
-    # auto: classic parts and online_augment use the augment stage's choice, as the sweep's
-    augment = resolved(p.augment, [p.compose.variants[v] for v in p.study.variants],
-                       p.paths.augmented) if protocol == "kfold" else p.augment
-    job = cv.FoldJob(p.train, p.models, p.compose, augment, p.paths.prepared,
+    # augment.pipeline auto: each unit chooses its classic preset on its own val split
+    job = cv.FoldJob(p.train, p.models, p.compose, p.augment, p.paths.prepared,
                      list(p.study.variants), list(p.study.models), p.study.folds,
                      p.study.repeats, p.prepare.seed, p.prepare.val_fraction,
                      p.prepare.train_per_class, str(device),

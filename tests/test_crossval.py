@@ -86,9 +86,6 @@ def small_folder(tmp_path, run_cli, repo_root):
                            folds=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert run_cli(tmp_path, "prepare").exit_code == 0
-    assert run_cli(tmp_path, "augment", "--no-progress", "-S", "augment.pipeline=light").exit_code == 0
-    params["augment"]["pipeline"] = "light"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path
 
 
@@ -101,6 +98,11 @@ def test_the_stage_cross_validates_a_small_folder(small_folder, run_cli):
     tested = sorted(i for u in rec["units"] for i in u["test_index"])
     assert tested == list(range(45))  # every labelled image tested once
     assert len(rec["rows"]) == 3 * 3  # units x variants x models
+    # augment.pipeline auto: each unit chose its preset on its own val split (no augment
+    # stage output exists here to borrow a choice from)
+    assert not (small_folder / "data/augmented").exists()
+    candidates = yaml.safe_load((small_folder / "params.yaml").read_text())["augment"]["candidates"]
+    assert all(u["classic"] in candidates for u in rec["units"])
     for row in rec["rows"]:
         unit = next(u for u in rec["units"] if u["fold"] == row["fold"])
         assert len(row["pred"]) == len(unit["test_index"])

@@ -115,7 +115,7 @@ def test_dvc_repro_end_to_end(project):
     page = (root / "plots_html/index.html").read_text()
     assert "http" not in page and "vega" not in page, html
     plots = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
-    assert page.count("<img ") == len(plots) == 11
+    assert page.count("<img ") == len(plots) == 12
 
     sh(root, "git", "add", "-A", env=env)
     sh(root, "git", "commit", "-qm", "baseline", env=env)

@@ -17,7 +17,9 @@ rule, `choose`), and keeps the single holdout on larger data. Cross-validation:
   split only (the variants are composed as the sweep's when points compose them:
   `sweep.when_set`; generators through the caller's `synthesizer`), model selection on the
   unit's val split, each classifier tested once on the unit's test fold, which nothing saw
-  before;
+  before; with `augment.pipeline: auto` the classic preset is chosen per unit too, on the
+  unit's own val split (pipeline.experiments.classic_choice.choose), never on images that a
+  unit tests;
 - each unit trains with its own seed (its index), so the spread across units counts the data
   split's variance and the initialisation's together (Bouthillier et al. 2021, "Accounting
   for variance in machine learning benchmarks", MLSys);
@@ -175,6 +177,23 @@ class Worker:
                          train_pool, {})
         return data, k, test
 
+    def augment_for(self, data, k: int, variants: list[str]):
+        """(the augment section this unit composes with, the classic preset it chose or
+        None): `augment.pipeline: auto` chosen on the unit's val split where a variant needs
+        it (a classic part, online_augment: auto), in this worker (workers=1)."""
+        from synthaug.pipeline.augment.config import AUTO
+        from synthaug.pipeline.experiments.classic_choice import choose
+        from synthaug.pipeline.experiments.sweep import split_of
+
+        j = self.job
+        cfgs = [j.compose.variants[v] for v in variants]
+        if j.augment.pipeline != AUTO or not any("classic" in c.parts or c.online_augment == AUTO
+                                                 for c in cfgs):
+            return j.augment, None
+        chosen = choose(split_of(data.pool, k), data.val, j.augment, j.train, j.custom_models,
+                        self.device, workers=1).chosen
+        return j.augment.model_copy(update={"pipeline": chosen}), chosen
+
     def run(self, item: tuple[Unit, list[tuple[str, str]]]) -> list[dict]:
         """Train and test every (variant, model) of `item` on its unit: one row each, with
         the test predictions in the order of the unit's test indices."""
@@ -189,11 +208,12 @@ class Worker:
         data, k, test_idx = self.unit_data(unit)
         seed, names = unit_seed(unit, j.folds), list(data.test.class_names)
         synthesize = None if j.synthesizer is None else j.synthesizer(data.val, self.device)
+        augment, chosen = self.augment_for(data, k, [v for v, _ in todo])
         rows, sets = [], {}
         for variant, model in todo:
             if variant not in sets:
                 sets[variant] = when_set(Point("when", k, seed, variant), data, j.compose,
-                                         j.augment, synthesize)
+                                         augment, synthesize)
             images, labels, _, use, online = sets[variant]
             net, _, fit = train_classifier(images, labels, (data.val.images, data.val.labels),
                                            names, recipe(j.train, model, seed), j.custom_models,
@@ -205,7 +225,7 @@ class Worker:
                          "macro_f1": m["macro_f1"], "train_images": int(len(labels)),
                          "test_index": test_idx.tolist(), "labels": data.test.labels.tolist(),
                          "pred": pred.astype(int).tolist(),
-                         "train_seconds": round(fit.seconds, 2)})
+                         "classic": chosen, "train_seconds": round(fit.seconds, 2)})
         return rows
 
 
@@ -229,18 +249,25 @@ def skips(job: FoldJob, labels: np.ndarray, names: list[str]) -> list[dict]:
 
 def jobs(job: FoldJob, variants: list[str]) -> list[tuple[Unit, list[tuple[str, str]]]]:
     """The jobs, longest first (costs as the sweep's: pipeline.experiments.sweep_run): per
-    unit, one job with every variant that needs generators (they train once per unit) for
-    every model, and one job per plain variant and model."""
+    unit, one job with every variant that needs generators (they train once per unit) and,
+    under `augment.pipeline: auto`, every variant that needs the unit's classic choice (made
+    once per unit), for every model; and one job per other variant and model."""
+    from synthaug.pipeline.augment.config import AUTO
     from synthaug.pipeline.classifiers.names import model_kind
     from synthaug.pipeline.experiments.sweep_run import GENERATOR_COST, TRANSFER_FIT_COST
 
     fit = {m: TRANSFER_FIT_COST if model_kind(m) == "transfer" else 1 for m in job.models}
     out, cost = [], []
-    made = [v for v in variants if job.compose.variants[v].synthetic_parts()]
+    cfg = job.compose.variants
+    made = [v for v in variants if cfg[v].synthetic_parts() or job.augment.pipeline == AUTO
+            and ("classic" in cfg[v].parts or cfg[v].online_augment == AUTO)]
+    choice = len(job.augment.candidates) * len(job.augment.choose_seeds) if any(
+        not cfg[v].synthetic_parts() for v in made) else 0
+    gens = GENERATOR_COST if any(cfg[v].synthetic_parts() for v in made) else 0
     for u in units(job.folds, job.repeats):
         if made:
             out.append((u, [(v, m) for v in made for m in job.models]))
-            cost.append(GENERATOR_COST + len(made) * sum(fit.values()))
+            cost.append(gens + choice + len(made) * sum(fit.values()))
         for v in variants:
             for m in job.models if v not in made else []:
                 out.append((u, [(v, m)]))
@@ -272,10 +299,12 @@ def record(job: FoldJob, protocol: str, why: str, rows: list[dict], skipped: lis
                                        job.models.index(r["model"])))
     tested = {}
     for r in rows:
-        tested.setdefault((r["repeat"], r["fold"]), {
+        unit = tested.setdefault((r["repeat"], r["fold"]), {
             "repeat": r["repeat"], "fold": r["fold"], "seed": r["seed"], "k": r["k"],
-            "test_index": r["test_index"], "labels": r["labels"]})
-    rows = [{k: v for k, v in r.items() if k not in ("test_index", "labels")} for r in rows]
+            "classic": None, "test_index": r["test_index"], "labels": r["labels"]})
+        unit["classic"] = unit["classic"] or r["classic"]  # the unit's classic choice
+    rows = [{k: v for k, v in r.items() if k not in ("test_index", "labels", "classic")}
+            for r in rows]
     kfold = protocol == "kfold"
     return {"protocol": protocol, "why": why, "folds": job.folds if kfold else 0,
             "repeats": job.repeats if kfold else 0, "labelled": int(n_labelled),

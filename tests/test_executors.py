@@ -240,3 +240,20 @@ def test_sweep_jobs_and_generator_families_on_an_engine_equal_the_local_pool(
     assert gens[True] == gens[False]
     assert not (tmp_path / "checkpoints/cells/sweep").exists()
     assert not (tmp_path / "checkpoints/cells/train_generator").exists()
+
+
+@pytest.mark.parametrize("kind, extra", [("slurm", "submitit"), ("ray", "ray")])
+def test_an_engine_without_its_extra_is_one_line_naming_the_install(tmp_path, monkeypatch,
+                                                                   kind, extra):
+    import sys
+
+    from synthaug.pipeline.core.config import ExecutorConfig
+    from synthaug.pipeline.core.errors import SynthaugError
+    from synthaug.pipeline.core.executors import Remote, run_remote
+
+    monkeypatch.setitem(sys.modules, extra, None)  # `import` then fails as if not installed
+    remote = Remote(ExecutorConfig(kind=kind), tmp_path / "cells")
+    with pytest.raises(SynthaugError, match=rf"executor.kind: {kind} needs {extra}: pip "
+                                            rf"install 'synthaug\[{kind}\]'"):
+        list(run_remote(tuple, (), len, ["a"], remote))
+    assert not (tmp_path / "cells" / "cells").exists()  # nothing kept, nothing ran

@@ -41,10 +41,10 @@ def slurm_executor(cfg, folder: Path):
 
 def slurm(init, args, job, items, todo, remote, torch_threads, keep, outs):
     """A job array of the `todo` cells (SLURM where sbatch is found, else subprocesses)."""
-    import submitit
-
     cfg = remote.config.slurm
-    ex = slurm_executor(cfg, remote.folder)
+    ex = slurm_executor(cfg, remote.folder)  # (a SynthaugError without submitit)
+    import submitit.helpers
+
     threads = _threads(cfg.cpus_per_task, torch_threads)
     n = len(todo)
     jobs = ex.map_array(run_cell, [init] * n, [args] * n, [job] * n, [items[i] for i in todo],

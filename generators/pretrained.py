@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from synthaug.generators.config import SetConfig
-from synthaug.generators.resume import KeptBatches
 from synthaug.generators.pretrained_config import (DOWNLOAD, MODEL, PRETRAINED,
                                                   PretrainedConfig, is_folder, missing)
+from synthaug.generators.resume import KeptBatches
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.storage import PackedDataset
+
 
 def pick_dtype(cfg: PretrainedConfig, device: torch.device) -> torch.dtype:
     import torch
@@ -102,15 +103,15 @@ class PretrainedSampler:
     """Draws a set's images from a loaded pipeline (see the module's docstring)."""
 
     def __init__(self, pipe, cfg: SetConfig, pcfg: PretrainedConfig, train: PackedDataset,
-                 device: torch.device):
+                 device: torch.device, set_name: str = "SET"):
         self.pipe, self.cfg, self.pcfg, self.train, self.device = pipe, cfg, pcfg, train, device
         self.name, self.options = cfg.sampler, {}
         self.guidance = pcfg.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
         self.steps = cfg.sample_steps or pcfg.steps
         if cfg.sampler == "img2img" and int(self.steps * cfg.strength) < 1:
-            raise SynthaugError(f"sample.sets: an img2img set runs strength x steps denoising steps,"
-                                f" {cfg.strength:g} x {self.steps} < 1; raise sample_steps or "
-                                "strength")
+            raise SynthaugError(f"sample.sets.{set_name}: img2img runs strength x steps denoising "
+                                f"steps, {cfg.strength:g} x {self.steps} < 1; raise its "
+                                "sample_steps (or sample.pretrained.steps) or strength")
         names = list(train.class_names)
         if unknown := [k for k in pcfg.prompts if k not in names]:
             raise SynthaugError(f"sample.pretrained.prompts: {unknown[0]!r} is not a class of the "
@@ -239,7 +240,7 @@ class Pretrained:
         if cfg.generator != PRETRAINED:
             raise SynthaugError(f"set {name!r}: a {cfg.generator} set, not a pretrained one")
         start = time.perf_counter()
-        sampler = PretrainedSampler(self.pipe, cfg, self.cfg, train, self.device)
+        sampler = PretrainedSampler(self.pipe, cfg, self.cfg, train, self.device, name)
         labels = balanced_labels(len(train.class_names), per_class)
         seeds, parents = sampler.plan(labels, seed)
         hwc = train.images.shape[1:]

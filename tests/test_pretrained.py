@@ -297,3 +297,8 @@ def test_when_points_draw_a_pretrained_set_from_their_split(tiny_pipeline):
     assert (split.labels[parents] == drawn.labels).all()
     assert not any("training" in line for line in lines)
     assert make(2, split)["sd"] is drawn  # drawn once per k
+
+
+def test_an_img2img_set_without_a_denoising_step_is_one_line(run_cli, project):
+    r = run_cli(project, "sample", "sd-i2i", "-S", "sample.sets.sd-i2i.strength=0.2")
+    one_line_error(r, "sample.sets.sd-i2i", "0.2 x 4 < 1")

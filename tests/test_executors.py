@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_quality_stage import project as quality_project  # noqa: F401 (a fixture)
 from test_train import blob_splits
 
 RUNS = ("real/cnn/seed0", "real/cnn/seed1", "real/lenet5/seed0", "real/lenet5/seed1")
@@ -257,3 +258,19 @@ def test_an_engine_without_its_extra_is_one_line_naming_the_install(tmp_path, mo
                                             rf"install 'synthaug\[{kind}\]'"):
         list(run_remote(tuple, (), len, ["a"], remote))
     assert not (tmp_path / "cells" / "cells").exists()  # nothing kept, nothing ran
+
+
+@pytest.mark.cluster
+def test_quality_sets_on_ray_returning_their_files_equal_the_local_pool(run_cli, quality_project):
+    """quality's sets as Ray tasks whose figures come back as bytes (no shared filesystem):
+    the table and every figure of the local pool."""
+    pytest.importorskip("ray")
+    root, tables, figures = quality_project, [], []
+    for engine in ([], ["-S", "executor.kind=ray", "-S", "executor.ray.local_cpus=2",
+                        "-S", "executor.ray.return_files=true"]):
+        r = run_cli(root, "quality", "--no-progress", "-S", "quality.workers=2", *engine)
+        assert r.exit_code == 0, r.output
+        tables.append(json.loads((root / "reports/quality/quality.json").read_text()))
+        figures.append({f.name: f.read_bytes() for f in (root / "reports/quality/figures").iterdir()
+                        if f.name.startswith("closest_")})
+    assert tables[0] == tables[1] and len(figures[0]) == 6 and figures[0] == figures[1]

@@ -153,6 +153,11 @@ def test_a_cells_key_follows_its_recipe_its_inputs_and_the_code(tmp_path, monkey
     monkeypatch.setattr(executors, "code_fingerprint", lambda: "other code")
     assert cell_keys(remote, (p,), ["x"])[0] != keys[0]
     assert canonical({"b": {3, 1, 2}, "a": Path("x")}) == {"a": "x", "b": [1, 2, 3]}
+    import functools  # the sweep's synthesizer: a partial of a module-level function
+
+    plain = canonical(functools.partial(cell_keys, remote, k=1))
+    assert plain[0] == "synthaug.pipeline.core.executors.cell_keys" and plain[2] == {"k": 1}
+    assert "0x" not in json.dumps(plain)  # no object address: the same in every process
 
 
 @pytest.mark.cluster

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import shutil
@@ -77,6 +78,8 @@ def canonical(obj: Any) -> Any:
         return obj
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, functools.partial):
+        return [canonical(obj.func), canonical(obj.args), canonical(obj.keywords)]
     if callable(obj) and hasattr(obj, "__qualname__"):
         return f"{obj.__module__}.{obj.__qualname__}"
     if hasattr(obj, "item") and hasattr(obj, "dtype"):  # a numpy scalar

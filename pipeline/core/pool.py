@@ -15,7 +15,8 @@ worker and is raised in the parent, so a caller that writes only at the end writ
 A worker killed from outside (the kernel's out-of-memory killer) is not an error of its item's
 code: the item it ran is named, every other item still runs (in a fresh pool), and then one
 SynthaugError names the killed ones. Torch-free at import; a worker imports torch to set its
-thread count.
+thread count. With `remote=` (executor.kind slurm or ray) the items run as cells of that engine
+instead, each kept for a rerun (pipeline.core.executors).
 """
 from __future__ import annotations
 

@@ -279,3 +279,29 @@ def test_quality_sets_on_ray_returning_their_files_equal_the_local_pool(run_cli,
         figures.append({f.name: f.read_bytes() for f in (root / "reports/quality/figures").iterdir()
                         if f.name.startswith("closest_")})
     assert tables[0] == tables[1] and len(figures[0]) == 6 and figures[0] == figures[1]
+
+
+def _write_out(state, item):  # a cell job: writes its output folder, returns a result
+    out = Path(item)
+    out.mkdir(parents=True)
+    (out / "w.bin").write_bytes(bytes(range(state)))
+    return {"n": state}
+
+
+def test_a_kept_cell_puts_its_files_back_and_a_node_without_the_project_is_one_line(
+        tmp_path, monkeypatch):
+    from synthaug.pipeline.core.cells import restore_cell, run_cell
+    from synthaug.pipeline.core.errors import SynthaugError
+
+    monkeypatch.chdir(tmp_path)
+    keep = tmp_path / "cells" / "k1"
+    assert run_cell(int, (7,), _write_out, "out/a", 0, ["out/a"], str(keep), False,
+                    str(tmp_path)) == {"n": 7}
+    import shutil
+
+    shutil.rmtree(tmp_path / "out")  # as dvc repro deletes a stage's outs before a rerun
+    assert restore_cell(keep, [tmp_path / "out/a"]) == {"n": 7}
+    assert (tmp_path / "out/a/w.bin").read_bytes() == bytes(range(7))
+    with pytest.raises(SynthaugError, match="every node must see the project at the same path"):
+        run_cell(int, (1,), _write_out, "out/b", 0, [], str(keep), False, str(tmp_path / "gone"))
+    assert not (tmp_path / "out/b").exists()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from synthaug.pipeline.core.errors import SynthaugError
+
 # a kept cell's tar holds only what its own cell wrote; still, no links out, no absolute paths
 SAFE = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
@@ -41,10 +43,17 @@ def keep_cell(folder: Path, result: Any, files: dict[int, bytes]) -> None:
 
 
 def run_cell(init: Callable, args: tuple, job: Callable, item: Any, threads: int,
-             outputs: Sequence[str], keep: str, ship: bool) -> Any:
-    """One cell, on whatever machine the engine chose: its state, its job, and its kept
-    folder `keep` (result and files). `ship`: return (result, files as bytes) for the parent
-    to keep instead (no shared filesystem)."""
+             outputs: Sequence[str], keep: str, ship: bool, cwd: str) -> Any:
+    """One cell, on whatever machine the engine chose, in the parent's working folder `cwd`
+    (the params' relative paths start there): its state, its job, and its kept folder `keep`
+    (result and files). `ship`: return (result, files as bytes) for the parent to keep
+    instead (no shared filesystem)."""
+    if not os.path.isdir(cwd):
+        import socket
+
+        raise SynthaugError(f"{cwd}: no such folder on {socket.gethostname()}; every node must "
+                            "see the project at the same path (docs: Scaling out)")
+    os.chdir(cwd)
     if threads:
         import torch
 

@@ -49,7 +49,7 @@ def slurm(init, args, job, items, todo, remote, torch_threads, keep, outs):
     n = len(todo)
     jobs = ex.map_array(run_cell, [init] * n, [args] * n, [job] * n, [items[i] for i in todo],
                         [threads] * n, [[str(p) for p in outs[i]] for i in todo],
-                        [keep[i] for i in todo], [False] * n)
+                        [keep[i] for i in todo], [False] * n, [os.getcwd()] * n)
     which = {j.job_id: i for j, i in zip(jobs, todo)}
     try:
         for j in submitit.helpers.as_completed(jobs, poll_frequency=1 if ex.cluster != "slurm"
@@ -83,7 +83,8 @@ def ray_tasks(init, args, job, items, todo, remote, torch_threads, keep, outs):
         task = ray.remote(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_retries=0)(run_cell)
         threads = _threads(cfg.num_cpus, torch_threads)
         refs = {task.remote(init, args, job, items[i], threads,
-                            [str(p) for p in outs[i]], keep[i], cfg.return_files): i
+                            [str(p) for p in outs[i]], keep[i], cfg.return_files,
+                            os.getcwd()): i
                 for i in todo}
         left = list(refs)
         try:

@@ -50,10 +50,11 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     from synthaug.pipeline.data.prepare import read_pool
     from synthaug.pipeline.data.storage import read_dataset
     from synthaug.pipeline.experiments import crossval as cv
+    from synthaug.pipeline.experiments.protocol import choose
     from synthaug.stages.sweep import when_synthesizer
 
     test = read_dataset(p.paths.prepared / "test")
-    protocol, why = cv.choose(p.study.protocol, np.bincount(test.labels,
+    protocol, why = choose(p.study.protocol, np.bincount(test.labels,
                                                             minlength=len(test.class_names)))
     say(why)
     device = pick_device(p.train.device)

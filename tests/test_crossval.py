@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from synthaug.pipeline.experiments.crossval import (MIN_TEST_PER_CLASS, choose, fold_split,
-                                                    partition, unit_k)
+from synthaug.pipeline.experiments.crossval import unit_k
+from synthaug.pipeline.experiments.protocol import (MIN_TEST_PER_CLASS, choose, fold_split,
+                                                    partition)
 from synthaug.pipeline.stats.paired import corrected_mde, corrected_test, paired_test
 
 

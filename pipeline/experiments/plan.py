@@ -113,7 +113,7 @@ def with_crossval(plan: Plan, study: StudyConfig, compose: ComposeConfig,
     class (None: unknown, taken as holdout under auto) and, under k-fold, the crossval stage's
     fits (folds x repeats units, each every variant x model) and generator steps (every
     family the study's synthetic parts need, once per unit)."""
-    from synthaug.pipeline.experiments.crossval import choose
+    from synthaug.pipeline.experiments.protocol import choose
 
     if test is None and study.protocol == "auto":
         plan.protocol = "auto (holdout or k-fold: decided once the splits are known)"

@@ -111,13 +111,15 @@ def test_a_killed_cell_fails_the_stage_by_name_and_the_rerun_runs_only_it(
     flag, calls = study / "kill-flag", study / "calls.txt"
     flag.touch()
     # the jobs unpickle KillOnce from this module: its folder on their path
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent),
+    here = Path(__file__).parent  # (this module imports `test_train`, and one `tests.conftest`)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parent),
                                                       os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setattr(train, "_train_one", KillOnce("real/cnn/seed1", flag, calls))
     slurm = ["-S", "executor.kind=slurm", "-S", "executor.slurm.cluster=local"]
     r = run_cli(study, *STUDY, *slurm)
     assert r.exit_code == 2, r.output
     assert "1 of 4 cells failed (slurm): cell real/cnn/seed1" in r.output, r.output
+    assert "has not produced any output" in r.output.splitlines()[-1]  # how it failed
     assert not flag.exists() and sorted(calls.read_text().split()) == sorted(RUNS)
     kept = list((study / "checkpoints/cells/train/cells").iterdir())
     assert len(kept) == 3  # the three that finished

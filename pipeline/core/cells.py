@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import shutil
 import tarfile
 from collections.abc import Callable, Sequence
@@ -81,10 +82,17 @@ def restore_cell(folder: Path, outputs: Sequence[Path]) -> Any:
     return pickle.loads((folder / "result.pkl").read_bytes())
 
 
+ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Killed)\b.*)$")
+
+
 def first_line(e: BaseException) -> str:
+    """What went wrong with a cell, in one line: the error a traceback ends with (the last line
+    that names one: an engine's message wraps the cell's traceback in log paths), else the
+    engine's own first lines (a job killed: `... has not produced any output`)."""
     cause = getattr(e, "cause", None) or e  # a Ray task error carries the cell's own error
-    text = str(cause).strip().splitlines()
-    for line in reversed(text):  # the last line of a traceback names the error
-        if line.strip():
-            return line.strip()[:300]
-    return type(cause).__name__
+    if isinstance(cause, SynthaugError):
+        return str(cause)[:300]
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    named = [m[1] for line in lines if (m := ERROR_LINE.match(line))]
+    return (named[-1] if named else " ".join(x.strip() for x in lines[:2])
+            or type(cause).__name__)[:300]

@@ -154,3 +154,13 @@ def test_the_when_report_compares_the_open_set_arms_with_the_fixmatch_control():
     assert "does not beat `real+classic`" in when.open_set(when.compare(by_line))
     del by_line["fixmatch"]
     assert when.open_set(when.compare(by_line)) == ""
+
+
+def test_the_sweep_queues_fixmatch_points_before_plain_ones():
+    from synthaug.pipeline.experiments.sweep_run import groups
+
+    compose = ComposeConfig()
+    todo = {"cnn": [Point("when", 10, 0, "real+classic"), Point("when", 10, 0, "fixmatch"),
+                    Point("real_per_class", 10, 0)]}
+    jobs = groups(todo, compose)
+    assert [pts[0].variant for _, pts in jobs] == ["fixmatch", "real+classic", ""]

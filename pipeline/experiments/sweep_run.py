@@ -91,6 +91,8 @@ class Worker:
 # a job's cost in cnn fits: a transfer model's fit takes ~5 (efficientnet_lite0 12 s, cnn
 # 2.4 s on one thread of a 2-core AMD EPYC), a generator ~12 (a VAE on the k split)
 TRANSFER_FIT_COST, GENERATOR_COST = 5, 12
+# a FixMatch fit (use.semi_supervised; cnn: 12 epochs of (1 + 2 mu) x the images) ~4 fits
+SEMI_FIT_COST = 4
 
 
 def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[str, list[Point]]]:
@@ -112,7 +114,8 @@ def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[s
                 made.setdefault(pt.value, []).append(pt)
             else:
                 jobs.append((model, [pt]))
-                cost.append(fit)
+                semi = cfg is not None and cfg.use.semi_supervised != "none"
+                cost.append(fit * (SEMI_FIT_COST if semi else 1))
         for group in made.values():
             jobs.append((model, group))
             cost.append(fit * len(group) + GENERATOR_COST)

@@ -91,8 +91,9 @@ class Worker:
 # a job's cost in cnn fits: a transfer model's fit takes ~5 (efficientnet_lite0 12 s, cnn
 # 2.4 s on one thread of a 2-core AMD EPYC), a generator ~12 (a VAE on the k split)
 TRANSFER_FIT_COST, GENERATOR_COST = 5, 12
-# a FixMatch fit (use.semi_supervised; cnn: 12 epochs of (1 + 2 mu) x the images) ~4 fits
-SEMI_FIT_COST = 4
+# a FixMatch fit (use.semi_supervised; cnn: 12 epochs of (1 + 2 mu) x the images) ~6 fits
+# (measured: 90 s of CPU against 15 s for a plain cnn fit at 10 per class)
+SEMI_FIT_COST = 6
 
 
 def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[str, list[Point]]]:

@@ -147,7 +147,7 @@ def test_the_when_report_compares_the_open_set_arms_with_the_fixmatch_control():
     assert "vs_fixmatch" not in cmp["real"][10] and "vs_classic" not in cmp["real+classic"][10]
     text = when.open_set(cmp)
     assert text.startswith("at 10 per class `fixmatch` beats `real+classic` (+6.6")
-    assert "`real+vae-unlabelled` -1.2" in text and "no arm adds beyond" in text
+    assert "`real+vae-unlabelled` (-1.2" in text and "no arm adds beyond" in text
     assert "; vs `fixmatch` -1.2" in when.table(cmp) and "; vs `real+classic` +6.6" in when.table(cmp)
     # a control that does not clear classic augmentation is said to be no competent control
     by_line["fixmatch"] = line([.84, .86, .84, .84, .85])

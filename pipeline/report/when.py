@@ -93,7 +93,7 @@ def _gain(e: dict) -> str:
 
 
 def _diff(d: dict) -> str:
-    p = "-" if math.isnan(d["p"]) else f"{d['p']:.3f}"
+    p = "-" if math.isnan(d["p"]) else "< 0.001" if d["p"] < 0.001 else f"{d['p']:.3f}"
     return (f"{100 * d['diff']:+.1f}, {100 * d['low']:+.1f} to {100 * d['high']:+.1f}; p {p}"
             f"{', **significant**' if d['significant'] else ''}")
 
@@ -240,7 +240,7 @@ def open_set(cmp: dict) -> str:
                 if n not in (BASELINE, SEMI, CLASSIC, CONTROL) and "vs_fixmatch" in pts.get(k, {})]
         if arms:
             better = [f"`{n}`" for n, d in arms if d["significant"] and d["diff"] > 0]
-            head += ("; against it " + ", ".join(f"`{n}` {_diff(d)}" for n, d in arms) + ": "
+            head += ("; against it " + ", ".join(f"`{n}` ({_diff(d)})" for n, d in arms) + ": "
                      + (f"{', '.join(better)} adds beyond the unlabelled images themselves"
                         if better else "no arm adds beyond the unlabelled images themselves"))
         bits.append(head)

@@ -58,11 +58,15 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                                                             minlength=len(test.class_names)))
     say(why)
     device = pick_device(p.train.device)
+    from synthaug.pipeline.core.executors import Remote  # executor.kind slurm or ray: cells
+
+    remote = (Remote(p.executor, p.paths.checkpoints / "cells" / "crossval", [p.paths.prepared])
+              if p.executor.kind != "local" else None)
     # augment.pipeline auto: each unit chooses its classic preset on its own val split
     job = cv.FoldJob(p.train, p.models, p.compose, p.augment, p.paths.prepared,
                      list(p.study.variants), list(p.study.models), p.study.folds,
                      p.study.repeats, p.prepare.seed, p.prepare.val_fraction,
-                     p.prepare.train_per_class, str(device),
+                     p.prepare.train_per_class, p.train.device if remote else str(device),
                      functools.partial(when_synthesizer, p, list(p.study.variants)))
     rows, skipped, n = [], [], len(test)
     if protocol == "kfold":
@@ -76,9 +80,10 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         workers, threads = plan(len(todo), device.type, p.study.workers)
         total = sum(len(t[1]) for t in todo)
         say(f"crossval: {p.study.folds} folds x {p.study.repeats} repeat(s) over {n} labelled "
-            f"images, {total} fits in {len(todo)} jobs, {workers} process(es)")
+            f"images, {total} fits in {len(todo)} jobs, "
+            + (f"{p.executor.kind} cells" if remote else f"{workers} process(es)"))
         bar = tqdm(total=total, disable=None if progress else True, unit="fit")
-        for row in cv.run(job, todo, workers, threads):
+        for row in cv.run(job, todo, workers, threads, remote):
             rows.append(row)
             bar.update()
             say(f"unit r{row['repeat']}f{row['fold']} {row['variant']} {row['model']}: "

@@ -149,3 +149,18 @@ def test_an_undecided_row_says_what_would_decide_it():
     assert "about 3 repeats of 5 folds (`-S study.repeats=3`)" in repeats
     images = decide_text({"mean_diff": 0.01, "mde": 0.04, "seeds_needed": None}, 5, 1, 300)
     assert "no number of repeats" in images and "16x the labelled images (about 4800)" in images
+
+
+@pytest.mark.cluster
+def test_the_units_as_ray_tasks_give_the_local_pool_rows(small_folder, run_cli):
+    """The crossval stage's jobs as cells of a local Ray: the rows (predictions included) of
+    the local pool, bit for bit but for the wall-clock seconds."""
+    pytest.importorskip("ray")
+    out = small_folder / "metrics/crossval/results.json"
+    rows = []
+    for engine in ([], ["-S", "executor.kind=ray", "-S", "executor.ray.local_cpus=2"]):
+        r = run_cli(small_folder, "crossval", "--no-progress", *engine)
+        assert r.exit_code == 0, r.output
+        rows.append([{k: v for k, v in row.items() if k != "train_seconds"}
+                     for row in json.loads(out.read_text())["rows"]])
+    assert rows[0] == rows[1]

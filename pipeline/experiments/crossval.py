@@ -91,9 +91,10 @@ class Worker:
     each job is one unit's variants (its generators trained once) for some models."""
 
     def __init__(self, job: FoldJob):
-        import torch
+        from synthaug.pipeline.core.device import pick_device
 
-        self.job, self.device = job, torch.device(job.device)
+        # a device the parent resolved, or `auto` resolved here (a cell on a cluster's node)
+        self.job, self.device = job, pick_device(job.device)
         self.data = labelled(job.prepared)
         self.fold_of = partition(self.data.labels, job.folds, job.repeats, job.seed)
 
@@ -216,14 +217,17 @@ def jobs(job: FoldJob, variants: list[str]) -> list[tuple[Unit, list[tuple[str, 
 
 
 def run(job: FoldJob, todo: list[tuple[Unit, list[tuple[str, str]]]], workers: int = 1,
-        threads: int = 1) -> Iterator[dict]:
-    """Every row of every job, as jobs finish, over `workers` processes (pipeline.core.pool)."""
+        threads: int = 1, remote=None) -> Iterator[dict]:
+    """Every row of every job, as jobs finish, over `workers` processes (pipeline.core.pool),
+    or each job a cell on another engine (`remote`: pipeline.core.executors.Remote), kept for
+    a rerun."""
     from synthaug.pipeline.core.pool import imap
 
     def describe(item) -> str:
         return f"unit {item[0].name} ({', '.join(sorted({v for v, _ in item[1]}))})"
 
-    for _, rows in imap(Worker, (job,), Worker.run, todo, workers, threads, describe=describe):
+    for _, rows in imap(Worker, (job,), Worker.run, todo, workers, threads, describe=describe,
+                        remote=remote):
         yield from rows
 
 

@@ -67,6 +67,7 @@ def test_pooled_sweep_rows_equal_in_process_rows_on_one_thread(tmp_path, image_f
     params["sweep"].update(models=["lenet5"], real_per_class=[2, 4], ratios=[], seeds=[0, 1],
                            low_data_seeds=[0, 1], when_per_class=[2],
                            when_variants=["real+classic", "more-real"], when_models=["lenet5"])
+    params["augment"]["pipeline"] = "medium"  # a named preset: no augment stage output needed
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     r = run_cli(tmp_path, "prepare")
     assert r.exit_code == 0, r.output

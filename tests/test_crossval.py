@@ -138,7 +138,7 @@ def test_holdout_on_larger_data_trains_nothing_and_says_why(small_folder, run_cl
     from synthaug.pipeline.report import crossval
 
     assert crossval.answer(rec, []) is None
-    assert "Holdout: every accuracy is on the prepared test split" in "\n".join(
+    assert "Holdout: every accuracy is on the prepared test split (the rule: " in "\n".join(
         crossval.section(rec, [], set()))
 
 

@@ -77,7 +77,8 @@ def confusion_matrix_png(cm: list[list[int]], class_names: list[str], path: Path
     plt.close(fig)
 
 
-def difference_forest(rows: list[dict], path: Path, baseline: str = "real", title: str = "") -> None:
+def difference_forest(rows: list[dict], path: Path, baseline: str = "real", title: str = "",
+                      each: str = "seed") -> None:
     """A forest plot per model: each variant's paired difference to `baseline` (points) with
     its 95% CI, the seeds' own differences as dots and, shaded around 0, the band of +-MDE
     (the smallest difference the design detects with 80% power): an interval inside its band
@@ -129,7 +130,7 @@ def difference_forest(rows: list[dict], path: Path, baseline: str = "real", titl
                       label="mean, 95% CI (open: not significant)"),
                Line2D([], [], color="tab:green", marker="o", lw=1.6, label="significant gain"),
                Line2D([], [], color="tab:red", marker="o", lw=1.6, label="significant loss"),
-               Line2D([], [], color="0.25", marker=".", lw=0, label="each seed"),
+               Line2D([], [], color="0.25", marker=".", lw=0, label=f"each {each}"),
                Patch(color="0.85", label="+-MDE (80% power)")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7,
                frameon=False, bbox_to_anchor=(0.5, 0.0))

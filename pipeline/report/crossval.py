@@ -133,11 +133,11 @@ def section(record: dict | None, rows: list[dict], drawn: set) -> list[str]:
         return ["## Protocol", "", "The crossval stage has not run (no record); run "
                 "`synthaug crossval` (or `dvc repro`).", ""]
     if record["protocol"] != "kfold":
-        return ["## Protocol", "", f"Holdout: every accuracy is on the prepared test split. "
-                f"{record['why'][0].upper()}{record['why'][1:]}.", ""]
+        return ["## Protocol", "", f"Holdout: every accuracy is on the prepared test split "
+                f"(the rule: {record['why']}).", ""]
     units = record["folds"] * record["repeats"]
     parts = ["## Protocol: cross-validated comparison", "",
-             (f"{record['why'][0].upper()}{record['why'][1:]}. Every one of the "
+             (f"The rule: {record['why']}. Every one of the "
               f"{record['labelled']} labelled images was tested once per repeat: "
               f"{record['folds']} stratified folds x {plural(range(record['repeats']), 'repeat')}"
               f" = {units} units. Each unit's generators, classic copies and classifiers "

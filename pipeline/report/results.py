@@ -226,7 +226,7 @@ def draw(s: Study, rows: list[dict], confusion: dict | None, figs: Path) -> set[
     if s.crossval_rows:
         difference_forest(s.crossval_rows, figs / "crossval.png", BASELINE,
                           title="cross-validated paired difference to real over units "
-                                "(repeat x fold): corrected 95% CI and MDE")
+                                "(repeat x fold): corrected 95% CI and MDE", each="unit")
         drawn.add("crossval.png")
     from synthaug.pipeline.figures.results import not_drawn
 

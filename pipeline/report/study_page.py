@@ -148,7 +148,9 @@ def markdown(s: Study, rows: list[dict], drawn: set) -> str:
             if cv else ").")),
         "",
         *([cv, ""] if cv else []),
-        *([answer, ""] if (answer := when.answer(s, rows)) else []),
+        *([(f"*One split's view* (the prepared test split, "
+             f"{len(s.splits.get('test', []))} images; the cross-validated answer is above):"
+             "\n\n" if cv else "") + answer, ""] if (answer := when.answer(s, rows)) else []),
         *crossval.section(s.crossval, s.crossval_rows, drawn),
         *data_section(s),
         *results_section(s, rows, drawn),

@@ -37,7 +37,7 @@ def command(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     ```
     synthaug crossval
-    synthaug crossval -S study.protocol=kfold -S study.folds=3 -S 'study.models=[cnn]'
+    synthaug crossval -S study.protocol=kfold -S study.folds=3
     ```
     """
     p = params_from(params, set_)

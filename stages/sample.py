@@ -41,7 +41,6 @@ def command(sets: Annotated[list[str] | None, typer.Argument(
     ```
     synthaug sample
     synthaug sample vae-prior -S sample.per_class=500
-    synthaug sample vae-jitter -S sample.sets.vae-jitter.sigma=0.5
     synthaug sample sd-img2img -S sample.pretrained.model=/models/sd-turbo
     ```
     """

@@ -95,7 +95,7 @@ def _plan(p, counts, k: int | None) -> list[str]:
     if counts is not None:
         f = p.prepare
         test = np.round(counts.pool * f.test_fraction / (1 - f.val_fraction - f.test_fraction))
-    plan = with_crossval(plan, p.study, p.compose, families, trained, test)
+    plan = with_crossval(plan, p.study, p.compose, families, trained, test, p.augment)
     classes = len(counts.class_names) if counts else 10
     images = (k or (int(counts.pool.min()) if counts else 50)) * classes * 2  # real + drawn
     recipes = {}

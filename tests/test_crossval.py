@@ -164,3 +164,26 @@ def test_the_units_as_ray_tasks_give_the_local_pool_rows(small_folder, run_cli):
         rows.append([{k: v for k, v in row.items() if k != "train_seconds"}
                      for row in json.loads(out.read_text())["rows"]])
     assert rows[0] == rows[1]
+
+
+def test_check_plans_the_units_fits_generators_and_classic_choices():
+    from synthaug.pipeline.augment.config import AugmentConfig
+    from synthaug.pipeline.data.config import ComposeConfig
+    from synthaug.pipeline.experiments.config import StudyConfig
+    from synthaug.pipeline.experiments.plan import Plan, with_crossval
+
+    def plan(test, protocol="auto", pipeline="auto"):
+        return with_crossval(Plan({}, {}, {}, {}), StudyConfig(protocol=protocol, repeats=2),
+                             ComposeConfig(), {"gan": 100, "vae": 50, "diffusion": 10},
+                             {"gan-prior": "gan", "vae-prior": "vae", "diffusion-ddim": "diffusion",
+                              "vae-jitter": "vae"}, test, AugmentConfig(pipeline=pipeline))
+
+    assert plan(np.array([100, 100])).crossval == {}  # holdout: nothing to plan
+    assert "decided once the splits are known" in plan(None).protocol
+    p = plan(np.array([9, 12]))
+    units, variants = 5 * 2, len(StudyConfig().variants)
+    candidates = len(AugmentConfig().candidates) * len(AugmentConfig().choose_seeds)
+    assert p.crossval == {"cnn": units * (variants + candidates),
+                          "efficientnet_lite0": units * variants}
+    assert p.crossval_generators == {"diffusion": 10 * units, "gan": 100 * units, "vae": 50 * units}
+    assert plan(np.array([9, 12]), pipeline="medium").crossval["cnn"] == units * variants

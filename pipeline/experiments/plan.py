@@ -108,11 +108,12 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
 
 def with_crossval(plan: Plan, study: StudyConfig, compose: ComposeConfig,
                   families: dict[str, int], set_family: dict[str, str],
-                  test: np.ndarray | None) -> Plan:
+                  test: np.ndarray | None, augment: AugmentConfig | None = None) -> Plan:
     """`plan` with the protocol `study.protocol` picks for a test split of `test` images per
     class (None: unknown, taken as holdout under auto) and, under k-fold, the crossval stage's
-    fits (folds x repeats units, each every variant x model) and generator steps (every
-    family the study's synthetic parts need, once per unit)."""
+    fits (folds x repeats units, each every variant x model, and with `augment.pipeline:
+    auto` each unit's classic choice) and generator steps (every family the study's
+    synthetic parts need, once per unit)."""
     from synthaug.pipeline.experiments.protocol import choose
 
     if test is None and study.protocol == "auto":
@@ -124,6 +125,12 @@ def with_crossval(plan: Plan, study: StudyConfig, compose: ComposeConfig,
         return plan
     units = study.folds * study.repeats
     plan.crossval = {m: units * len(study.variants) for m in study.models}
+    cfg = [compose.variants[v] for v in study.variants]
+    if augment is not None and augment.pipeline == AUTO and any(
+            "classic" in c.parts or c.online_augment == AUTO for c in cfg):
+        m = augment.choose_model  # one fit per candidate and seed, in every unit
+        plan.crossval[m] = plan.crossval.get(m, 0) + units * len(augment.candidates) * len(
+            augment.choose_seeds)
     fams = {set_family[s] for v in study.variants for s in compose.variants[v].synthetic_parts()
             if s in set_family}
     plan.crossval_generators = {f: units * families.get(f, 0) for f in sorted(fams)}

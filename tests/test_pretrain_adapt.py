@@ -213,7 +213,6 @@ def test_the_stage_pretrains_on_the_pool_without_val_or_test_images(prepared, ru
     assert sample_images(model, [0, 9], torch.Generator().manual_seed(0)).shape == (2, 8, 8, 1)
 
 
-@pytest.mark.slow  # three stage runs
 def test_the_stage_resumes_in_the_pretraining_phase(prepared, run_cli, monkeypatch):
     assert run_cli(prepared, "train-generator", "vae", "--no-progress").exit_code == 0
     reference = load_file(str(prepared / "models/generators/vae/weights.safetensors"))

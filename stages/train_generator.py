@@ -44,7 +44,6 @@ def command(generators: Annotated[list[str] | None, typer.Argument(
     ```
     synthaug train-generator
     synthaug train-generator vae -S train_generator.vae.steps=3000
-    synthaug train-generator gan diffusion -S train_generator.device=cuda
     synthaug train-generator vae -S train_generator.vae.pretrain.source=pool
     ```
     """

@@ -16,18 +16,10 @@ from synthaug.pipeline.classifiers.use import Use
 from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.data.config import ComposeConfig, FixMatchConfig, UseConfig, VariantConfig
 from synthaug.pipeline.data.prepare import held_out
-from synthaug.pipeline.data.storage import PackedDataset
 from synthaug.pipeline.experiments.sweep import Point, SweepData, split_of, when_set
 from synthaug.stages.params import validate_params
 
-NAMES = ["a", "b", "c"]
-
-
-def pool(n_per_class=12, size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(len(NAMES)), n_per_class)
-    images = rng.integers(0, 256, (len(labels), size, size, 1), dtype=np.uint8)
-    return PackedDataset(images, labels, NAMES, {"prepare": {"seed": 3, "train_per_class": 4}})
+from tests.test_when import NAMES, pool  # a 3-class train pool of random 8 x 8 images
 
 
 def fixmatch(n=20, **cfg) -> FixMatch:

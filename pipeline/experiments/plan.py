@@ -12,8 +12,11 @@ when points train per k. The estimate prices each unit from measured speeds:
   docs/results.md: cnn 2.4 s for 6 x 1,024 samples of 28 x 28 on a Zen 4, efficientnet_lite0
   12.8 s for the study's 5 x 1,024 at input 40 with two block groups frozen on a Zen 5, one
   thread each), scaled by the samples a fit draws and the pixels;
-- generator steps: ms per step on that CPU at 28 x 28 (GAN 44, VAE 25, diffusion 17; 64 x 64
-  RGB about twice the GAN's), scaled by the image side;
+- generator steps: ms per step of one uncontended thread at 28 x 28 (GAN 18.5, VAE 12,
+  diffusion 7.9 with its autoencoder's steps), from the train_generator stage of a 32 x 32 RGB
+  folder study on a 2-core AMD EPYC Zen 5 with AVX512-BF16 (2026-12-07: GAN 76 s for 2,400
+  steps, VAE 25 s for 1,200, diffusion 35 s for 2,600, three one-thread processes sharing two
+  cores), scaled by the image side;
 - the other stages and DVC's bookkeeping: about a minute;
 - cells run over min(cores, 4) one-thread workers; a CPU without AVX512-BF16 or AMX
   is slower (AVX-512 x1.25, measured with the AVX2 cap; AVX2 only x1.6).
@@ -36,7 +39,7 @@ REF_CPU = "2-core AMD EPYCs with AVX512-BF16 (Zen 4 and Zen 5, 2026-12-06, docs/
 # seconds of one fit at the reference recipe: (seconds, samples drawn, image side) per model
 FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (12.8, 5 * 1024, 40)}
 FIT_FALLBACK = "cnn"  # models without a measurement are priced as the cnn
-STEP_MS = {"gan": 44.0, "vae": 25.0, "diffusion": 17.0}  # per optimiser step at 28 x 28
+STEP_MS = {"gan": 18.5, "vae": 12.0, "diffusion": 7.9}  # per optimiser step at 28 x 28
 OTHER_SECONDS = 60.0  # prepare, augment, judge, sample, quality, compose, report, DVC
 ISA_FACTOR = {"bf16": 1.0, "avx512": 1.25, "avx2": 1.6}
 

@@ -145,7 +145,7 @@ def markdown(s: Study, rows: list[dict], drawn: set) -> str:
          f"{plural(s.study.seeds, 'seed')}) on the prepared test split"
          + (f" ({len(s.splits.get('test', []))} images: too few to decide, so the cross-validated "
             "comparison below is the answer and the rows after it one split's view)."
-            if cv else ").")),
+            if cv else ".")),
         "",
         *([cv, ""] if cv else []),
         *([(f"*One split's view* (the prepared test split, "

@@ -187,3 +187,26 @@ def test_check_plans_the_units_fits_generators_and_classic_choices():
                           "efficientnet_lite0": units * variants}
     assert p.crossval_generators == {"diffusion": 10 * units, "gan": 100 * units, "vae": 50 * units}
     assert plan(np.array([9, 12]), pipeline="medium").crossval["cnn"] == units * variants
+
+
+def test_check_prices_a_fixmatch_when_point_as_several_fits():
+    from synthaug.pipeline.data.config import ComposeConfig
+    from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
+    from synthaug.pipeline.data.config import SEMI_FIT_COST
+    from synthaug.pipeline.experiments.plan import estimate, make_plan
+
+    compose = ComposeConfig()
+    assert compose.variants["fixmatch"].use.semi_supervised == "fixmatch"
+
+    def seconds(variants):
+        sweep = SweepConfig(models=["cnn"], real_per_class=[10], ratios=[], when_per_class=[10],
+                            when_variants=variants, when_models=["cnn"])
+        plan = make_plan(StudyConfig(models=["cnn"]), sweep, compose, {}, {}, None, None)
+        machine = {"usable_cores": 2, "isa": {"avx512_bf16": True}}
+        return plan, estimate(plan, {"cnn": (6 * 1024, 28, False)}, 28, machine, {})[0]
+
+    plain, t_plain = seconds(["real+classic"])
+    semi, t_semi = seconds(["fixmatch"])
+    assert semi.when == plain.when and semi.when_semi == {"cnn": 5}  # 5 low-data seeds
+    fit = 2.4  # the cnn's reference fit (plan.FIT_SECONDS), spread over 2 workers
+    assert t_semi - t_plain == pytest.approx(5 * (SEMI_FIT_COST - 1) * fit / 2)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from synthaug.pipeline.augment.config import AUTO, AugmentConfig
-from synthaug.pipeline.data.config import ComposeConfig
+from synthaug.pipeline.data.config import SEMI_FIT_COST, ComposeConfig
 from synthaug.pipeline.experiments.checks import sweep_skip
 from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
@@ -56,6 +56,7 @@ class Plan:
     protocol: str = ""  # the protocol the rule picks, and why (pipeline.experiments.crossval)
     crossval: dict[str, int] = field(default_factory=dict)  # k-fold: model -> fits, all units
     crossval_generators: dict[str, int] = field(default_factory=dict)  # family -> steps
+    when_semi: dict[str, int] = field(default_factory=dict)  # model -> FixMatch when points
 
     def lines(self) -> list[str]:
         each = lambda d: ", ".join(f"{m} {n}" for m, n in d.items()) or "none"  # noqa: E731
@@ -101,12 +102,16 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
                 for s in compose.variants[v].synthetic_parts() if s in set_family}
         for fam in fams:
             retrained[fam] = retrained.get(fam, 0) + families.get(fam, 0)
+    semi_n = sum(len(seeds_at(sweep, k)) for k in when_ks for v in sweep.when_variants
+                 if compose.variants[v].use.semi_supervised != "none" and not skip("when", k, v))
     auto = augment is not None and augment.pipeline == AUTO
-    return Plan(cells, {m: real + ratio for m in sweep.models},
+    plan = Plan(cells, {m: real + ratio for m in sweep.models},
                 {m: when_n for m in sweep.models if m in sweep.when_models},
                 dict(families), retrained,
                 {augment.choose_model: len(augment.candidates) * len(augment.choose_seeds)}
                 if auto else {}, list(augment.candidates) if auto else [])
+    plan.when_semi = {m: semi_n for m in plan.when} if semi_n else {}
+    return plan
 
 
 def with_crossval(plan: Plan, study: StudyConfig, compose: ComposeConfig,
@@ -188,6 +193,7 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
     when_gen = sum(steps * STEP_MS[f] / 1000 * side * slow
                    for f, steps in plan.when_generators.items())
     fits = sum(n * fit(m) for d in (plan.sweep, plan.when) for m, n in d.items())
+    fits += sum((SEMI_FIT_COST - 1) * n * fit(m) for m, n in plan.when_semi.items())
     sweep = spread(fits + when_gen, 0.0)
     choice = spread(sum(n * fit(m) for m, n in plan.classic.items()),
                     max((fit(m) for m in plan.classic), default=0.0))

@@ -91,9 +91,6 @@ class Worker:
 # a job's cost in cnn fits: a transfer model's fit takes ~5 (efficientnet_lite0 12 s, cnn
 # 2.4 s on one thread of a 2-core AMD EPYC), a generator ~12 (a VAE on the k split)
 TRANSFER_FIT_COST, GENERATOR_COST = 5, 12
-# a FixMatch fit (use.semi_supervised; cnn: 12 epochs of (1 + 2 mu) x the images) ~6 fits
-# (measured: 90 s of CPU against 15 s for a plain cnn fit at 10 per class)
-SEMI_FIT_COST = 6
 
 
 def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[str, list[Point]]]:
@@ -101,6 +98,8 @@ def groups(todo: dict[str, list[Point]], compose: ComposeConfig) -> list[tuple[s
     when points at one k whose variants need generators or pseudo-labels together, so that
     each k's generators train (and its labeller fits) once per model's worker. A queue of many
     short jobs keeps every worker busy to the end, which whole seeds-of-a-set jobs did not."""
+    from synthaug.pipeline.data.config import SEMI_FIT_COST
+
     from synthaug.pipeline.classifiers.names import model_kind
     from synthaug.pipeline.data.config import PSEUDO_REAL
 

@@ -210,3 +210,11 @@ def test_check_prices_a_fixmatch_when_point_as_several_fits():
     assert semi.when == plain.when and semi.when_semi == {"cnn": 5}  # 5 low-data seeds
     fit = 2.4  # the cnn's reference fit (plan.FIT_SECONDS), spread over 2 workers
     assert t_semi - t_plain == pytest.approx(5 * (SEMI_FIT_COST - 1) * fit / 2)
+
+
+def test_more_folds_than_a_class_has_images_is_one_line_naming_the_setting():
+    from synthaug.pipeline.core.errors import SynthaugError
+
+    with pytest.raises(SynthaugError, match=r"study.folds: 6 stratified folds .* has 5; set "
+                                            r"study.folds to 5 or less"):
+        partition(np.repeat([0, 1], [9, 5]), folds=6, repeats=1, seed=0)

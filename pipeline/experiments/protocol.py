@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from synthaug.pipeline.core.errors import SynthaugError
+
 MIN_TEST_PER_CLASS = 30  # holdout needs this many test images in every class, else k-fold
 
 
@@ -32,6 +34,12 @@ def partition(labels: np.ndarray, folds: int, repeats: int, seed: int) -> np.nda
     `folds` folds (seed + r for repeat r)."""
     from sklearn.model_selection import StratifiedKFold
 
+    counts = np.bincount(labels)
+    if counts.size and (least := int(counts[counts > 0].min())) < folds:
+        raise SynthaugError(f"study.folds: {folds} stratified folds need at least {folds} "
+                            f"labelled images in every class, but one class has {least}; set "
+                            f"study.folds to {max(2, least)} or less"
+                            + ("" if least >= 2 else " (or add images to that class)"))
     out = np.full((repeats, len(labels)), -1, np.int64)
     for r in range(repeats):
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + r)

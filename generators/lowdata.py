@@ -17,15 +17,9 @@ import numpy as np
 import torch
 
 from synthaug.generators.config import SetConfig, TrainGeneratorConfig
+from synthaug.generators.pretrain_config import when_family
 from synthaug.generators.pretrained_config import PRETRAINED, PretrainedConfig
 from synthaug.pipeline.data.storage import PackedDataset
-
-
-def with_pretrain(cfg: TrainGeneratorConfig, family: str, source: str | None) -> TrainGeneratorConfig:
-    """`cfg` with `family` pretraining on `source` (None: not pretraining)."""
-    fcfg = cfg.family(family)
-    fcfg = fcfg.model_copy(update={"pretrain": fcfg.pretrain.model_copy(update={"source": source})})
-    return cfg.model_copy(update={family: fcfg})
 
 
 def train_family(family: str, cfg: TrainGeneratorConfig, train: PackedDataset, val: PackedDataset,
@@ -77,8 +71,8 @@ def synthesizer(names: list[str], sets: dict[str, SetConfig], cfg: TrainGenerato
                                               {"kind": "synthetic", "k": k}, d.provenance)
                     continue
                 if family not in models:
-                    source = (cfg.family(family).pretrain.source or "pool") if tag == "pretrain" else None
-                    gcfg = with_pretrain(cfg, family, source)
+                    gcfg = cfg.model_copy(update={family: when_family(cfg.family(family), tag)})
+                    source = gcfg.family(family).pretrain.source
                     images = pretrain_images(family, gcfg.family(family).pretrain, split.shape,
                                              lambda: pool)
                     n = 0 if images is None else len(images)

@@ -32,3 +32,11 @@ class PretrainConfig(Section):
     def active_steps(self) -> int:
         """The steps on the source (0: no pretraining, and no null label either)."""
         return self.steps if self.source else 0
+
+
+def when_family(fcfg, tag: str = ""):
+    """The family config `fcfg` as a when point trains it (generators.lowdata): on the split
+    alone, whatever its pretrain.source says, or, for tag "pretrain", first on its
+    pretrain.source (unset: `pool`, the rest of the train pool)."""
+    source = (fcfg.pretrain.source or "pool") if tag == "pretrain" else None
+    return fcfg.model_copy(update={"pretrain": fcfg.pretrain.model_copy(update={"source": source})})

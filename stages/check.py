@@ -88,9 +88,14 @@ def _plan(p, counts, k: int | None) -> list[str]:
     families = {f: p.train_generator.family(f).total_steps for f in ("gan", "vae", "diffusion")}
     trained = {name: s.generator for name, s in p.sample.sets.items()
                if s.generator in families}  # a pretrained pipeline's sets: nothing trains
+    from synthaug.generators.pretrain_config import when_family
+
+    tg = p.train_generator  # a when point's trainings: on the split, with the pool, pretrained
+    when_steps = {tag: {f: when_family(tg.family(f), tag).total_steps for f in families}
+                  for tag in ("", "unlabelled", "pretrain")}
     plan = make_plan(p.study, p.sweep, p.compose, families, trained,
                      counts.pool if counts else None, counts.class_names if counts else None,
-                     p.augment)
+                     p.augment, when_steps)
     test = None  # the test split's images per class, from the pool's (prepare's fractions)
     if counts is not None:
         f = p.prepare

@@ -148,3 +148,35 @@ def test_dvc_runs_the_check_first(repo_root):
     assert first == "check" and spec["stages"]["prepare"]["deps"][0] == "${check_record}"
     assert record == "metrics/check.json"
     assert "synthaug check --out ${check_record}" == spec["stages"]["check"]["cmd"]
+
+
+def test_check_counts_a_when_generator_per_tag_and_the_pseudo_labelling_fits():
+    """A when k trains a family once per way its variants need it (on the split, with the
+    pseudo-labelled pool, pretrained on the pool first: generators.lowdata caches per k and
+    tag), pretraining adds its steps, and variants that pseudo-label the pool add one fit."""
+    from synthaug.generators.config import SampleConfig, TrainGeneratorConfig
+    from synthaug.generators.pretrain_config import when_family
+    from synthaug.pipeline.experiments.plan import make_plan
+
+    # the study's own vae pretrains on the pool: a when point's split training does not
+    tg = TrainGeneratorConfig.model_validate({"vae": {"pretrain": {"source": "pool", "steps": 300}}})
+    families = {f: tg.family(f).total_steps for f in ("gan", "vae", "diffusion")}
+    when_steps = {tag: {f: when_family(tg.family(f), tag).total_steps for f in families}
+                  for tag in ("", "unlabelled", "pretrain")}
+    vae = tg.vae.steps
+    assert families["vae"] == vae + 300 and when_steps[""]["vae"] == vae
+    assert when_steps["pretrain"]["vae"] == vae + 300
+    set_family = {name: s.generator for name, s in SampleConfig().sets.items()}
+
+    def plan(variants):
+        sweep = SweepConfig(models=["cnn"], real_per_class=[], ratios=[], when_per_class=[5, 10],
+                            when_variants=variants, when_models=["cnn"])
+        return make_plan(StudyConfig(models=["cnn"]), sweep, ComposeConfig(), families,
+                         set_family, None, None, None, when_steps)
+
+    one = plan(["real", "real+vae"])
+    assert one.when_generators == {"vae": 2 * vae} and one.labellers == {}
+    every = plan(["real", "real+vae", "real+vae-unlabelled", "real+vae-pretrained"])
+    assert every.when_generators == {"vae": 2 * (vae + vae + vae + 300)}
+    assert every.labellers == {"cnn": 2}  # real+vae-unlabelled: one labeller per k
+    assert "and 2 fits that pseudo-label the pool (cnn 2)" in "\n".join(every.lines())

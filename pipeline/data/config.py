@@ -180,6 +180,17 @@ class VariantConfig(Section):
     def synthetic_parts(self) -> list[str]:
         return [part for part in self.drawn_parts() if part not in REAL_DRAWN]
 
+    @property
+    def generator_tag(self) -> str:
+        """How a when point trains this variant's generators (generators.lowdata): "" on the
+        split alone, "unlabelled" with the pseudo-labelled pool, "pretrain" after the pool."""
+        return "pretrain" if self.unlabelled == "pretrain" else "unlabelled" if self.unlabelled else ""
+
+    @property
+    def pseudo_labels(self) -> bool:
+        """A when point of it labels the rest of the pool with a classifier of the split."""
+        return PSEUDO_REAL in self.parts or self.unlabelled is True
+
 
 class GateConfig(Section):
     """The quality gate for synthetic parts of variants with `gate: true`."""

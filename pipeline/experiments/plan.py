@@ -57,6 +57,7 @@ class Plan:
     crossval: dict[str, int] = field(default_factory=dict)  # k-fold: model -> fits, all units
     crossval_generators: dict[str, int] = field(default_factory=dict)  # family -> steps
     when_semi: dict[str, int] = field(default_factory=dict)  # model -> FixMatch when points
+    labellers: dict[str, int] = field(default_factory=dict)  # model -> pseudo-labelling fits
 
     def lines(self) -> list[str]:
         each = lambda d: ", ".join(f"{m} {n}" for m, n in d.items()) or "none"  # noqa: E731
@@ -66,7 +67,9 @@ class Plan:
         head = [f"protocol: {self.protocol}"] if self.protocol else []
         return head + cv + [f"study cells: {sum(self.cells.values())} ({each(self.cells)})",
                 f"sweep points: {sum(self.sweep.values())} ({each(self.sweep)})",
-                f"when points: {sum(self.when.values())} ({each(self.when)})",
+                f"when points: {sum(self.when.values())} ({each(self.when)})"
+                + (f", and {sum(self.labellers.values())} fits that pseudo-label the pool "
+                   f"({each(self.labellers)})" if self.labellers else ""),
                 f"generators: {len(self.generators)} ({', '.join(self.generators) or 'none'})"
                 + (f", and {sum(1 for _ in self.when_generators)} famil"
                    f"{'y' if len(self.when_generators) == 1 else 'ies'} retrained per when k "
@@ -77,11 +80,14 @@ class Plan:
 
 def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
               families: dict[str, int], set_family: dict[str, str], pool: np.ndarray | None,
-              names: list[str] | None, augment: AugmentConfig | None = None) -> Plan:
+              names: list[str] | None, augment: AugmentConfig | None = None,
+              when_steps: dict[str, dict[str, int]] | None = None) -> Plan:
     """The units of work of these params. `families`: generator family -> its optimiser steps;
     `set_family`: synthetic set -> its generator family; `pool`: the train pool's class
     counts (None: unknown, then no sweep point is taken as skipped); `augment`: with
-    `pipeline: auto`, one fit per candidate and seed (pipeline.experiments.classic_choice)."""
+    `pipeline: auto`, one fit per candidate and seed (pipeline.experiments.classic_choice);
+    `when_steps`: generator tag ("", "unlabelled", "pretrain") -> family -> the steps a when
+    point trains it for (TrainGeneratorConfig.when_config; missing: `families`)."""
     def seeds_at(s: SweepConfig, k: int) -> list[int]:  # as sweep.seeds_at (that module loads torch)
         return s.low_data_seeds if k <= s.low_data_k else s.seeds
 
@@ -97,11 +103,15 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
     when_n = sum(len(seeds_at(sweep, k)) for k in when_ks for v in sweep.when_variants
                  if not skip("when", k, v))
     retrained: dict[str, int] = {}
+    labelled = 0  # when ks whose variants pseudo-label the pool: one fit per k and when model
     for k in when_ks:
-        fams = {set_family[s] for v in sweep.when_variants if not skip("when", k, v)
-                for s in compose.variants[v].synthetic_parts() if s in set_family}
-        for fam in fams:
-            retrained[fam] = retrained.get(fam, 0) + families.get(fam, 0)
+        live = [compose.variants[v] for v in sweep.when_variants if not skip("when", k, v)]
+        # one training per family and tag (generators.lowdata caches per k and tag)
+        for fam, tag in {(set_family[s], c.generator_tag) for c in live
+                         for s in c.synthetic_parts() if s in set_family}:
+            steps = (when_steps or {}).get(tag, families).get(fam, 0)
+            retrained[fam] = retrained.get(fam, 0) + steps
+        labelled += any(c.pseudo_labels for c in live)
     semi_n = sum(len(seeds_at(sweep, k)) for k in when_ks for v in sweep.when_variants
                  if compose.variants[v].use.semi_supervised != "none" and not skip("when", k, v))
     auto = augment is not None and augment.pipeline == AUTO
@@ -111,6 +121,7 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
                 {augment.choose_model: len(augment.candidates) * len(augment.choose_seeds)}
                 if auto else {}, list(augment.candidates) if auto else [])
     plan.when_semi = {m: semi_n for m in plan.when} if semi_n else {}
+    plan.labellers = {m: labelled for m in plan.when} if labelled else {}
     return plan
 
 
@@ -192,7 +203,7 @@ def estimate(plan: Plan, fit_recipes: dict[str, tuple[int, int, bool]], size: in
     gens = spread(sum(gen.values()), max(gen.values(), default=0.0))
     when_gen = sum(steps * STEP_MS[f] / 1000 * side * slow
                    for f, steps in plan.when_generators.items())
-    fits = sum(n * fit(m) for d in (plan.sweep, plan.when) for m, n in d.items())
+    fits = sum(n * fit(m) for d in (plan.sweep, plan.when, plan.labellers) for m, n in d.items())
     fits += sum((SEMI_FIT_COST - 1) * n * fit(m) for m, n in plan.when_semi.items())
     sweep = spread(fits + when_gen, 0.0)
     choice = spread(sum(n * fit(m) for m, n in plan.classic.items()),

@@ -128,7 +128,7 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
         parts["classic"] = PackedDataset(e.images, e.labels, real.class_names)
     if MORE_REAL in cfg.parts:
         parts[MORE_REAL] = held_out(data.pool, k, pool_seed(data.pool))
-    if PSEUDO_REAL in cfg.parts or cfg.unlabelled is True:
+    if cfg.pseudo_labels:
         if label is None:
             raise SynthaugError(f"sweep.when_variants: {point.variant!r} needs pseudo-labels "
                                 "but no labeller was given")
@@ -140,10 +140,10 @@ def when_set(point: Point, data: SweepData, compose: ComposeConfig, augment: Aug
         if synthesize is None:
             raise SynthaugError(f"sweep.when_variants: {point.variant!r} has synthetic parts "
                                 "but no generator trainer was given")
-        if cfg.unlabelled == "pretrain":  # pretrained on the rest of the pool, unlabelled
+        if cfg.generator_tag == "pretrain":  # pretrained on the rest of the pool, unlabelled
             rest = held_out(data.pool, k, pool_seed(data.pool))
             parts.update(synthesize(k, real, "pretrain", np.asarray(rest.images)))
-        elif cfg.unlabelled:  # the generators see the pseudo-labelled pool too
+        elif cfg.generator_tag == "unlabelled":  # the generators see the pseudo-labelled pool too
             pseudo = parts[PSEUDO_REAL]
             both = PackedDataset(np.concatenate([real.images, pseudo.images]),
                                  np.concatenate([real.labels, pseudo.labels]), real.class_names,

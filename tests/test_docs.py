@@ -184,6 +184,15 @@ def test_readme_is_a_short_front_door():
         assert (ROOT / link).exists(), link
 
 
+def test_results_page_holds_current_figures_only():
+    """docs/results.md is the current measured figures, each dated: under 15 KB, no diary."""
+    raw = (ROOT / "docs" / "results.md").read_bytes()
+    assert len(raw) < 15_000, f"docs/results.md is {len(raw):,} bytes; keep current figures only"
+    text = raw.decode("utf-8").lower()
+    for word in ("session", "update:", "todo"):
+        assert word not in text, word
+
+
 def test_ci_runs_the_readme_test_command_and_builds_the_docs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert TESTS.replace("'.[test]'", "'.[test,docs]'") in ci.splitlines()

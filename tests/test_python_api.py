@@ -99,4 +99,5 @@ def test_train_settings_replace_the_models_study_recipe(monkeypatch):
     except KeyboardInterrupt:
         pass
     cfg = seen["cfg"]
-    assert cfg.epochs == 2 and cfg.input_size == 40 and cfg.freeze_bn and cfg.frozen_groups == 2
+    assert cfg.epochs == 2 and cfg.input_size == 40 and cfg.freeze_bn
+    assert cfg.frozen_groups == 3 and cfg.ema_decay == 0.9

@@ -102,7 +102,8 @@ def test_known_fields_of_the_default_recipes(repo_root):
     lite0 = recipe(p.train, "efficientnet_lite0", 2)
     assert (lite0.model, lite0.seed, lite0.epochs, lite0.batch_size, lite0.lr, lite0.input_size,
             lite0.backbone_lr_mult, lite0.freeze_bn, lite0.frozen_groups, lite0.cpu_bf16,
-            lite0.per_model) == ("efficientnet_lite0", 2, 5, 32, 0.002, 40, 0.5, True, 2, False, {})
+            lite0.ema_decay, lite0.per_model) == ("efficientnet_lite0", 2, 5, 32, 0.002, 40, 0.5,
+                                                  True, 3, False, 0.9, {})
     cnn = recipe(p.train, "cnn", 1)
     assert (cnn.epochs, cnn.batch_size, cnn.lr, cnn.per_model) == (6, 64, 0.003, {})
     judge = quality.judge_recipe(TrainConfig(), p.quality)

@@ -14,6 +14,7 @@ from synthaug.pipeline.core.errors import SynthaugError
 from synthaug.pipeline.classifiers.layers import resolve_layers
 from synthaug.pipeline.data.storage import write_dataset
 from synthaug.pipeline.classifiers.training import fit, predict
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 CPU = torch.device("cpu")
 
@@ -74,6 +75,41 @@ def test_early_stopping_and_best_checkpoint():
     # a learning rate this small changes nothing: val accuracy never improves after epoch 1
     _, r, _ = quick_fit(epochs=10, patience=2, lr=1e-12, scheduler="none")
     assert r.stopped_early and r.epochs_run == 3 and r.best_epoch == 1
+
+
+def test_ema_decay_selects_and_keeps_the_moving_average_of_every_step():
+    """With ema_decay the kept model is the warm-up EMA of the weights after each optimiser
+    step, recomputed here from the live weights the optimiser left at every step."""
+    x, y = blobs()
+    xv, yv = blobs(10, seed=1)
+    model = model_for(x)
+    cfg = TrainConfig(epochs=1, batch_size=16, patience=0, epoch_size=0, ema_decay=0.9)
+    float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+    expected, live, steps = None, None, []
+
+    def after_step(opt, *_):
+        nonlocal expected, live
+        live = {k: model.state_dict()[k].detach().clone() for k in float_keys}
+        if expected is None:  # the first update copies
+            expected = live
+        else:
+            decay = min(0.9, (1 + len(steps) + 1) / (10 + len(steps) + 1))
+            expected = {k: expected[k] + (1 - decay) * (live[k] - expected[k]) for k in live}
+        steps.append(1)
+
+    hook = register_optimizer_step_post_hook(after_step)  # every optimiser
+    try:
+        r = fit(model, (x, y), (xv, yv), cfg, CPU, seed_everything(0), progress=False)
+    finally:
+        hook.remove()
+    assert len(steps) == 4  # 60 images in batches of 16
+    kept = model.state_dict()
+    assert all(torch.allclose(kept[k], expected[k], atol=1e-6) for k in float_keys)
+    # ... which are not the live weights of the last step; its val accuracy is the one it was
+    # chosen by
+    assert not all(torch.allclose(kept[k], live[k], atol=1e-6) for k in float_keys)
+    acc = (predict(model, xv, CPU).argmax(1).numpy() == yv).mean()
+    assert acc == pytest.approx(r.best_val_accuracy)
 
 
 @pytest.mark.parametrize("opt,sched", [("sgd", "step"), ("adam", "cosine")])

@@ -30,6 +30,10 @@ class TrainConfig(Section):
         "learning-rate schedule: onecycle, cosine (per batch), step (x0.1 every third of the "
         "epochs) or none"))
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "model selection and the saved model use an exponential moving average of the weights, "
+        "updated after every step with decay min(ema_decay, (1 + step) / (10 + step)); 0 = "
+        "the live weights"))
     patience: NonNegativeInt = Field(3, description=(
         "early stopping: epochs without a better val accuracy; 0 = never stop early"))
     seed: Seed = Field(0, description="weight initialisation and batch order")
@@ -83,7 +87,8 @@ class TrainConfig(Section):
     per_model: dict[str, dict[str, Any]] = Field(default={
         "efficientnet_lite0": {"epochs": 5, "epoch_size": 1024, "batch_size": 32, "lr": 0.002,
                                "backbone_lr_mult": 0.5, "freeze_bn": True, "input_size": 40,
-                               "frozen_groups": 2, "cpu_bf16": False}}, description=(
+                               "frozen_groups": 3, "cpu_bf16": False, "ema_decay": 0.9}},
+        description=(
         "model name -> train fields that replace the ones above when that model trains (a "
         "pretrained network wants a lower rate and fewer, shorter epochs than one from "
         "scratch); any field but model, seed and per_model"))

@@ -3,7 +3,7 @@
 Data sets that fit in memory live as one uint8 tensor on the device and are cut into shuffled
 mini-batches by index (the plumbing is pipeline.core.batches, shared with the generators'
 loop). Early stopping and best-checkpoint selection look at validation accuracy (ties broken
-by validation loss).
+by validation loss), of the live weights or, with `ema_decay`, of their moving average.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthaug.pipeline.classifiers.config import TrainConfig
+from synthaug.pipeline.classifiers.averaging import WeightAverage
 from synthaug.pipeline.classifiers.optim import optimizer, scheduler
 from synthaug.pipeline.classifiers.use import Use
 from synthaug.pipeline.core.batches import (ShuffledStream, as_tensor, batches, gather, inference_batch,
@@ -105,6 +106,7 @@ class _Loop:
     batch_aug: object = None
     aug_gen: torch.Generator | None = None
     semi: object = None  # pipeline.classifiers.semi.FixMatch: unlabelled images in each step
+    average: WeightAverage | None = None  # ema_decay: the weights that are selected and kept
 
 
 def _loop(model: nn.Module, train, val, cfg: TrainConfig, device: torch.device,
@@ -143,6 +145,8 @@ def _loop(model: nn.Module, train, val, cfg: TrainConfig, device: torch.device,
         from synthaug.pipeline.classifiers.semi import FixMatch
 
         loop.semi = FixMatch(use.unlabelled, semi, device, generator, dist)
+    if cfg.ema_decay:
+        loop.average = WeightAverage(model, cfg.ema_decay)
     return loop
 
 
@@ -192,6 +196,8 @@ def _train_epoch(net: nn.Module, model: nn.Module, loop: _Loop, cfg: TrainConfig
             if loop.semi is not None:
                 loss = loss + loop.semi.loss(logits_u)
         _step(loop, loss * weight)
+        if loop.average is not None:
+            loop.average.update(model)
         n = len(yb) if weight else 0
         # sums stay on the device: no host sync per step
         run_loss += loss.detach().double() * n
@@ -206,6 +212,8 @@ def _train_epoch(net: nn.Module, model: nn.Module, loop: _Loop, cfg: TrainConfig
     if loop.sched_every == "epoch":
         loop.sched.step()
     broadcast_buffers(model, dist)  # BatchNorm statistics: rank 0's, on every rank
+    if loop.average is not None:
+        broadcast_buffers(loop.average.module, dist)
     train_loss, train_correct, seen = dist.sum(run_loss.item(), run_correct.item(), seen)
     if not math.isfinite(train_loss):  # once an epoch, on the sum: a NaN model is no result
         bad = int(first_bad.item())  # -1 here: another rank's loss went first
@@ -258,7 +266,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
                 net = torch.compile(net)
         train_loss, train_correct, seen = _train_epoch(net, model, loop, cfg, epoch, device,
                                                        augment, dist, progress)
-        val_loss, val_acc = evaluate_loss_acc(model, loop.xv, loop.yv, 1024, loop.criterion,
+        # the weights being selected: the live ones or their moving average
+        chosen = model if loop.average is None else loop.average.module
+        val_loss, val_acc = evaluate_loss_acc(chosen, loop.xv, loop.yv, 1024, loop.criterion,
                                               loop.dtype, cfg.channels_last, dist)
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_accuracy": train_correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"],
@@ -270,7 +280,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         improved = (val_acc, -val_loss) > (best[0], -best[1])
         if improved:
             best = (val_acc, val_loss)
-            result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_state = {k: v.detach().clone() for k, v in chosen.state_dict().items()}
             result.best_epoch, result.best_val_accuracy, stale = epoch, val_acc, 0
         else:
             stale += 1

@@ -10,8 +10,9 @@ when points train per k. The estimate prices each unit from measured speeds:
   (`paths.sweep/<model>/results.json`, `train_seconds` per point) where there is one; else
   per-fit constants measured on 2-core AMD EPYCs with AVX512-BF16 (2026-12-06,
   docs/results.md: cnn 2.4 s for 6 x 1,024 samples of 28 x 28 on a Zen 4, efficientnet_lite0
-  12.8 s for the study's 5 x 1,024 at input 40 with two block groups frozen on a Zen 5, one
-  thread each), scaled by the samples a fit draws and the pixels;
+  12.3 s for the study's 5 x 1,024 at input 40 with three block groups frozen and the weight
+  average on a Zen 5, 2026-12-07, one thread each), scaled by the samples a fit draws and the
+  pixels;
 - generator steps: ms per step of one uncontended thread at 28 x 28 (GAN 18.5, VAE 12,
   diffusion 7.9 with its autoencoder's steps), from the train_generator stage of a 32 x 32 RGB
   folder study on a 2-core AMD EPYC Zen 5 with AVX512-BF16 (2026-12-07: GAN 76 s for 2,400
@@ -37,7 +38,7 @@ from synthaug.pipeline.experiments.config import StudyConfig, SweepConfig
 
 REF_CPU = "2-core AMD EPYCs with AVX512-BF16 (Zen 4 and Zen 5, 2026-12-06, docs/results.md)"
 # seconds of one fit at the reference recipe: (seconds, samples drawn, image side) per model
-FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (12.8, 5 * 1024, 40)}
+FIT_SECONDS = {"cnn": (2.4, 6 * 1024, 28), "efficientnet_lite0": (12.3, 5 * 1024, 40)}
 FIT_FALLBACK = "cnn"  # models without a measurement are priced as the cnn
 STEP_MS = {"gan": 18.5, "vae": 12.0, "diffusion": 7.9}  # per optimiser step at 28 x 28
 OTHER_SECONDS = 60.0  # prepare, augment, judge, sample, quality, compose, report, DVC

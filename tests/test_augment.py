@@ -110,6 +110,31 @@ def prepared(tmp_path, run_cli, repo_root):
     return tmp_path
 
 
+FORK_AFTER_THREADS = """
+import numpy as np, torch
+torch.set_num_threads(2)
+a = torch.randn(512, 512)
+for _ in range(20):
+    a @ a  # the parent's OpenMP thread pool is in use, as after the classic choice's fits
+from synthaug.pipeline.augment.expand import expand
+images = np.random.default_rng(0).integers(0, 255, (70, 32, 32, 1), dtype=np.uint8)
+e = expand(images, np.zeros(70, dtype=np.int64), "randaugment", 4, 0, workers=2, progress=False)
+print("copies", len(e.images))
+"""
+
+
+def test_torchvision_policies_in_forked_workers_after_threaded_torch_work_finish():
+    """A forked worker that runs torch ops on the OpenMP pool its parent had in use hangs
+    (GNU OpenMP does not survive fork): RandAugment's workers run torch on one thread."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORK_AFTER_THREADS], capture_output=True,
+                          text=True, timeout=300)  # without one thread each: hangs forever
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "copies 280" in done.stdout
+
+
 def test_augment_stage_writes_provenance_and_preview(prepared, run_cli):
     r = run_cli(prepared, "augment", "-S", "prepare.source=digits", "-S", "augment.copies_per_image=2",
                 "-S", "augment.workers=2", "-S", "augment.pipeline=medium", "--no-progress")

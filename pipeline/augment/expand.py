@@ -54,7 +54,11 @@ def expand(images: np.ndarray, labels: np.ndarray, spec: str | list, copies: int
     cores; 1 = this process). The spec is validated here, before any work starts."""
     n, h, w, c = images.shape
     shape = (c, h, w)
-    build_augmenter(spec, shape)  # fail fast with the spec's own error, in this process
+    aug = build_augmenter(spec, shape)  # fail fast with the spec's own error, in this process
+    # torchvision policies (randaugment, trivialaugment) run torch ops: a forked worker runs
+    # them on one thread, else it can hang on the OpenMP thread pool the parent had in use
+    # (GNU OpenMP does not survive fork), as after the classic choice's fits
+    torch_ops = any(kind == "torchvision" for kind, _ in aug.steps)
     workers = workers or usable_cores()
     chunks = range((n + CHUNK - 1) // CHUNK)
     out = np.empty((n * copies, h, w, c), dtype=np.uint8)
@@ -65,7 +69,7 @@ def expand(images: np.ndarray, labels: np.ndarray, spec: str | list, copies: int
     args = (images, spec, shape, copies, seed)
     try:  # the one worker pool: forked one-thread processes share `images` for free
         for chunk, (part, piece) in imap(_chunk_state, args, _run_chunk, list(chunks), workers,
-                                         threads=1, torch_threads=False):
+                                         threads=1, torch_threads=torch_ops):
             start = chunk * CHUNK * copies
             out[start:start + len(part)] = part
             seeds[start:start + len(part)] = piece

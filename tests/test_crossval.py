@@ -142,6 +142,31 @@ def test_holdout_on_larger_data_trains_nothing_and_says_why(small_folder, run_cl
         crossval.section(rec, [], set()))
 
 
+def test_models_that_agree_on_every_test_image_are_not_a_decided_zero():
+    """Two models that predict alike in every unit differ by exactly 0 with no spread: the
+    t-test's MDE would read 0 and call it decided. The bound is what 200 agreeing images can
+    rule out: 1 - 0.05 ** (1 / 200), 1.5 points, so the row stays undecided."""
+    from synthaug.pipeline.report import crossval
+
+    rng = np.random.default_rng(0)
+    units, rows = [], []
+    for fold in range(5):
+        labels = rng.integers(0, 2, 40)
+        pred = labels.copy()
+        pred[:fold % 3] ^= 1  # a few misses, the same for both models
+        units.append({"repeat": 0, "fold": fold, "labels": labels.tolist()})
+        for variant in ("real", "real+classic"):
+            rows.append({"variant": variant, "model": "cnn", "repeat": 0, "fold": fold,
+                         "pred": pred.tolist(), "accuracy": float(np.mean(pred == labels)),
+                         "macro_f1": 0.9})
+    rec = {"units": units, "rows": rows, "folds": 5, "repeats": 1, "labelled": 200,
+           "variants": ["real", "real+classic"], "models": ["cnn"], "train_images": 160}
+    vs = crossval.summarise(rec)[1]["vs_real"]
+    assert vs["mean_diff"] == 0 and not vs["decided"]
+    assert vs["mde"] == pytest.approx(1 - 0.05 ** (1 / 200))
+    assert crossval.verdict(vs) == "not decided by this data (MDE 1.5 points)"
+
+
 def test_an_undecided_row_says_what_would_decide_it():
     from synthaug.pipeline.report.crossval import decide_text
 

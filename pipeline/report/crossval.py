@@ -66,8 +66,25 @@ def summarise(record: dict) -> list[dict]:
                                   **power_entry(t)}
                 row["images"] = _per_image([mine[u] for u in units], [base[u] for u in units],
                                            [truth[u] for u in units])
+                if t.sd_diff == 0:  # every unit the same difference: no spread to test with
+                    row["vs_real"].update(agreement_bound(row["images"]))
             out.append(row)
     return out
+
+
+def agreement_bound(images: dict, level: float = 0.95) -> dict:
+    """For a comparison whose units all differ by the same amount (often 0: the two models
+    predict alike), the t-test has no spread to go on and its MDE would read 0. The MDE is
+    then the one-sided `level` upper bound (Clopper-Pearson) on the share of test images on
+    which the two models differ, at the images tested: no difference larger than that is
+    ruled out. Decided only when that bound is at most SMALL_EFFECT."""
+    from scipy import stats
+
+    from synthaug.pipeline.report.study import SMALL_EFFECT
+
+    differ, tested = images["wins"] + images["losses"], images["tested"]
+    bound = 1.0 if differ >= tested else float(stats.beta.ppf(level, differ + 1, tested - differ))
+    return {"mde": bound, "decided": bound <= SMALL_EFFECT, "seeds_needed": None}
 
 
 def _per_image(rows: list[dict], base: list[dict], truth: list[np.ndarray]) -> dict:
@@ -145,9 +162,11 @@ def section(record: dict | None, rows: list[dict], drawn: set) -> list[str]:
               "split), then tested once on its fold, with its own seed. *vs real* pairs each "
               "unit with real-only's on the same test images; its 95% CI and p are the "
               "corrected repeated k-fold t-test (Nadeau and Bengio 2003: variance x (1/units "
-              f"+ 1/(folds - 1))), the MDE the same test's at 80% power. *Images won / lost*: "
-              "test images (per repeat) the variant gets right where real-only does not, and "
-              "the reverse."), "", table(rows, record), ""]
+              f"+ 1/(folds - 1))), the MDE the same test's at 80% power (where every unit "
+              "differs by the same amount the test has no spread: the MDE is then the 95% "
+              "upper bound on the share of test images the two models disagree on). *Images "
+              "won / lost*: test images (per repeat) the variant gets right where real-only "
+              "does not, and the reverse."), "", table(rows, record), ""]
     if "crossval.png" in drawn:
         parts += ["![cross-validated difference to real-only](figures/crossval.png)", ""]
     undecided = [r for r in rows if "vs_real" in r and not r["vs_real"]["decided"]]

@@ -17,6 +17,11 @@ def test_mean_ci_matches_the_t_formula():
     assert (s.low, s.high) == (pytest.approx(0.92 - half), pytest.approx(0.92 + half))
     one = mean_ci([0.5])
     assert (one.n, one.low, one.high) == (1, 0.5, 0.5)
+    # accuracies near 100%: the t-interval would pass 1.0; clipped to what an accuracy can be
+    wide = mean_ci([1.0, 1.0, 0.975])
+    assert wide.high > 1.0
+    near = mean_ci([1.0, 1.0, 0.975], within=(0.0, 1.0))
+    assert near.high == 1.0 and near.low == pytest.approx(wide.low) and near.mean == wide.mean
 
 
 def test_paired_test_against_a_hand_computation():

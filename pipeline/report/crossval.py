@@ -54,7 +54,7 @@ def summarise(record: dict) -> list[dict]:
                 continue
             units = sorted(mine)
             acc = [mine[u]["accuracy"] for u in units]
-            m = mean_ci(acc)
+            m = mean_ci(acc, within=(0.0, 1.0))
             row = {"variant": variant, "model": model, "seeds": units, "values": acc,
                    "mean": m.mean, "low": m.low, "high": m.high, "std": m.std,
                    "macro_f1": float(np.mean([mine[u]["macro_f1"] for u in units]))}

@@ -28,7 +28,7 @@ def summarise(s: Study) -> list[dict]:
                 continue
             acc = [s.cells[(variant, model, sd)]["accuracy"] for sd in seeds]
             f1 = [s.cells[(variant, model, sd)]["macro_f1"] for sd in seeds]
-            m = mean_ci(acc)
+            m = mean_ci(acc, within=(0.0, 1.0))
             row = {"variant": variant, "model": model, "seeds": seeds, "values": acc,
                    "mean": m.mean, "low": m.low, "high": m.high, "std": m.std,
                    "macro_f1": mean_ci(f1).mean}

@@ -54,7 +54,7 @@ def summary(by_seed: dict):
     """mean_ci of a point's accuracies over its seeds."""
     from synthaug.pipeline.stats.paired import mean_ci
 
-    return mean_ci([v[0] for v in by_seed.values()])
+    return mean_ci([v[0] for v in by_seed.values()], within=(0.0, 1.0))
 
 
 def results(sweeps: dict) -> dict:

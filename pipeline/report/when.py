@@ -48,7 +48,7 @@ def compare(by_line: dict) -> dict[str, dict[int, dict]]:
     real, out = by_line.get(BASELINE, {}), {}
     for name, pts in by_line.items():
         for k, by_seed in pts.items():
-            m = mean_ci(list(by_seed.values()))
+            m = mean_ci(list(by_seed.values()), within=(0.0, 1.0))
             entry = {"mean": m.mean, "low": m.low, "high": m.high, "n": m.n,
                      "values": list(by_seed.values())}
             shared = sorted(set(by_seed) & set(real.get(k, {}))) if name != BASELINE else []

@@ -29,7 +29,9 @@ class Summary:
     std: float
 
 
-def mean_ci(values, level: float = 0.95) -> Summary:
+def mean_ci(values, level: float = 0.95, within: tuple[float, float] | None = None) -> Summary:
+    """Mean and t-based `level` interval; `within` (accuracies: (0, 1)) clips the interval
+    to the values' possible range."""
     from scipy import stats
 
     x = np.asarray(values, dtype=float)
@@ -41,7 +43,10 @@ def mean_ci(values, level: float = 0.95) -> Summary:
         return Summary(1, mean, mean, mean, 0.0)
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
-    return Summary(n, mean, mean - half, mean + half, std)
+    low, high = mean - half, mean + half
+    if within is not None:
+        low, high = max(low, within[0]), min(high, within[1])
+    return Summary(n, mean, low, high, std)
 
 
 @dataclass

@@ -88,7 +88,7 @@ def make_plan(study: StudyConfig, sweep: SweepConfig, compose: ComposeConfig,
     counts (None: unknown, then no sweep point is taken as skipped); `augment`: with
     `pipeline: auto`, one fit per candidate and seed (pipeline.experiments.classic_choice);
     `when_steps`: generator tag ("", "unlabelled", "pretrain") -> family -> the steps a when
-    point trains it for (TrainGeneratorConfig.when_config; missing: `families`)."""
+    point trains it for (generators.pretrain_config.when_family; missing: `families`)."""
     def seeds_at(s: SweepConfig, k: int) -> list[int]:  # as sweep.seeds_at (that module loads torch)
         return s.low_data_seeds if k <= s.low_data_k else s.seeds
 
